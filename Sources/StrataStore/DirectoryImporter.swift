@@ -1,0 +1,167 @@
+import Dispatch
+import Synchronization
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct IngestStatistics: Sendable {
+    public var files = 0
+    public var directories = 0
+    public var otherEntries = 0
+    public var bytes: UInt64 = 0
+    /// Files whose digest came from the stat cache, not from reading them.
+    public var cachedFiles = 0
+}
+
+/// Builds a tree from a directory on disk: walks it on one thread, then hashes and stores the regular
+/// files on every core.
+public enum DirectoryImporter {
+    public static func importTree(at path: String, into batch: ObjectStore.Batch, statCache: inout StatCache?) throws
+        -> (root: TreeEntry, statistics: IngestStatistics)
+    {
+        let builder = TreeBuilder(source: path)
+        var walk = Walk(builder: builder)
+        let rootStat = try lstatOrThrow(path)
+        guard (rootStat.st_mode & S_IFMT) == S_IFDIR else { throw StoreError("\(path): not a directory") }
+        try builder.insert(try entry(for: rootStat, name: ".", path: path), at: [])
+        try walk.directory(path, components: [])
+
+        var statistics = walk.statistics
+        var pending: [(node: TreeBuilder.Node, path: String, stat: stat)] = []
+        for file in walk.files {
+            if let digest = statCache?.digest(for: file.stat), batch.has(digest) {
+                file.node.entry.digest = digest
+                statistics.cachedFiles += 1
+            } else {
+                pending.append(file)
+            }
+        }
+        let digests = try hashFiles(pending.map(\.path), into: batch)
+        for (index, file) in pending.enumerated() {
+            file.node.entry.digest = digests[index]
+            statCache?.record(file.stat, digest: digests[index])
+        }
+        return (try builder.store(into: batch), statistics)
+    }
+
+    /// Hashes and stores files on all cores; each worker reuses one buffer.
+    static func hashFiles(_ paths: [String], into batch: ObjectStore.Batch) throws -> [Digest] {
+        if paths.isEmpty { return [] }
+        let results = Mutex<[Int: Result<Digest, Error>]>([:])
+        let next = Atomic<Int>(0)
+        let workers = min(max(ProcessInfo.processInfo.activeProcessorCount, 1) * 2, paths.count)
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+            defer { buffer.deallocate() }
+            var local: [Int: Result<Digest, Error>] = [:]
+            while true {
+                let index = next.add(1, ordering: .relaxed).oldValue
+                if index >= paths.count { break }
+                local[index] = Result {
+                    let fd = try FileDescriptor.open(paths[index], O_RDONLY | O_NOFOLLOW)
+                    return try batch.putFile(fd, buffer: buffer).0
+                }
+            }
+            results.withLock { $0.merge(local) { a, _ in a } }
+        }
+        let all = results.withLock { $0 }
+        return try (0..<paths.count).map { try all[$0]!.get() }
+    }
+
+    private struct Walk {
+        let builder: TreeBuilder
+        var files: [(node: TreeBuilder.Node, path: String, stat: stat)] = []
+        var statistics = IngestStatistics()
+        var inodes: [TreeBuilder.InodeKey: Int] = [:]
+
+        mutating func directory(_ path: String, components: [String]) throws {
+            guard let handle = opendir(path) else { throw SystemError("opendir", path) }
+            defer { closedir(handle) }
+            var children: [(name: String, path: String)] = []
+            while true {
+                errno = 0
+                guard let dirent = readdir(handle) else {
+                    if errno != 0 { throw SystemError("readdir", path) }
+                    break
+                }
+                let name = try withUnsafeBytes(of: dirent.pointee.d_name) { raw -> String? in
+                    let bytes = UnsafeRawBufferPointer(rebasing: raw[..<(raw.firstIndex(of: 0) ?? raw.count)])
+                    if bytes.count == 1 && bytes[0] == UInt8(ascii: ".") { return nil }
+                    if bytes.count == 2 && bytes[0] == UInt8(ascii: ".") && bytes[1] == UInt8(ascii: ".") { return nil }
+                    guard let name = String(validating: bytes, as: UTF8.self) else {
+                        throw StoreError("\(path): an entry's name is not valid UTF-8, which Strata manifests require")
+                    }
+                    return name
+                }
+                if let name { children.append((name, path + "/" + name)) }
+            }
+            for child in children {
+                let st = try lstatOrThrow(child.path)
+                let entry = try DirectoryImporter.entry(for: st, name: child.name, path: child.path)
+                let childComponents = components + [child.name]
+                let node = try builder.insert(entry, at: childComponents)
+                if entry.kind != .directory && st.st_nlink > 1 {
+                    builder.setLinkKey(node, inode: TreeBuilder.InodeKey(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)), keys: &inodes)
+                }
+                switch entry.kind {
+                case .directory:
+                    statistics.directories += 1
+                    try directory(child.path, components: childComponents)
+                case .regular:
+                    statistics.files += 1
+                    statistics.bytes += UInt64(st.st_size)
+                    files.append((node, child.path, st))
+                default:
+                    statistics.otherEntries += 1
+                }
+            }
+        }
+    }
+
+    static func lstatOrThrow(_ path: String) throws -> stat {
+        var st = stat()
+        _ = try sys("lstat", path) { lstat(path, &st) }
+        return st
+    }
+
+    /// The entry for a file on disk, without its content digest.
+    static func entry(for st: stat, name: String, path: String) throws -> TreeEntry {
+        guard let kind = EntryKind(fileTypeBits: st.st_mode) else { throw StoreError("\(path): unknown file type") }
+        var entry = TreeEntry(name: name, kind: kind, mode: st.st_mode, uid: st.st_uid, gid: st.st_gid, mtime: Timestamp(st.st_mtim),
+                              xattrs: try ExtendedAttributes.list(path))
+        switch kind {
+        case .regular: entry.size = UInt64(st.st_size)
+        case .symlink: entry.target = try readLink(path, size: Int(st.st_size))
+        case .characterDevice, .blockDevice: entry.device = UInt64(st.st_rdev)
+        default: break
+        }
+        return entry
+    }
+
+    static func readLink(_ path: String, size: Int) throws -> String {
+        var buffer = [UInt8](repeating: 0, count: max(size, 255) + 1)
+        let length = try sys("readlink", path) { readlink(path, &buffer, buffer.count) }
+        guard let target = String(validating: buffer[..<length], as: UTF8.self) else {
+            throw StoreError("\(path): symlink target is not valid UTF-8")
+        }
+        return target
+    }
+}
+
+extension TreeBuilder {
+    struct InodeKey: Hashable {
+        var device: UInt64
+        var inode: UInt64
+    }
+
+    func setLinkKey(_ node: Node, inode: InodeKey, keys: inout [InodeKey: Int]) {
+        if let key = keys[inode] {
+            node.linkKey = key
+        } else {
+            let key = keys.count + 1
+            keys[inode] = key
+            node.linkKey = key
+        }
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An owned file descriptor, closed when the value goes away.
+public struct FileDescriptor: ~Copyable {
+    public let raw: Int32
+    public let path: String
+
+    public init(raw: Int32, path: String) {
+        self.raw = raw
+        self.path = path
+    }
+
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644, relativeTo directory: Int32 = AT_FDCWD) throws -> FileDescriptor {
+        let fd = try sys("open", path) { Glibc.openat(directory, path, flags | O_CLOEXEC, mode) }
+        return FileDescriptor(raw: fd, path: path)
+    }
+
+    deinit { Glibc.close(raw) }
+
+    public func sync() throws { _ = try sys("fsync", path) { fsync(raw) } }
+
+    public func stat() throws -> stat {
+        var st = Glibc.stat()
+        _ = try sys("fstat", path) { fstat(raw, &st) }
+        return st
+    }
+
+    /// Reads up to `buffer.count` bytes; 0 at end of file.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try sys("read", path) { Glibc.read(raw, buffer.baseAddress, buffer.count) }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            offset += try sys("write", path) { Glibc.write(raw, bytes.baseAddress! + offset, bytes.count - offset) }
+        }
+    }
+
+    public func readAll() throws -> [UInt8] {
+        let size = Int(try stat().st_size)
+        var out = [UInt8](repeating: 0, count: size)
+        var filled = 0
+        try out.withUnsafeMutableBytes { buffer in
+            while filled < size {
+                let n = try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]))
+                if n == 0 { break }
+                filled += n
+            }
+        }
+        if filled < size { out.removeLast(size - filled) }
+        return out
+    }
+}
+
+/// Atomic replacement of small files (indexes, LDFs, configuration, refs):
+/// write a temporary file beside the target, fsync it, rename it over the target, fsync the directory.
+public enum AtomicFile {
+    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        let temporary = "\(directory.isEmpty ? "." : directory)/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        do {
+            let fd = try FileDescriptor.open(temporary, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
+            try bytes.withUnsafeBytes { try fd.write($0) }
+            _ = try sys("fchmod", temporary) { fchmod(fd.raw, mode) }
+            try fd.sync()
+            _ = try sys("rename", path) { rename(temporary, path) }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        try syncDirectory(directory.isEmpty ? "." : directory)
+    }
+
+    public static func write(_ text: String, to path: String, mode: mode_t = 0o644) throws {
+        try write(Array(text.utf8), to: path, mode: mode)
+    }
+
+    public static func syncDirectory(_ path: String) throws {
+        let fd = try FileDescriptor.open(path, O_RDONLY | O_DIRECTORY)
+        try fd.sync()
+    }
+}
+
+/// Creates a directory and its parents; existing directories are fine.
+public func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
+    if mkdir(path, mode) == 0 || errno == EEXIST { return }
+    guard errno == ENOENT else { throw SystemError("mkdir", path) }
+    let parent = (path as NSString).deletingLastPathComponent
+    if parent.isEmpty || parent == path { throw SystemError("mkdir", path) }
+    try makeDirectories(parent, mode: mode)
+    if mkdir(path, mode) != 0 && errno != EEXIST { throw SystemError("mkdir", path) }
+}
+
+/// Removes a file or a directory tree; a missing path is fine.
+public func removeTree(_ path: String) throws {
+    var st = stat()
+    if lstat(path, &st) != 0 {
+        if errno == ENOENT { return }
+        throw SystemError("lstat", path)
+    }
+    if (st.st_mode & S_IFMT) == S_IFDIR {
+        if (st.st_mode & 0o700) != 0o700 { chmod(path, st.st_mode | 0o700) }
+        for name in try FileManager.default.contentsOfDirectory(atPath: path) {
+            try removeTree(path + "/" + name)
+        }
+        _ = try sys("rmdir", path) { rmdir(path) }
+    } else {
+        _ = try sys("unlink", path) { unlink(path) }
+    }
+}

@@ -1,0 +1,209 @@
+import Foundation
+import Synchronization
+import CLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The content-addressed store: immutable objects named by their SHA-256, as loose files under
+/// `objects/sha256/ab/cdef…`. Blobs are file contents stored raw, so the daemon can serve them
+/// straight from the file; manifests are objects too.
+///
+/// Writes go through a `Batch`: each object is written to a staging directory under `tmp/`, and
+/// `commit()` makes the whole batch durable with one `syncfs` before renaming the objects into place
+/// and fsyncing the fan-out directories. An object therefore appears under its name only once its
+/// bytes are on disk, at one sync per batch instead of one per object; a process killed mid-batch
+/// leaves only a staging directory, which the next `open` of the store removes.
+public final class ObjectStore: Sendable {
+    public let root: String
+    public let objectsPath: String
+    let temporaryPath: String
+
+    /// Opens the store at `root` (the directory holding `objects/`), creating its layout if asked.
+    public init(root: String, create: Bool = false) throws {
+        self.root = root
+        objectsPath = root + "/objects/sha256"
+        temporaryPath = root + "/tmp"
+        if create {
+            try makeDirectories(objectsPath)
+            try makeDirectories(temporaryPath)
+        }
+        var st = stat()
+        guard stat(objectsPath, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw StoreError("\(root): not an object store (no objects/sha256 directory)")
+        }
+        removeAbandonedStaging()
+    }
+
+    public func path(of digest: Digest) -> String {
+        let hex = digest.hex
+        return "\(objectsPath)/\(hex.prefix(2))/\(hex.dropFirst(2))"
+    }
+
+    public func has(_ digest: Digest) -> Bool {
+        access(path(of: digest), F_OK) == 0
+    }
+
+    /// Reads a whole object without verifying it (local serving trusts the store).
+    public func read(_ digest: Digest) throws -> [UInt8] {
+        do {
+            return try FileDescriptor.open(path(of: digest), O_RDONLY).readAll()
+        } catch let error as SystemError where error.errno == ENOENT {
+            throw StoreError("object \(digest) is missing from \(root)")
+        }
+    }
+
+    /// Reads an object and checks its digest, for data that crosses a trust boundary.
+    public func readVerified(_ digest: Digest) throws -> [UInt8] {
+        let bytes = try read(digest)
+        guard SHA256.hash(bytes) == digest else { throw StoreError("object \(digest) in \(root) is corrupt: its content hashes differently") }
+        return bytes
+    }
+
+    public func open(_ digest: Digest) throws -> FileDescriptor {
+        try FileDescriptor.open(path(of: digest), O_RDONLY)
+    }
+
+    /// Every object present, by walking the fan-out directories.
+    public func allObjects() throws -> [Digest] {
+        var result: [Digest] = []
+        for fan in try FileManager.default.contentsOfDirectory(atPath: objectsPath) where fan.utf8.count == 2 {
+            for rest in try FileManager.default.contentsOfDirectory(atPath: objectsPath + "/" + fan) {
+                if let digest = Digest(fan + rest) { result.append(digest) }
+            }
+        }
+        return result
+    }
+
+    /// Stores one object durably on its own (a batch of one).
+    @discardableResult
+    public func put(_ bytes: [UInt8]) throws -> Digest {
+        let batch = try Batch(store: self)
+        let digest = try batch.put(bytes)
+        try batch.commit()
+        return digest
+    }
+
+    public func beginBatch() throws -> Batch { try Batch(store: self) }
+
+    /// Removes staging directories left by processes that no longer exist.
+    private func removeAbandonedStaging() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: temporaryPath) else { return }
+        for name in names where name.hasPrefix("stage-") {
+            let fields = name.split(separator: "-")
+            guard fields.count >= 3, let pid = Int32(fields[1]) else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                try? removeTree(temporaryPath + "/" + name)
+            }
+        }
+    }
+
+    /// Removes an object (garbage collection and repair only: objects are otherwise never modified).
+    public func remove(_ digest: Digest) throws {
+        _ = try sys("unlink", path(of: digest)) { unlink(path(of: digest)) }
+    }
+
+    /// A set of objects written together and made durable by one `commit()`.
+    /// Safe to use from several threads at once; objects already in the store are not written again.
+    public final class Batch: Sendable {
+        public let store: ObjectStore
+        let stagingPath: String
+        private let staged = Mutex<Set<Digest>>([])
+        private let committed = Atomic<Bool>(false)
+
+        init(store: ObjectStore) throws {
+            self.store = store
+            stagingPath = "\(store.temporaryPath)/stage-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+            _ = try sys("mkdir", stagingPath) { mkdir(stagingPath, 0o700) }
+        }
+
+        deinit {
+            if !committed.load(ordering: .relaxed) { try? removeTree(stagingPath) }
+        }
+
+        public func has(_ digest: Digest) -> Bool {
+            staged.withLock { $0.contains(digest) } || store.has(digest)
+        }
+
+        @discardableResult
+        public func put(_ bytes: [UInt8]) throws -> Digest {
+            let digest = SHA256.hash(bytes)
+            if has(digest) { return digest }
+            let temporary = try temporaryFile()
+            try bytes.withUnsafeBytes { try temporary.descriptor.write($0) }
+            try adopt(temporary, as: digest)
+            return digest
+        }
+
+        /// A fresh file in the staging directory for a streaming writer.
+        public func temporaryFile() throws -> StagedFile {
+            let path = "\(stagingPath)/tmp-\(UInt64.random(in: 0...UInt64.max))"
+            return StagedFile(path: path, descriptor: try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o444))
+        }
+
+        /// Names a finished staged file by its digest, or drops it when the object exists already.
+        public func adopt(_ file: consuming StagedFile, as digest: Digest) throws {
+            let path = file.path
+            let isNew = staged.withLock { $0.insert(digest).inserted }
+            if !isNew || store.has(digest) {
+                unlink(path)
+                return
+            }
+            _ = try sys("rename", path) { rename(path, "\(stagingPath)/\(digest.hex)") }
+        }
+
+        /// Copies a file into the batch while hashing it, with a caller-provided buffer.
+        public func putFile(_ source: borrowing FileDescriptor, buffer: UnsafeMutableRawBufferPointer) throws -> (Digest, size: UInt64) {
+            try putStream(buffer: buffer) { try source.read(into: $0) }
+        }
+
+        /// Stores what `read` yields until it returns 0, hashing as it goes.
+        public func putStream(buffer: UnsafeMutableRawBufferPointer, read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> (Digest, size: UInt64) {
+            var hasher = SHA256()
+            let temporary = try temporaryFile()
+            var size: UInt64 = 0
+            while true {
+                let n = try read(buffer)
+                if n == 0 { break }
+                let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<n])
+                hasher.update(chunk)
+                try temporary.descriptor.write(chunk)
+                size += UInt64(n)
+            }
+            let digest = hasher.finalize()
+            try adopt(temporary, as: digest)
+            return (digest, size)
+        }
+
+        /// Makes every staged object durable, then moves it into place.
+        public func commit() throws {
+            let digests = staged.withLock { Array($0) }
+            if !digests.isEmpty {
+                let directory = try FileDescriptor.open(stagingPath, O_RDONLY | O_DIRECTORY)
+                _ = try sys("syncfs", stagingPath) { syncfs(directory.raw) }
+            }
+            var touched = Set<String>()
+            for digest in digests {
+                let staging = "\(stagingPath)/\(digest.hex)"
+                let final = store.path(of: digest)
+                let fan = (final as NSString).deletingLastPathComponent
+                if rename(staging, final) != 0 {
+                    guard errno == ENOENT else { throw SystemError("rename", final) }
+                    try makeDirectories(fan)
+                    _ = try sys("rename", final) { rename(staging, final) }
+                }
+                touched.insert(fan)
+            }
+            for fan in touched { try AtomicFile.syncDirectory(fan) }
+            committed.store(true, ordering: .relaxed)
+            try removeTree(stagingPath)
+            staged.withLock { $0.removeAll() }
+        }
+    }
+}
+
+/// A file being written into a batch's staging directory.
+public struct StagedFile: ~Copyable {
+    public let path: String
+    public let descriptor: FileDescriptor
+}
