@@ -33,11 +33,8 @@ public final class ArchiveReader {
         handle = archive_read_new()
         archive_read_support_filter_all(handle)
         archive_read_support_format_all(handle)
-        if archive_read_open_filename(handle, path, 1 << 16) != ARCHIVE_OK {
-            let error = failure("cannot open")
-            archive_read_free(handle)
-            throw error
-        }
+        // A throwing initializer of a fully initialized class still runs deinit, which frees the handle.
+        if archive_read_open_filename(handle, path, 1 << 16) != ARCHIVE_OK { throw failure("cannot open") }
     }
 
     public init(bytes: [UInt8], name: String) throws {
@@ -48,12 +45,7 @@ public final class ArchiveReader {
         handle = archive_read_new()
         archive_read_support_filter_all(handle)
         archive_read_support_format_all(handle)
-        if archive_read_open_memory(handle, copy.baseAddress, bytes.count) != ARCHIVE_OK {
-            let error = failure("cannot open")
-            archive_read_free(handle)
-            copy.deallocate()
-            throw error
-        }
+        if archive_read_open_memory(handle, copy.baseAddress, bytes.count) != ARCHIVE_OK { throw failure("cannot open") }
     }
 
     deinit {

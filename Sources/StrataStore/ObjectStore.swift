@@ -144,8 +144,7 @@ public final class ObjectStore: Sendable {
         /// Names a finished staged file by its digest, or drops it when the object exists already.
         public func adopt(_ file: consuming StagedFile, as digest: Digest) throws {
             let path = file.path
-            let isNew = staged.withLock { $0.insert(digest).inserted }
-            if !isNew || store.has(digest) {
+            if store.has(digest) || !staged.withLock({ $0.insert(digest).inserted }) {
                 unlink(path)
                 return
             }
