@@ -12,6 +12,8 @@ public struct IngestStatistics: Sendable {
     public var bytes: UInt64 = 0
     /// Files whose digest came from the stat cache, not from reading them.
     public var cachedFiles = 0
+
+    public init() {}
 }
 
 /// Builds a tree from a directory on disk: walks it on one thread, then hashes and stores the regular

@@ -67,6 +67,12 @@ public final class TreeBuilder {
         return node
     }
 
+    /// Adds a regular file with the given contents, stored into `batch`.
+    public func addFile(at path: [String], contents: [UInt8], mode: UInt32, into batch: ObjectStore.Batch) throws {
+        let digest = try batch.put(contents)
+        try insert(TreeEntry(name: path.last ?? "", kind: .regular, mode: mode, size: UInt64(contents.count), digest: digest), at: path)
+    }
+
     /// Adds a hard link at `path` to the existing non-directory at `target`.
     public func link(_ path: [String], to target: [String]) throws {
         guard let existing = try lookup(target), existing.entry.kind != .directory else {

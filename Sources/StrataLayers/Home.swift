@@ -1,0 +1,73 @@
+import Foundation
+import StrataStore
+
+/// The Strata home (`$STRATA_HOME`, default `/var/lib/strata`): the configuration naming repositories,
+/// the state of every VLFS, and the catalog.
+public struct StrataHome: Sendable {
+    public let path: String
+
+    public static let defaultPath = "/var/lib/strata"
+
+    /// `explicit` (from `--home`) wins over `$STRATA_HOME`, which wins over the default.
+    public init(explicit: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        path = explicit ?? environment["STRATA_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.defaultPath
+    }
+
+    public var repositoriesFile: String { path + "/repositories" }
+
+    /// Repository names and locations, from `repositories`: one `NAME LOCATION` a line, `#` comments.
+    public func repositories() throws -> [(name: String, location: String)] {
+        guard FileManager.default.fileExists(atPath: repositoriesFile) else { return [] }
+        let text = try String(contentsOfFile: repositoriesFile, encoding: .utf8)
+        var result: [(String, String)] = []
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let fields = line.split(whereSeparator: \.isWhitespace).map(String.init)
+            if fields.isEmpty { continue }
+            guard fields.count == 2 else {
+                throw ParseError(file: repositoriesFile, line: index + 1, message: "expected 'NAME LOCATION', found '\(raw)'")
+            }
+            try Self.checkName(fields[0], file: repositoriesFile, line: index + 1)
+            result.append((fields[0], fields[1]))
+        }
+        return result
+    }
+
+    public static func checkName(_ name: String, file: String = "command line", line: Int? = nil) throws {
+        let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_."))
+        guard !name.isEmpty, name.unicodeScalars.allSatisfy(allowed.contains), name.first!.isLetter || name.first!.isNumber else {
+            throw ParseError(file: file, line: line, message: "invalid repository name '\(name)' (letters, digits, '-', '_' and '.')")
+        }
+    }
+
+    /// Adds or replaces a repository name, rewriting the file atomically and keeping its comments.
+    public func addRepository(name: String, location: String) throws {
+        try Self.checkName(name)
+        let existing = try repositories()
+        try makeDirectories(path)
+        var lines = FileManager.default.fileExists(atPath: repositoriesFile)
+            ? try String(contentsOfFile: repositoriesFile, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            : ["# Strata repositories: NAME LOCATION (a path, an http(s):// URL, or 'debian')"]
+        if lines.last == "" { lines.removeLast() }
+        let entry = "\(name) \(location)"
+        if existing.contains(where: { $0.name == name }) {
+            lines = lines.map { line in line.split(whereSeparator: \.isWhitespace).first.map(String.init) == name ? entry : line }
+        } else {
+            lines.append(entry)
+        }
+        try AtomicFile.write(lines.joined(separator: "\n") + "\n", to: repositoriesFile)
+    }
+
+    /// The location of a repository given by name or path: a name in `repositories` first, then a path.
+    public func location(of repository: String) throws -> String {
+        if let match = try repositories().first(where: { $0.name == repository }) { return match.location }
+        if repository.contains("/") || FileManager.default.fileExists(atPath: repository) { return repository }
+        throw LayerError("unknown repository '\(repository)': not a path, and not named in \(repositoriesFile)")
+    }
+}
+
+/// An error about layers or repositories, in words that name the layer, file or repository.
+public struct LayerError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import StrataLayers
+import StrataStore
+
+@main
+struct Strata: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Layered union filesystems from a content-addressed layer repository.",
+        subcommands: [RepoCommand.self, LayerCommand.self, LDFCommand.self, Fsck.self])
+}
+
+/// Options every verb takes.
+struct HomeOptions: ParsableArguments {
+    @Option(help: "The Strata home (default: $STRATA_HOME, else /var/lib/strata).")
+    var home: String?
+
+    var strataHome: StrataHome { StrataHome(explicit: home) }
+
+    /// Opens a repository given by name (in the home's configuration) or by path.
+    func repository(_ nameOrPath: String) throws -> Repository {
+        try Repository(at: try strataHome.location(of: nameOrPath))
+    }
+}
+
+/// Shows progress on stderr when it is a terminal, one rewritten line.
+struct Progress {
+    let enabled = isatty(STDERR_FILENO) != 0
+
+    func show(_ text: String) {
+        guard enabled else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
+    }
+
+    func finish() {
+        guard enabled else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
