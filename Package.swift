@@ -27,8 +27,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore"]),
-        .testTarget(name: "StrataLayersTests", dependencies: ["StrataLayers"]),
-        .testTarget(name: "StrataCLITests", dependencies: ["StrataStore", "StrataLayers"]),
+        // Helpers shared by the test targets: scratch directories, shell commands, tree comparison.
+        .target(name: "StrataTestSupport", dependencies: ["StrataStore"]),
+        .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", "StrataTestSupport"]),
+        .testTarget(name: "StrataLayersTests", dependencies: ["StrataLayers", "StrataTestSupport"]),
+        .testTarget(name: "StrataCLITests", dependencies: ["StrataStore", "StrataLayers", "StrataTestSupport"]),
     ]
 )

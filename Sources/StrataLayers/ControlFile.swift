@@ -7,11 +7,6 @@ public struct ControlStanza: Sendable {
     /// The line the stanza starts on.
     public var line: Int
 
-    public init(fields: [(name: String, value: String, line: Int)], line: Int) {
-        self.fields = fields
-        self.line = line
-    }
-
     /// The value of a field, its name compared case-insensitively.
     public subscript(_ name: String) -> String? {
         fields.first { $0.name.lowercased() == name.lowercased() }?.value
@@ -32,7 +27,7 @@ public enum ControlFile {
         var pending: [String] = []
 
         func finishField() {
-            guard !pending.isEmpty, current != nil, let last = current?.fields.indices.last else { return }
+            guard !pending.isEmpty, let last = current?.fields.indices.last else { return }
             current!.fields[last].value += "\n" + pending.joined(separator: "\n")
             pending = []
         }
@@ -53,7 +48,7 @@ public enum ControlFile {
                 guard current != nil else {
                     throw ParseError(file: file, line: number, message: "continuation line before any field")
                 }
-                let text = trimmingTrailingBlanks(line.dropFirst())
+                let text = line.dropFirst().droppingTrailing(while: \.isBlank)
                 pending.append(text == "." ? "" : String(text))
                 continue
             }
@@ -69,7 +64,7 @@ public enum ControlFile {
                 throw ParseError(file: file, line: number,
                                  message: "duplicate field '\(name)' (first on line \(first))")
             }
-            let value = trimmingTrailingBlanks(line[line.index(after: colon)...].drop(while: \.isBlank))
+            let value = line[line.index(after: colon)...].drop(while: \.isBlank).droppingTrailing(while: \.isBlank)
             if current == nil { current = ControlStanza(fields: [], line: number) }
             current!.fields.append((name: name, value: String(value), line: number))
         }
@@ -93,8 +88,18 @@ func splitLines(_ text: String) -> [Substring] {
     text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map { Substring($0) }
 }
 
-func trimmingTrailingBlanks(_ text: Substring) -> Substring {
-    var text = text
-    while text.last?.isBlank == true { text.removeLast() }
-    return text
+extension Substring {
+    func droppingTrailing(while predicate: (Character) -> Bool) -> Substring {
+        var text = self
+        while let last = text.last, predicate(last) { text.removeLast() }
+        return text
+    }
+}
+
+extension Character {
+    /// Space and tab, as in Debian's syntax; also `\r`, so that CRLF text parses.
+    var isBlank: Bool { self == " " || self == "\t" || self == "\r" }
+    var isASCIIDigit: Bool { isASCII && isNumber }
+    var isASCIILowercase: Bool { ("a"..."z").contains(self) }
+    var isASCIIAlphanumeric: Bool { isASCII && (isLetter || isNumber) }
 }

@@ -12,7 +12,7 @@ public struct DebianVersion: Comparable, Hashable, Sendable, CustomStringConvert
     /// Parses and validates like dpkg's `parseversion`, except that an upstream part not starting with a
     /// digit is accepted (dpkg only warns about it). Leading and trailing blanks are ignored, as in dpkg.
     public init(_ string: String) throws {
-        let text = String(string.drop(while: \.isBlank).reversed().drop(while: \.isBlank).reversed())
+        let text = String(Substring(string).drop(while: \.isBlank).droppingTrailing(while: \.isBlank))
         func fail(_ why: String) -> ParseError {
             ParseError(file: "", line: nil, message: "invalid version '\(string)': \(why)")
         }
@@ -69,9 +69,8 @@ public struct DebianVersion: Comparable, Hashable, Sendable, CustomStringConvert
     /// Negative, zero or positive as `a` sorts before, equal to, or after `b`.
     public static func compare(_ a: DebianVersion, _ b: DebianVersion) -> Int {
         if a.epoch != b.epoch { return a.epoch < b.epoch ? -1 : 1 }
-        let upstream = verrevcmp(Array(a.upstream.utf8), Array(b.upstream.utf8))
-        if upstream != 0 { return upstream }
-        return verrevcmp(Array(a.revision.utf8), Array(b.revision.utf8))
+        let upstream = verrevcmp(a.upstream.utf8, b.upstream.utf8)
+        return upstream != 0 ? upstream : verrevcmp(a.revision.utf8, b.revision.utf8)
     }
 
     /// dpkg's `order()`: digits and the end weigh 0, `~` sorts before everything, letters before the rest.
@@ -86,24 +85,25 @@ public struct DebianVersion: Comparable, Hashable, Sendable, CustomStringConvert
     }
 
     /// dpkg's `verrevcmp`: alternating non-digit runs (compared by `order`) and digit runs (numerically).
-    private static func verrevcmp(_ a: [UInt8], _ b: [UInt8]) -> Int {
-        func isDigit(_ c: UInt8?) -> Bool { c.map { (0x30...0x39).contains($0) } ?? false }
-        var i = 0, j = 0
-        func at(_ s: [UInt8], _ k: Int) -> UInt8? { k < s.count ? s[k] : nil }
-        while i < a.count || j < b.count {
-            while (i < a.count && !isDigit(a[i])) || (j < b.count && !isDigit(b[j])) {
+    private static func verrevcmp(_ a: String.UTF8View, _ b: String.UTF8View) -> Int {
+        var i = a.startIndex, j = b.startIndex
+        func at(_ s: String.UTF8View, _ k: String.Index) -> UInt8? { k < s.endIndex ? s[k] : nil }
+        func isDigit(_ c: UInt8?) -> Bool { c.map { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) } ?? false }
+        while i < a.endIndex || j < b.endIndex {
+            while (i < a.endIndex && !isDigit(a[i])) || (j < b.endIndex && !isDigit(b[j])) {
                 let ac = order(at(a, i)), bc = order(at(b, j))
                 if ac != bc { return ac - bc }
-                i += 1
-                j += 1
+                // Equal orders here mean both are non-digits, not ends (no non-digit weighs 0).
+                i = a.index(after: i)
+                j = b.index(after: j)
             }
-            while at(a, i) == UInt8(ascii: "0") { i += 1 }
-            while at(b, j) == UInt8(ascii: "0") { j += 1 }
+            while at(a, i) == UInt8(ascii: "0") { i = a.index(after: i) }
+            while at(b, j) == UInt8(ascii: "0") { j = b.index(after: j) }
             var firstDiff = 0
             while isDigit(at(a, i)) && isDigit(at(b, j)) {
                 if firstDiff == 0 { firstDiff = Int(a[i]) - Int(b[j]) }
-                i += 1
-                j += 1
+                i = a.index(after: i)
+                j = b.index(after: j)
             }
             if isDigit(at(a, i)) { return 1 }
             if isDigit(at(b, j)) { return -1 }
@@ -136,10 +136,4 @@ public struct DebianVersion: Comparable, Hashable, Sendable, CustomStringConvert
         flushDigits()
         return result
     }
-}
-
-extension Character {
-    var isBlank: Bool { self == " " || self == "\t" || self == "\r" }
-    var isASCIIDigit: Bool { isASCII && isNumber }
-    var isASCIIAlphanumeric: Bool { isASCII && (isLetter || isNumber) }
 }

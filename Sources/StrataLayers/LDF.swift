@@ -47,6 +47,10 @@ public struct LDFEditError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
+extension LDFEditError: LocalizedError {
+    public var errorDescription: String? { message }
+}
+
 /// A layer definition file (DESIGN §5), kept line by line so that rendering an unmodified parse gives
 /// the input back byte for byte and edits change only the lines they touch.
 ///
@@ -164,7 +168,7 @@ public struct LDF: Sendable {
     /// The part of a line before any `#`, without surrounding whitespace.
     private static func contentPart(of text: Substring) -> Substring {
         let beforeComment = text.prefix { $0 != "#" }
-        return trimmingTrailingWhitespace(beforeComment.drop(while: \.isWhitespace))
+        return beforeComment.drop(while: \.isWhitespace).droppingTrailing(while: \.isWhitespace)
     }
 
     // MARK: Reading
@@ -233,11 +237,11 @@ public struct LDF: Sendable {
     @discardableResult
     public mutating func removeExplicit(repository: String, layer: String) -> Bool {
         guard let index = explicitIndex(repository: repository, layer: layer) else { return false }
-        let implicit = implicitRange
+        let separator = separatorIndex
         lines.remove(at: index)
-        if explicitItemsWithLines.isEmpty {
-            let shifted = (implicit.lowerBound - 1)..<(implicit.upperBound - 1)
-            lines = lines.enumerated().filter { !shifted.contains($0.offset) || $0.element.entry == nil }.map(\.element)
+        // The separator line now sits at `separator - 1`, the implicit block after it.
+        if let separator, !lines[..<(separator - 1)].contains(where: \.isItem) {
+            lines = lines.enumerated().filter { $0.offset < separator || $0.element.entry == nil }.map(\.element)
         }
         return true
     }
@@ -316,8 +320,7 @@ public struct LDF: Sendable {
         for entry in entries {
             if let group = groups.removeValue(forKey: entry.layer) {
                 body += group.above
-                body.append(Line(text: Self.replacingContent(of: group.line.text, old: group.line.entry!, with: entry),
-                                 kind: .layer(entry)))
+                body.append(Self.replacingEntry(of: group.line, with: entry))
             } else {
                 body.append(Line(text: entry.description, kind: .layer(entry)))
             }
@@ -333,24 +336,23 @@ public struct LDF: Sendable {
     }
 
     private mutating func replaceEntry(at index: Int, with entry: LDFEntry) {
-        let line = lines[index]
-        lines[index] = Line(text: Self.replacingContent(of: line.text, old: line.entry!, with: entry), kind: .layer(entry))
+        lines[index] = Self.replacingEntry(of: lines[index], with: entry)
     }
 
-    /// Swaps the entry text of a line, keeping indentation and what follows it; a trailing comment keeps
-    /// its column when there is room.
-    private static func replacingContent(of text: String, old: LDFEntry, with entry: LDFEntry) -> String {
-        let indent = text.prefix(while: \.isWhitespace)
-        let content = contentPart(of: Substring(text))
-        let rest = text[content.endIndex...]
+    /// The line with `entry` in place of its entry, keeping indentation and what follows the entry; a
+    /// trailing comment keeps its column when there is room.
+    private static func replacingEntry(of line: Line, with entry: LDFEntry) -> Line {
+        let indent = line.text.prefix(while: \.isWhitespace)
+        let content = contentPart(of: Substring(line.text))
+        let rest = line.text[content.endIndex...]
         let newContent = entry.description
-        guard let hash = rest.firstIndex(of: "#"), content.count != newContent.count else {
-            return indent + newContent + rest
+        var text = String(indent) + newContent + rest
+        if let hash = rest.firstIndex(of: "#"), content.count != newContent.count {
+            let gap = rest[..<hash]
+            let padding = max(content.count + gap.count - newContent.count, gap.isEmpty ? 0 : 1)
+            text = indent + newContent + String(repeating: " ", count: padding) + rest[hash...]
         }
-        let gap = rest[..<hash]
-        let column = indent.count + content.count + gap.count
-        let padding = max(column - indent.count - newContent.count, gap.isEmpty ? 0 : 1)
-        return indent + newContent + String(repeating: " ", count: padding) + rest[hash...]
+        return Line(text: text, kind: .layer(entry))
     }
 
     // MARK: Includes
@@ -369,23 +371,28 @@ public struct LDF: Sendable {
         var stack: [(key: String, url: URL)] = []
 
         func identity(_ url: URL) -> String { url.standardizedFileURL.resolvingSymlinksInPath().path }
+        // Names as the user gave them: relative URLs stay relative ("./" comes from resolving a sibling).
+        func display(_ url: URL) -> String {
+            let path = url.relativePath
+            return path.hasPrefix("./") ? String(path.dropFirst(2)) : path
+        }
 
-        func load(_ url: URL, includedAt site: ExpandedLDF.Source?, as name: String) throws -> LDF {
+        func load(_ url: URL, includedAs include: (name: String, site: ExpandedLDF.Source)?) throws -> LDF {
             let text: String
             do {
                 text = try String(contentsOf: url, encoding: .utf8)
             } catch {
-                let reason = (error as? CocoaError)?.underlying?.localizedDescription ?? error.localizedDescription
-                if let site {
+                let reason = readFailureReason(error)
+                if let (name, site) = include {
                     throw ParseError(file: site.file, line: site.line,
-                                     message: "cannot read template '\(name)' (\(url.relativePath)): \(reason)")
+                                     message: "cannot read template '\(name)' (\(display(url))): \(reason)")
                 }
-                throw ParseError(file: url.relativePath, line: nil, message: "cannot read: \(reason)")
+                throw ParseError(file: display(url), line: nil, message: "cannot read: \(reason)")
             }
-            let ldf = try parse(text, file: url.relativePath)
+            let ldf = try parse(text, file: display(url))
             stack.append((identity(url), url))
             for (item, line) in ldf.explicitItemsWithLines {
-                let source = ExpandedLDF.Source(file: url.relativePath, line: line)
+                let source = ExpandedLDF.Source(file: display(url), line: line)
                 switch item {
                 case .layer(let entry):
                     entries.append(.init(entry: entry, source: source))
@@ -395,12 +402,12 @@ public struct LDF: Sendable {
                     }
                     let key = identity(target)
                     if let start = stack.firstIndex(where: { $0.key == key }) {
-                        let chain = (stack[start...].map(\.url) + [target]).map(\.relativePath)
+                        let chain = (stack[start...].map(\.url) + [target]).map(display)
                         throw ParseError(file: source.file, line: line,
                                          message: "include cycle: \(chain.joined(separator: " -> "))")
                     }
                     if !finished.contains(key) {
-                        _ = try load(target, includedAt: source, as: template)
+                        _ = try load(target, includedAs: (template, source))
                     }
                 }
             }
@@ -410,8 +417,16 @@ public struct LDF: Sendable {
             return ldf
         }
 
-        let root = try load(url, includedAt: nil, as: url.relativePath)
+        let root = try load(url, includedAs: nil)
         return ExpandedLDF(root: root, entries: entries, includeOrder: includeOrder)
+    }
+
+    /// strerror's words when reading failed with an errno, which Foundation's message buries.
+    private static func readFailureReason(_ error: Error) -> String {
+        if let posix = (error as? CocoaError)?.underlying.map({ $0 as NSError }), posix.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(posix.code)))
+        }
+        return error.localizedDescription
     }
 
     /// Finds `NAME`, then `NAME.ldf`, relative to the including file's directory (or at NAME if absolute).
@@ -463,10 +478,4 @@ func repositoryNameProblem(_ name: String) -> String? {
         return "character '\(bad)' is not allowed"
     }
     return nil
-}
-
-func trimmingTrailingWhitespace(_ text: Substring) -> Substring {
-    var text = text
-    while text.last?.isWhitespace == true { text.removeLast() }
-    return text
 }

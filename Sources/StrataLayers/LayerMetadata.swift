@@ -213,7 +213,3 @@ func layerNameProblem(_ name: String) -> String? {
     }
     return nil
 }
-
-extension Character {
-    var isASCIILowercase: Bool { ("a"..."z").contains(self) }
-}

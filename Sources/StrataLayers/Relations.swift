@@ -1,5 +1,5 @@
 /// A version relation of a dependency field.
-public enum RelationOperator: String, Sendable, CaseIterable {
+public enum RelationOperator: String, Sendable {
     case lessThan = "<<", lessOrEqual = "<=", equal = "=", greaterOrEqual = ">=", greaterThan = ">>"
 
     /// Reads an operator as dpkg does, including the obsolete `<` (meaning `<=`) and `>` (meaning `>=`).
@@ -65,8 +65,9 @@ public struct Relation: Hashable, Sendable, CustomStringConvertible {
     /// Parses a Depends-style field: a comma-separated list of `|`-separated alternatives.
     ///
     /// `line` is the line the field starts on (nil when the value did not come from a file, e.g. a
-    /// command-line option); errors in later lines of a multi-line value name their own line. Architecture restrictions (`[amd64 !i386]`) and build profiles (`<!nocheck>`) are
-    /// accepted and dropped. An empty value is an empty list; one trailing comma is allowed.
+    /// command-line option); errors in later lines of a multi-line value name their own line.
+    /// Architecture restrictions (`[amd64 !i386]`) and build profiles (`<!nocheck>`) are accepted and
+    /// dropped. An empty value is an empty list; one trailing comma is allowed.
     public static func parseAlternatives(_ value: String, field: String = "Depends",
                                          file: String, line: Int?) throws -> [[Relation]] {
         var parser = RelationScanner(text: value, field: field, file: file, firstLine: line)
