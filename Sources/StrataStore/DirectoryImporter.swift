@@ -16,64 +16,87 @@ public struct IngestStatistics: Sendable {
     public init() {}
 }
 
-/// Builds a tree from a directory on disk: walks it on one thread, then hashes and stores the regular
-/// files on every core.
+/// Builds a tree from a directory on disk. One thread walks the tree while workers on every core hash
+/// and store the files it finds, so the walk's system calls overlap the hashing.
 public enum DirectoryImporter {
     public static func importTree(at path: String, into batch: ObjectStore.Batch, statCache: inout StatCache?) throws
         -> (root: TreeEntry, statistics: IngestStatistics)
     {
         let builder = TreeBuilder(source: path)
-        var walk = Walk(builder: builder)
         let rootStat = try lstatOrThrow(path)
         guard (rootStat.st_mode & S_IFMT) == S_IFDIR else { throw StoreError("\(path): not a directory") }
         try builder.insert(try entry(for: rootStat, name: ".", path: path), at: [])
-        try walk.directory(path, components: [])
 
-        var statistics = walk.statistics
-        var pending: [(node: TreeBuilder.Node, path: String, stat: stat)] = []
-        for file in walk.files {
-            if let digest = statCache?.digest(for: file.stat), batch.has(digest) {
-                file.node.entry.digest = digest
-                statistics.cachedFiles += 1
-            } else {
-                pending.append(file)
-            }
+        let queue = HashQueue(batch: batch)
+        var walk = Walk(builder: builder, statCache: statCache, queue: queue)
+        let walked = Result { try walk.directory(path, components: []) }
+        let digests = queue.finish()
+        try walked.get()
+
+        for (index, file) in walk.pending.enumerated() {
+            let digest = try digests[index]!.get()
+            file.node.entry.digest = digest
+            statCache?.record(file.stat, digest: digest)
         }
-        let digests = try hashFiles(pending.map(\.path), into: batch)
-        for (index, file) in pending.enumerated() {
-            file.node.entry.digest = digests[index]
-            statCache?.record(file.stat, digest: digests[index])
-        }
-        return (try builder.store(into: batch), statistics)
+        return (try builder.store(into: batch), walk.statistics)
     }
 
-    /// Hashes and stores files on all cores; each worker reuses one buffer.
-    static func hashFiles(_ paths: [String], into batch: ObjectStore.Batch) throws -> [Digest] {
-        if paths.isEmpty { return [] }
-        let results = Mutex<[Int: Result<Digest, Error>]>([:])
-        let next = Atomic<Int>(0)
-        let workers = min(max(ProcessInfo.processInfo.activeProcessorCount, 1) * 2, paths.count)
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+    /// Files waiting to be hashed, consumed by one worker per core (twice over, to overlap I/O).
+    final class HashQueue: @unchecked Sendable {
+        // The semaphore counts queued files plus, at the end, one wake-up per worker to let it exit.
+        private let state = Mutex<(paths: [String], next: Int)>(([], 0))
+        private let available = DispatchSemaphore(value: 0)
+        private let results = Mutex<[Int: Result<Digest, Error>]>([:])
+        private let group = DispatchGroup()
+        private let workers = max(ProcessInfo.processInfo.activeProcessorCount, 1) * 2
+
+        let batch: ObjectStore.Batch
+
+        init(batch: ObjectStore.Batch) {
+            self.batch = batch
+            for _ in 0..<workers {
+                DispatchQueue.global().async(group: group) { [self] in work() }
+            }
+        }
+
+        func add(_ path: String) {
+            state.withLock { $0.paths.append(path) }
+            available.signal()
+        }
+
+        private func work() {
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 << 20, alignment: 4096)
             defer { buffer.deallocate() }
             var local: [Int: Result<Digest, Error>] = [:]
             while true {
-                let index = next.add(1, ordering: .relaxed).oldValue
-                if index >= paths.count { break }
+                available.wait()
+                guard let (index, path) = state.withLock({ s -> (Int, String)? in
+                    guard s.next < s.paths.count else { return nil }
+                    s.next += 1
+                    return (s.next - 1, s.paths[s.next - 1])
+                }) else { break }
                 local[index] = Result {
-                    let fd = try FileDescriptor.open(paths[index], O_RDONLY | O_NOFOLLOW)
+                    let fd = try FileDescriptor.open(path, O_RDONLY | O_NOFOLLOW)
                     return try batch.putFile(fd, buffer: buffer).0
                 }
             }
             results.withLock { $0.merge(local) { a, _ in a } }
         }
-        let all = results.withLock { $0 }
-        return try (0..<paths.count).map { try all[$0]!.get() }
+
+        /// Waits for every queued file and returns the results by queue position.
+        func finish() -> [Int: Result<Digest, Error>] {
+            for _ in 0..<workers { available.signal() }
+            group.wait()
+            return results.withLock { $0 }
+        }
     }
 
     private struct Walk {
         let builder: TreeBuilder
-        var files: [(node: TreeBuilder.Node, path: String, stat: stat)] = []
+        let statCache: StatCache?
+        let queue: HashQueue
+        /// Files handed to the queue, in queue order.
+        var pending: [(node: TreeBuilder.Node, stat: stat)] = []
         var statistics = IngestStatistics()
         var inodes: [TreeBuilder.InodeKey: Int] = [:]
 
@@ -113,7 +136,13 @@ public enum DirectoryImporter {
                 case .regular:
                     statistics.files += 1
                     statistics.bytes += UInt64(st.st_size)
-                    files.append((node, child.path, st))
+                    if let digest = statCache?.digest(for: st), queue.batch.has(digest) {
+                        node.entry.digest = digest
+                        statistics.cachedFiles += 1
+                    } else {
+                        pending.append((node, st))
+                        queue.add(child.path)
+                    }
                 default:
                     statistics.otherEntries += 1
                 }

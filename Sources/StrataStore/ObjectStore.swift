@@ -127,12 +127,41 @@ public final class ObjectStore: Sendable {
 
         @discardableResult
         public func put(_ bytes: [UInt8]) throws -> Digest {
-            let digest = SHA256.hash(bytes)
-            if has(digest) { return digest }
-            let temporary = try temporaryFile()
-            try bytes.withUnsafeBytes { try temporary.descriptor.write($0) }
-            try adopt(temporary, as: digest)
-            return digest
+            try bytes.withUnsafeBytes { raw in
+                let digest = SHA256.hash(raw)
+                try stage(raw, as: digest)
+                return digest
+            }
+        }
+
+        /// Where a staged object waits for the commit: fanned out like the store, so that parallel
+        /// writers rarely contend for one directory.
+        private func stagingPath(of digest: Digest) -> (directory: String, file: String) {
+            let hex = digest.hex
+            let directory = "\(stagingPath)/\(hex.prefix(2))"
+            return (directory, "\(directory)/\(hex.dropFirst(2))")
+        }
+
+        /// Writes bytes already hashed under their digest, unless the object exists or is staged already.
+        private func stage(_ bytes: UnsafeRawBufferPointer, as digest: Digest) throws {
+            if store.has(digest) || !staged.withLock({ $0.insert(digest).inserted }) { return }
+            let (directory, file) = stagingPath(of: digest)
+            do {
+                let fd = try createStagingFile(file, directory: directory)
+                try fd.write(bytes)
+            } catch {
+                staged.withLock { _ = $0.remove(digest) }
+                throw error
+            }
+        }
+
+        private func createStagingFile(_ file: String, directory: String) throws -> FileDescriptor {
+            do {
+                return try FileDescriptor.open(file, O_WRONLY | O_CREAT | O_EXCL, mode: 0o444)
+            } catch let error as SystemError where error.errno == ENOENT {
+                if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw SystemError("mkdir", directory) }
+                return try FileDescriptor.open(file, O_WRONLY | O_CREAT | O_EXCL, mode: 0o444)
+            }
         }
 
         /// A fresh file in the staging directory for a streaming writer.
@@ -148,12 +177,36 @@ public final class ObjectStore: Sendable {
                 unlink(path)
                 return
             }
-            _ = try sys("rename", path) { rename(path, "\(stagingPath)/\(digest.hex)") }
+            let (directory, final) = stagingPath(of: digest)
+            if rename(path, final) != 0 {
+                guard errno == ENOENT, mkdir(directory, 0o700) == 0 || errno == EEXIST else { throw SystemError("rename", final) }
+                _ = try sys("rename", final) { rename(path, final) }
+            }
         }
 
-        /// Copies a file into the batch while hashing it, with a caller-provided buffer.
+        /// Copies a file into the batch while hashing it, with a caller-provided buffer. A file that fits
+        /// the buffer is read whole, hashed, and written only if it is new (one create, no rename); a
+        /// larger one streams through a temporary file. Either way the bytes written are the bytes hashed.
         public func putFile(_ source: borrowing FileDescriptor, buffer: UnsafeMutableRawBufferPointer) throws -> (Digest, size: UInt64) {
-            try putStream(buffer: buffer) { try source.read(into: $0) }
+            var filled = 0
+            while filled < buffer.count {
+                let n = try source.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]))
+                if n == 0 {
+                    let contents = UnsafeRawBufferPointer(rebasing: buffer[..<filled])
+                    let digest = SHA256.hash(contents)
+                    try stage(contents, as: digest)
+                    return (digest, UInt64(filled))
+                }
+                filled += n
+            }
+            var prefix: Int? = filled
+            return try putStream(buffer: buffer) { chunk in
+                if let length = prefix {
+                    prefix = nil
+                    return length
+                }
+                return try source.read(into: chunk)
+            }
         }
 
         /// Stores what `read` yields until it returns 0, hashing as it goes.
@@ -183,7 +236,7 @@ public final class ObjectStore: Sendable {
             }
             var touched = Set<String>()
             for digest in digests {
-                let staging = "\(stagingPath)/\(digest.hex)"
+                let staging = stagingPath(of: digest).file
                 let final = store.path(of: digest)
                 let fan = (final as NSString).deletingLastPathComponent
                 if rename(staging, final) != 0 {
