@@ -27,6 +27,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        .executableTarget(name: "strata-bench", dependencies: ["StrataStore"]),
+
         // Helpers shared by the test targets: scratch directories, shell commands, tree comparison.
         .target(name: "StrataTestSupport", dependencies: ["StrataStore"]),
         .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", "StrataTestSupport"]),
