@@ -15,6 +15,7 @@ let package = Package(
         // C libraries, fenced into shim targets: nothing above the Swift wrapper of each sees C types.
         .systemLibrary(name: "CLinux"),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
 
         .target(name: "StrataStore", dependencies: ["CLinux", "COpenSSL", "CArchive"]),
@@ -22,8 +23,10 @@ let package = Package(
             "StrataStore",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+        .target(name: "VLFS", dependencies: ["CLinux", "StrataStore", "StrataLayers"]),
+        .target(name: "VLFSFuse", dependencies: ["CFuse3", "CLinux", "VLFS", "StrataStore", "StrataLayers"]),
         .executableTarget(name: "strata", dependencies: [
-            "StrataStore", "StrataLayers",
+            "StrataStore", "StrataLayers", "VLFS", "VLFSFuse",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -33,6 +36,7 @@ let package = Package(
         .target(name: "StrataTestSupport", dependencies: ["StrataStore"]),
         .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", "StrataTestSupport"]),
         .testTarget(name: "StrataLayersTests", dependencies: ["StrataLayers", "StrataTestSupport"]),
+        .testTarget(name: "VLFSTests", dependencies: ["VLFS", "StrataStore", "StrataLayers", "StrataTestSupport"]),
         .testTarget(name: "StrataCLITests", dependencies: ["StrataStore", "StrataLayers", "StrataTestSupport"]),
     ]
 )

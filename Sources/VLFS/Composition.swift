@@ -1,0 +1,77 @@
+import Foundation
+import StrataLayers
+import StrataStore
+
+/// Where a VLFS named NAME keeps its state: `$STRATA_HOME/vlfs/NAME/` holds the private layer, one
+/// whiteout list per shared layer instance, the path of its LDF, and the daemon's control socket.
+public struct VLFSState: Sendable {
+    public let name: String
+    public let directory: String
+
+    public init(home: StrataHome, name: String) throws {
+        try StrataHome.checkName(name)
+        self.name = name
+        directory = home.path + "/vlfs/" + name
+    }
+
+    public var privateRoot: String { directory + "/private" }
+    public var whiteouts: String { directory + "/whiteouts" }
+    public var ldfRecord: String { directory + "/ldf" }
+    public var controlSocket: String { directory + "/control.sock" }
+    public var log: String { directory + "/daemon.log" }
+
+    /// The LDF this VLFS was mounted from.
+    public func ldf() throws -> String {
+        guard let text = try? String(contentsOfFile: ldfRecord, encoding: .utf8) else {
+            throw LayerError("VLFS '\(name)' has never been mounted (no \(ldfRecord))")
+        }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    public func recordLDF(_ path: String) throws {
+        try makeDirectories(directory, mode: 0o700)
+        try AtomicFile.write(path + "\n", to: ldfRecord)
+    }
+}
+
+/// Turns an LDF into the shared layers of a VLFS: every layer it names (explicit, through its
+/// includes, and implicit) found in its repository — the pinned version, or the newest one.
+public enum Composition {
+    public static let layerTypeField = "Layer-Type"
+
+    public static func layers(ldf: String, home: StrataHome) throws -> [SharedLayer] {
+        let expanded = try LDF.loadExpanded(URL(fileURLWithPath: ldf), resolveInclude: LDF.defaultIncludeResolver)
+        let entries = expanded.entries.map { ($0.entry, $0.source.description) }
+            + expanded.root.implicitEntries.map { ($0, "\(ldf):\(expanded.root.lineNumber(ofLayer: $0.layer) ?? 0)") }
+        var repositories: [String: Repository] = [:]
+        var layers: [SharedLayer] = []
+        var seen = Set<String>()
+        for (entry, source) in entries where seen.insert(entry.layer).inserted {
+            let repository: Repository
+            if let open = repositories[entry.repository] {
+                repository = open
+            } else {
+                do {
+                    repository = try Repository(at: try home.location(of: entry.repository))
+                } catch {
+                    throw LayerError("\(source): repository '\(entry.repository)': \(error)")
+                }
+                repositories[entry.repository] = repository
+            }
+            guard let record = try repository.find(entry.layer, version: entry.version?.description) else {
+                throw LayerError("\(source): layer \(entry.repository)/\(entry.layer)\(entry.version.map { " \($0)" } ?? "") is not in \(repository.path)")
+            }
+            let manifest = try repository.layerManifest(record)
+            let metadata = try record.parsedMetadata()
+            let isConfig = metadata.extraFields.contains { $0.name.caseInsensitiveCompare(layerTypeField) == .orderedSame && $0.value == "config" }
+            layers.append(SharedLayer(repository: entry.repository, metadata: metadata, digest: record.digest, root: manifest.filesystem,
+                                      store: repository.store, kind: isConfig ? .config : .software))
+        }
+        return layers
+    }
+
+    /// The stack for a VLFS's LDF, with its whiteout layers from the VLFS's state.
+    public static func stack(ldf: String, home: StrataHome, state: VLFSState) throws -> LayerStack {
+        try LayerStack(layers: try layers(ldf: ldf, home: home), whiteoutDirectory: state.whiteouts)
+    }
+}

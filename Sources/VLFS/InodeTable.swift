@@ -1,0 +1,122 @@
+import Synchronization
+
+/// Inode numbers for the union namespace. A number names one file for the life of the mount: it
+/// follows the file through copy-up and rename, hard links share one, and numbers are never reused,
+/// so `st_ino` pairs never collide.
+final class InodeTable: Sendable {
+    static let rootInode: UInt64 = 1
+
+    /// What makes two paths one file: the private layer's inode, or a hard-link group of a shared layer.
+    enum Identity: Hashable {
+        case privateInode(UInt64)
+        case sharedLink(layer: String, group: UInt32)
+    }
+
+    struct Node {
+        var path: String
+        var lookups: UInt64
+    }
+
+    private struct State {
+        var nodes: [UInt64: Node] = [InodeTable.rootInode: Node(path: "", lookups: 1)]
+        var byPath: [String: UInt64] = ["": InodeTable.rootInode]
+        var byIdentity: [Identity: UInt64] = [:]
+        var next: UInt64 = 2
+    }
+
+    private let state = Mutex(State())
+
+    func path(of inode: UInt64) -> String? {
+        state.withLock { $0.nodes[inode]?.path }
+    }
+
+    /// The inode for `path`, creating it if needed; counts a kernel lookup when `countLookup`.
+    func inode(for path: String, identity: Identity?, countLookup: Bool) -> UInt64 {
+        state.withLock { state in
+            let inode: UInt64
+            if let known = state.byPath[path] {
+                inode = known
+            } else if let identity, let known = state.byIdentity[identity], state.nodes[known] != nil {
+                inode = known
+            } else {
+                inode = state.next
+                state.next += 1
+                state.nodes[inode] = Node(path: path, lookups: 0)
+            }
+            state.byPath[path] = inode
+            if let identity, state.byIdentity[identity] == nil { state.byIdentity[identity] = inode }
+            if countLookup { state.nodes[inode, default: Node(path: path, lookups: 0)].lookups += 1 }
+            return inode
+        }
+    }
+
+    func retain(_ inode: UInt64) {
+        state.withLock { $0.nodes[inode]?.lookups += 1 }
+    }
+
+    /// Makes `identity` another name for `inode` (after a copy-up gives the file a private inode).
+    func alias(_ identity: Identity, to inode: UInt64) {
+        state.withLock { $0.byIdentity[identity] = inode }
+    }
+
+    /// The kernel dropped `count` references; a node nobody references and no path names goes away.
+    func forget(_ inode: UInt64, count: UInt64) {
+        state.withLock { state in
+            guard inode != InodeTable.rootInode, var node = state.nodes[inode] else { return }
+            node.lookups -= min(count, node.lookups)
+            if node.lookups == 0 && state.byPath[node.path] != inode {
+                state.nodes[inode] = nil
+            } else {
+                state.nodes[inode] = node
+            }
+        }
+    }
+
+    /// A name went away (unlink, rmdir, replaced by rename): the next file there gets a new number.
+    func unlinked(_ path: String) {
+        state.withLock { state in
+            guard let inode = state.byPath.removeValue(forKey: path) else { return }
+            state.byIdentity = state.byIdentity.filter { $0.value != inode }
+            if state.nodes[inode]?.lookups == 0 { state.nodes[inode] = nil }
+        }
+    }
+
+    /// Moves a path (and, for a directory, everything beneath it), keeping the inode numbers.
+    func renamed(_ from: String, to: String, isDirectory: Bool = true) {
+        state.withLock { state in
+            if !isDirectory {
+                guard let inode = state.byPath.removeValue(forKey: from) else { return }
+                state.byPath[to] = inode
+                state.nodes[inode]?.path = to
+                return
+            }
+            let prefix = from + "/"
+            for (path, inode) in state.byPath where path == from || path.hasPrefix(prefix) {
+                let moved = to + path.dropFirst(from.count)
+                state.byPath.removeValue(forKey: path)
+                state.byPath[moved] = inode
+                state.nodes[inode]?.path = moved
+            }
+        }
+    }
+
+    /// Swaps two paths (and their subtrees) for RENAME_EXCHANGE.
+    func exchanged(_ a: String, _ b: String) {
+        let temporary = "\u{0}exchange"
+        renamed(a, to: temporary)
+        renamed(b, to: a)
+        renamed(temporary, to: b)
+    }
+
+    /// Every known path and inode whose path is `path` or lies beneath it, for cache invalidation.
+    func known(under path: String) -> [(path: String, inode: UInt64)] {
+        state.withLock { state in
+            let prefix = path.isEmpty ? "" : path + "/"
+            return state.byPath.filter { $0.key == path || $0.key.hasPrefix(prefix) }.map { ($0.key, $0.value) }
+        }
+    }
+
+    func inode(at path: String) -> UInt64? {
+        state.withLock { $0.byPath[path] }
+    }
+}

@@ -1,0 +1,369 @@
+import CLinux
+import Foundation
+import StrataStore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Who asks for an operation: new files belong to them.
+public struct Caller: Sendable {
+    public var uid: UInt32
+    public var gid: UInt32
+
+    public init(uid: UInt32, gid: UInt32) {
+        self.uid = uid
+        self.gid = gid
+    }
+
+    public static let root = Caller(uid: 0, gid: 0)
+}
+
+/// The union namespace of a VLFS, in pure Swift: the private layer (a real directory) over a
+/// `LayerStack`. Lookup takes the topmost layer that has a name unless a whiteout hides it there;
+/// directories merge. Paths are relative to the root, without a leading slash ("" is the root).
+///
+/// Concurrency: the stack is swapped whole under a lock and each operation works on the snapshot it
+/// took, so readers never see a half-updated stack. The kernel serialises changes within one directory;
+/// copy-up is serialised here.
+public final class Union: Sendable {
+    public let privateRoot: String
+    public let whiteoutDirectory: String
+    private let current: Mutex<LayerStack>
+    let inodes = InodeTable()
+    let trees = TreeCache()
+    let copyUpLock = Mutex(())
+    private let linkCounts = Mutex<[Digest: [UInt32: UInt32]]>([:])
+
+    public init(stack: LayerStack, privateRoot: String, whiteoutDirectory: String) throws {
+        self.privateRoot = privateRoot
+        self.whiteoutDirectory = whiteoutDirectory
+        current = Mutex(stack)
+        var st = stat()
+        if lstat(privateRoot, &st) != 0 {
+            try makeDirectories(privateRoot, mode: 0o755)
+            if let root = stack.layers.last?.root {
+                chown(privateRoot, root.uid, root.gid)
+                chmod(privateRoot, mode_t(root.mode))
+            }
+        }
+    }
+
+    public var stack: LayerStack { current.withLock { $0 } }
+
+    /// Swaps in a new stack atomically and returns the paths whose contents or visibility may differ.
+    public func replaceStack(_ new: LayerStack) throws -> [String] {
+        let old = current.withLock { stack -> LayerStack in
+            defer { stack = new }
+            return stack
+        }
+        return try StackDiff.changedPaths(from: old, to: new)
+    }
+
+    func privatePath(_ path: String) -> String { path.isEmpty ? privateRoot : privateRoot + "/" + path }
+
+    static func join(_ parent: String, _ name: String) -> String { parent.isEmpty ? name : parent + "/" + name }
+
+    static func split(_ path: String) -> (parent: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return ("", path) }
+        return (String(path[..<slash]), String(path[path.index(after: slash)...]))
+    }
+
+    // MARK: Resolution
+
+    /// What a path is in the union: its topmost provider, and for a directory the shared layers whose
+    /// directories merge beneath it.
+    struct Resolved {
+        enum Top {
+            case privateFile(stat)
+            case shared(layer: Int, entry: TreeEntry)
+        }
+
+        var top: Top
+        /// (layer index, directory tree digest), top to bottom.
+        var contributors: [(layer: Int, tree: Digest)]
+        let stack: LayerStack
+
+        var isDirectory: Bool {
+            switch top {
+            case .privateFile(let st): (st.st_mode & S_IFMT) == S_IFDIR
+            case .shared(_, let entry): entry.kind == .directory
+            }
+        }
+
+        var isPrivate: Bool {
+            if case .privateFile = top { return true }
+            return false
+        }
+    }
+
+    func resolve(_ path: String, in stack: LayerStack) throws(FSError) -> Resolved {
+        var contributors = stack.layers.indices.map { (layer: $0, tree: stack.layers[$0].root.digest!) }
+        var top: (layer: Int, entry: TreeEntry)?
+        if !path.isEmpty {
+            var prefix = ""
+            for component in path.split(separator: "/", omittingEmptySubsequences: true) {
+                let name = String(component)
+                prefix = Union.join(prefix, name)
+                var next: [(layer: Int, tree: Digest)] = []
+                top = nil
+                for (layer, directory) in contributors {
+                    if stack.whiteouts[layer].contains(prefix) { continue }
+                    guard let entry = try trees.tree(directory, in: stack.layers[layer].store).entry(named: name) else { continue }
+                    if top == nil { top = (layer, entry) }
+                    guard entry.kind == .directory, top!.entry.kind == .directory else { break }
+                    next.append((layer, entry.digest!))
+                }
+                contributors = next
+            }
+        }
+        var st = stat()
+        if lstat(privatePath(path), &st) == 0 {
+            return Resolved(top: .privateFile(st), contributors: (st.st_mode & S_IFMT) == S_IFDIR ? contributors : [], stack: stack)
+        }
+        guard errno == ENOENT || errno == ENOTDIR else { throw FSError.last }
+        guard let top else { throw FSError.notFound }
+        return Resolved(top: .shared(layer: top.layer, entry: top.entry), contributors: top.entry.kind == .directory ? contributors : [], stack: stack)
+    }
+
+    func resolve(_ path: String) throws(FSError) -> Resolved { try resolve(path, in: stack) }
+
+    func identity(of resolved: Resolved) -> InodeTable.Identity? {
+        switch resolved.top {
+        case .privateFile(let st):
+            return (st.st_mode & S_IFMT) == S_IFDIR ? nil : .privateInode(UInt64(st.st_ino))
+        case .shared(let layer, let entry):
+            return entry.linkGroup == 0 ? nil : .sharedLink(layer: resolved.stack.layers[layer].whiteoutKey, group: entry.linkGroup)
+        }
+    }
+
+    func attributes(of resolved: Resolved, inode: UInt64) throws(FSError) -> stat {
+        switch resolved.top {
+        case .privateFile(var st):
+            st.st_ino = UInt(inode)
+            return st
+        case .shared(let layer, let entry):
+            var st = stat()
+            st.st_ino = UInt(inode)
+            st.st_mode = entry.statMode
+            st.st_uid = entry.uid
+            st.st_gid = entry.gid
+            st.st_size = Int(entry.kind == .symlink ? UInt64(entry.target?.utf8.count ?? 0) : entry.size)
+            st.st_blocks = Int((entry.size + 511) / 512)
+            st.st_blksize = 4096
+            st.st_rdev = UInt(entry.device)
+            st.st_mtim = entry.mtime.timespec
+            st.st_ctim = entry.mtime.timespec
+            st.st_atim = entry.mtime.timespec
+            st.st_nlink = entry.kind == .directory ? 2 : UInt(entry.linkGroup == 0 ? 1 : try linkCount(of: entry.linkGroup, in: resolved.stack.layers[layer]))
+            return st
+        }
+    }
+
+    /// Members of a hard-link group in one layer, counted once per layer by walking it.
+    private func linkCount(of group: UInt32, in layer: SharedLayer) throws(FSError) -> UInt32 {
+        if let counts = linkCounts.withLock({ $0[layer.digest] }) { return counts[group] ?? 1 }
+        var counts: [UInt32: UInt32] = [:]
+        do {
+            try layer.store.walk(layer.root.digest!) { _, entry in
+                if entry.linkGroup != 0 { counts[entry.linkGroup, default: 0] += 1 }
+            }
+        } catch { throw FSError(EIO) }
+        linkCounts.withLock { $0[layer.digest] = counts }
+        return counts[group] ?? 1
+    }
+
+    // MARK: Reading
+
+    public struct Entry: Sendable {
+        public var inode: UInt64
+        public var attributes: stat
+    }
+
+    /// Looks a name up, counting one kernel reference on success unless told not to (readdirplus
+    /// counts only the entries that fit its buffer, with `retain`).
+    public func lookup(parent: UInt64, name: String, countLookup: Bool = true) throws(FSError) -> Entry {
+        guard let parentPath = inodes.path(of: parent) else { throw FSError.notFound }
+        let path = Union.join(parentPath, name)
+        let resolved = try resolve(path)
+        let inode = inodes.inode(for: path, identity: identity(of: resolved), countLookup: countLookup)
+        return Entry(inode: inode, attributes: try attributes(of: resolved, inode: inode))
+    }
+
+    public func forget(_ inode: UInt64, count: UInt64) { inodes.forget(inode, count: count) }
+
+    public func retain(_ inode: UInt64) { inodes.retain(inode) }
+
+    /// The kernel's (parent inode, name) and inode for each path it may have cached, to invalidate.
+    public func cachedEntries(for paths: [String]) -> (entries: [(parent: UInt64, name: String)], inodes: [UInt64]) {
+        var entries: [(UInt64, String)] = []
+        var nodes: [UInt64] = []
+        for path in paths {
+            let (parent, name) = Union.split(path)
+            if let parentInode = inodes.inode(at: parent) {
+                entries.append((parentInode, name))
+                nodes.append(parentInode)
+            }
+            if let inode = inodes.inode(at: path) { nodes.append(inode) }
+        }
+        return (entries, Array(Set(nodes)))
+    }
+
+    public func path(of inode: UInt64) throws(FSError) -> String {
+        guard let path = inodes.path(of: inode) else { throw FSError.notFound }
+        return path
+    }
+
+    public func attributes(of inode: UInt64) throws(FSError) -> stat {
+        try attributes(of: try resolve(try path(of: inode)), inode: inode)
+    }
+
+    public func readLink(_ inode: UInt64) throws(FSError) -> String {
+        let path = try path(of: inode)
+        switch try resolve(path).top {
+        case .shared(_, let entry):
+            guard entry.kind == .symlink else { throw FSError.invalid }
+            return entry.target ?? ""
+        case .privateFile:
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let length = try check { readlink(privatePath(path), &buffer, buffer.count - 1) }
+            return String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+    }
+
+    public struct DirectoryEntry: Sendable {
+        public var name: String
+        public var inode: UInt64
+        /// `S_IFMT` bits.
+        public var type: UInt32
+    }
+
+    /// The merged listing of a directory: private names first, then each shared layer's names not
+    /// already seen and not whited out there.
+    public func list(_ inode: UInt64) throws(FSError) -> [DirectoryEntry] {
+        let path = try path(of: inode)
+        let resolved = try resolve(path)
+        guard resolved.isDirectory else { throw FSError.notDirectory }
+        var seen = Set<String>()
+        var entries: [DirectoryEntry] = []
+        if resolved.isPrivate {
+            guard let handle = opendir(privatePath(path)) else { throw FSError.last }
+            defer { closedir(handle) }
+            while let dirent = readdir(handle) {
+                let name = withUnsafeBytes(of: dirent.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                if name == "." || name == ".." { continue }
+                let isDirectory = dirent.pointee.d_type == UInt8(DT_DIR)
+                let childPath = Union.join(path, name)
+                let child = inodes.inode(for: childPath, identity: isDirectory ? nil : .privateInode(UInt64(dirent.pointee.d_ino)), countLookup: false)
+                seen.insert(name)
+                entries.append(DirectoryEntry(name: name, inode: child, type: UInt32(dirent.pointee.d_type) << 12))
+            }
+        }
+        for (layer, directory) in resolved.contributors {
+            let whiteouts = resolved.stack.whiteouts[layer]
+            for entry in try trees.tree(directory, in: resolved.stack.layers[layer].store).entries where !seen.contains(entry.name) {
+                let childPath = Union.join(path, entry.name)
+                if whiteouts.contains(childPath) { continue }
+                seen.insert(entry.name)
+                let identity: InodeTable.Identity? = entry.linkGroup == 0 ? nil : .sharedLink(layer: resolved.stack.layers[layer].whiteoutKey, group: entry.linkGroup)
+                entries.append(DirectoryEntry(name: entry.name, inode: inodes.inode(for: childPath, identity: identity, countLookup: false), type: entry.kind.fileTypeBits))
+            }
+        }
+        return entries
+    }
+
+    /// An open file: a private file, or a shared file's blob in the store (which never changes, so the
+    /// kernel may keep its pages across opens).
+    public struct OpenFile: Sendable {
+        public var descriptor: Int32
+        public var isShared: Bool
+    }
+
+    public func open(_ inode: UInt64, flags: Int32) throws(FSError) -> OpenFile {
+        let path = try path(of: inode)
+        let writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0
+        var resolved = try resolve(path)
+        if writing && !resolved.isPrivate {
+            try copyUp(path, withData: (flags & O_TRUNC) == 0)
+            resolved = try resolve(path)
+        }
+        switch resolved.top {
+        case .privateFile:
+            let fd = try check { Glibc.open(privatePath(path), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC | O_NOFOLLOW) }
+            return OpenFile(descriptor: fd, isShared: false)
+        case .shared(let layer, let entry):
+            guard entry.kind == .regular else { throw FSError.invalid }
+            let fd = try check { Glibc.open(resolved.stack.layers[layer].blobPath(entry), O_RDONLY | O_CLOEXEC) }
+            return OpenFile(descriptor: fd, isShared: true)
+        }
+    }
+
+    public func statistics() throws(FSError) -> statvfs {
+        var result = statvfs()
+        try check { statvfs(privateRoot, &result) }
+        return result
+    }
+
+    // MARK: Extended attributes
+
+    static let layerAttribute = "user.strata.layer"
+    static let digestAttribute = "user.strata.digest"
+
+    public func extendedAttribute(_ inode: UInt64, name: String) throws(FSError) -> [UInt8] {
+        let path = try path(of: inode)
+        let resolved = try resolve(path)
+        switch (name, resolved.top) {
+        case (Union.layerAttribute, .privateFile):
+            return Array("private".utf8)
+        case (Union.layerAttribute, .shared(let layer, _)):
+            return Array(resolved.stack.layers[layer].label.utf8)
+        case (Union.digestAttribute, .shared(_, let entry)):
+            guard let digest = entry.digest, entry.kind == .regular else { throw FSError.noAttribute }
+            return Array(digest.description.utf8)
+        case (Union.digestAttribute, .privateFile(let st)):
+            guard (st.st_mode & S_IFMT) == S_IFREG else { throw FSError.noAttribute }
+            return Array(try hashPrivateFile(path).description.utf8)
+        case (_, .privateFile):
+            let size = lgetxattr(privatePath(path), name, nil, 0)
+            guard size >= 0 else { throw FSError.last }
+            var value = [UInt8](repeating: 0, count: size)
+            let length = try check { lgetxattr(privatePath(path), name, &value, value.count) }
+            return Array(value[..<length])
+        case (_, .shared(_, let entry)):
+            guard let xattr = entry.xattrs.first(where: { $0.name == name }) else { throw FSError.noAttribute }
+            return xattr.value
+        }
+    }
+
+    public func extendedAttributeNames(_ inode: UInt64) throws(FSError) -> [String] {
+        let path = try path(of: inode)
+        switch try resolve(path).top {
+        case .shared(_, let entry):
+            return entry.xattrs.map(\.name)
+        case .privateFile:
+            do {
+                return try ExtendedAttributes.list(privatePath(path)).map(\.name)
+            } catch let error as SystemError {
+                throw FSError(error.errno)
+            } catch {
+                throw FSError(EIO)
+            }
+        }
+    }
+
+    private func hashPrivateFile(_ path: String) throws(FSError) -> Digest {
+        let fd = try check { Glibc.open(privatePath(path), O_RDONLY | O_CLOEXEC | O_NOFOLLOW) }
+        defer { close(fd) }
+        var hasher = SHA256()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = try check { read(fd, buffer.baseAddress, buffer.count) }
+            if n == 0 { break }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+        }
+        return hasher.finalize()
+    }
+}

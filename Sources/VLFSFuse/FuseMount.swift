@@ -1,0 +1,405 @@
+import CFuse3
+import CLinux
+import Foundation
+import Synchronization
+import VLFS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The libfuse low-level adapter over a `Union`. The only file that sees libfuse's C types.
+///
+/// Caching contract. Everything visible changes only through this daemon, so the kernel may cache
+/// entries, negative entries and attributes for a day; the daemon invalidates explicitly what changes
+/// behind the kernel's back (a live update of the layer stack, a revert, a reset). Shared files are
+/// opened on their CAS blobs with `keep_cache`, since a blob never changes: their pages survive across
+/// opens. Reads are answered from file descriptors with `fuse_reply_data`, which splices when the
+/// kernel allows. Every failure becomes exactly one `fuse_reply_err`, in `reply(_:_:)`.
+public final class FuseMount: Sendable {
+    public let union: Union
+    public let mountpoint: String
+    /// `struct fuse_session *`, alive from mount to `close()`. libfuse's notify calls are safe from
+    /// any thread, which is all that other threads do with it.
+    nonisolated(unsafe) private let session: OpaquePointer
+    private let directories = Mutex<(next: UInt64, listings: [UInt64: [Union.DirectoryEntry]])>((1, [:]))
+    static let timeout = 86_400.0
+
+    /// Mounts `union` at `mountpoint`. The filesystem answers once `run()` is called.
+    public init(union: Union, mountpoint: String, fsName: String) throws {
+        self.union = union
+        self.mountpoint = mountpoint
+        let options = "fsname=\(fsName),subtype=strata,default_permissions,allow_other"
+        let arguments = ["strata", "-o", options]
+        var ops = FuseMount.operations()
+        var made: OpaquePointer?
+        // The session needs its userdata before `self` is complete: hand it a box filled in below.
+        let box = MountBox()
+        let unretained = Unmanaged<MountBox>.passRetained(box)
+        var cArguments = arguments.map { strdup($0) }
+        defer { cArguments.forEach { free($0) } }
+        cArguments.withUnsafeMutableBufferPointer { buffer in
+            var args = fuse_args(argc: Int32(buffer.count), argv: buffer.baseAddress, allocated: 0)
+            made = fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, unretained.toOpaque())
+            fuse_opt_free_args(&args)
+        }
+        guard let made else {
+            unretained.release()
+            throw FSError(EINVAL)
+        }
+        session = made
+        box.mount = self
+        guard fuse_session_mount(session, mountpoint) == 0 else {
+            fuse_session_destroy(session)
+            throw MountError("cannot mount at \(mountpoint) (is it an existing directory, not already mounted, and is /dev/fuse available?)")
+        }
+    }
+
+    /// Serves requests on several threads until the filesystem is unmounted or a signal arrives.
+    public func run(threads: UInt32 = 8) {
+        fuse_set_signal_handlers(session)
+        let config = fuse_loop_cfg_create()
+        fuse_loop_cfg_set_max_threads(config, threads)
+        fuse_session_loop_mt(session, config)
+        fuse_loop_cfg_destroy(config)
+        fuse_remove_signal_handlers(session)
+    }
+
+    /// Unmounts (if still mounted) and releases the session.
+    public func close() {
+        fuse_session_unmount(session)
+        fuse_session_destroy(session)
+    }
+
+    /// Makes the kernel forget what it cached about these paths.
+    public func invalidate(paths: [String]) {
+        let cached = union.cachedEntries(for: paths)
+        for (parent, name) in cached.entries {
+            name.withCString { _ = fuse_lowlevel_notify_inval_entry(session, fuse_ino_t(parent), $0, strlen($0)) }
+        }
+        for inode in cached.inodes {
+            _ = fuse_lowlevel_notify_inval_inode(session, fuse_ino_t(inode), 0, 0)
+        }
+    }
+
+    // MARK: Replies
+
+    static func mount(_ request: fuse_req_t?) -> FuseMount {
+        Unmanaged<MountBox>.fromOpaque(fuse_req_userdata(request)!).takeUnretainedValue().mount!
+    }
+
+    /// Runs an operation and answers with its error, if it throws.
+    static func reply(_ request: fuse_req_t?, _ body: (FuseMount) throws -> Void) {
+        do {
+            try body(mount(request))
+        } catch let error as FSError {
+            fuse_reply_err(request, error.code)
+        } catch {
+            fuse_reply_err(request, EIO)
+        }
+    }
+
+    static func entryParameter(_ entry: Union.Entry) -> fuse_entry_param {
+        var parameter = fuse_entry_param()
+        parameter.ino = fuse_ino_t(entry.inode)
+        parameter.attr = entry.attributes
+        parameter.attr_timeout = timeout
+        parameter.entry_timeout = timeout
+        return parameter
+    }
+
+    static func replyEntry(_ request: fuse_req_t?, _ entry: Union.Entry) {
+        var parameter = entryParameter(entry)
+        fuse_reply_entry(request, &parameter)
+    }
+
+    static func caller(_ request: fuse_req_t?) -> Caller {
+        let context = fuse_req_ctx(request)!.pointee
+        return Caller(uid: context.uid, gid: context.gid)
+    }
+
+    static func string(_ pointer: UnsafePointer<CChar>?) -> String { String(cString: pointer!) }
+
+    // MARK: Operations
+
+    static func operations() -> fuse_lowlevel_ops {
+        var ops = fuse_lowlevel_ops()
+        ops.`init` = { _, connection in
+            guard let connection else { return }
+            let wanted = UInt32(FUSE_CAP_SPLICE_READ) | UInt32(FUSE_CAP_SPLICE_WRITE) | UInt32(FUSE_CAP_SPLICE_MOVE)
+                | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_ASYNC_READ)
+            connection.pointee.want |= wanted & connection.pointee.capable
+            connection.pointee.max_write = 1 << 20
+            connection.pointee.max_readahead = 1 << 20
+        }
+        ops.lookup = { request, parent, name in
+            FuseMount.reply(request) { mount in
+                do {
+                    FuseMount.replyEntry(request, try mount.union.lookup(parent: UInt64(parent), name: FuseMount.string(name)))
+                } catch let error as FSError where error == .notFound {
+                    // A negative entry the kernel may cache: names appear only through this daemon.
+                    var negative = fuse_entry_param()
+                    negative.entry_timeout = FuseMount.timeout
+                    fuse_reply_entry(request, &negative)
+                }
+            }
+        }
+        ops.forget = { request, inode, count in
+            FuseMount.mount(request).union.forget(UInt64(inode), count: count)
+            fuse_reply_none(request)
+        }
+        ops.forget_multi = { request, count, forgets in
+            let union = FuseMount.mount(request).union
+            for index in 0..<count { union.forget(UInt64(forgets![index].ino), count: forgets![index].nlookup) }
+            fuse_reply_none(request)
+        }
+        ops.getattr = { request, inode, _ in
+            FuseMount.reply(request) { mount in
+                var attributes = try mount.union.attributes(of: UInt64(inode))
+                fuse_reply_attr(request, &attributes, FuseMount.timeout)
+            }
+        }
+        ops.setattr = { request, inode, attributes, toSet, info in
+            FuseMount.reply(request) { mount in
+                let attributes = attributes!.pointee
+                var changes = Union.AttributeChanges()
+                if toSet & FUSE_SET_ATTR_MODE != 0 { changes.mode = attributes.st_mode }
+                if toSet & FUSE_SET_ATTR_UID != 0 { changes.uid = attributes.st_uid }
+                if toSet & FUSE_SET_ATTR_GID != 0 { changes.gid = attributes.st_gid }
+                if toSet & FUSE_SET_ATTR_SIZE != 0 { changes.size = attributes.st_size }
+                if toSet & FUSE_SET_ATTR_ATIME_NOW != 0 { changes.accessTime = .now } else if toSet & FUSE_SET_ATTR_ATIME != 0 { changes.accessTime = .at(attributes.st_atim) }
+                if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 { changes.modificationTime = .now } else if toSet & FUSE_SET_ATTR_MTIME != 0 { changes.modificationTime = .at(attributes.st_mtim) }
+                let openFile = info.map { Int32(truncatingIfNeeded: $0.pointee.fh) }
+                var result = try mount.union.setAttributes(UInt64(inode), changes, openFile: openFile.flatMap { $0 > 0 ? $0 : nil })
+                fuse_reply_attr(request, &result, FuseMount.timeout)
+            }
+        }
+        ops.readlink = { request, inode in
+            FuseMount.reply(request) { mount in
+                let target = try mount.union.readLink(UInt64(inode))
+                fuse_reply_readlink(request, target)
+            }
+        }
+        ops.mknod = { request, parent, name, mode, device in
+            FuseMount.reply(request) { mount in
+                FuseMount.replyEntry(request, try mount.union.makeNode(parent: UInt64(parent), name: FuseMount.string(name), mode: mode, device: UInt64(device), caller: FuseMount.caller(request)))
+            }
+        }
+        ops.mkdir = { request, parent, name, mode in
+            FuseMount.reply(request) { mount in
+                FuseMount.replyEntry(request, try mount.union.makeDirectory(parent: UInt64(parent), name: FuseMount.string(name), mode: mode, caller: FuseMount.caller(request)))
+            }
+        }
+        ops.symlink = { request, target, parent, name in
+            FuseMount.reply(request) { mount in
+                FuseMount.replyEntry(request, try mount.union.makeSymlink(parent: UInt64(parent), name: FuseMount.string(name), target: FuseMount.string(target), caller: FuseMount.caller(request)))
+            }
+        }
+        ops.link = { request, inode, parent, name in
+            FuseMount.reply(request) { mount in
+                FuseMount.replyEntry(request, try mount.union.link(UInt64(inode), parent: UInt64(parent), name: FuseMount.string(name)))
+            }
+        }
+        ops.unlink = { request, parent, name in
+            FuseMount.reply(request) { mount in
+                try mount.union.unlink(parent: UInt64(parent), name: FuseMount.string(name))
+                fuse_reply_err(request, 0)
+            }
+        }
+        ops.rmdir = { request, parent, name in
+            FuseMount.reply(request) { mount in
+                try mount.union.removeDirectory(parent: UInt64(parent), name: FuseMount.string(name))
+                fuse_reply_err(request, 0)
+            }
+        }
+        ops.rename = { request, parent, name, newParent, newName, flags in
+            FuseMount.reply(request) { mount in
+                try mount.union.rename(parent: UInt64(parent), name: FuseMount.string(name), newParent: UInt64(newParent), newName: FuseMount.string(newName),
+                                       flags: Union.RenameFlags(rawValue: flags))
+                fuse_reply_err(request, 0)
+            }
+        }
+        ops.open = { request, inode, info in
+            FuseMount.reply(request) { mount in
+                let file = try mount.union.open(UInt64(inode), flags: info!.pointee.flags)
+                info!.pointee.fh = UInt64(file.descriptor)
+                info!.pointee.keep_cache = file.isShared ? 1 : 0
+                if fuse_reply_open(request, info) != 0 { Glibc.close(file.descriptor) }
+            }
+        }
+        ops.create = { request, parent, name, mode, info in
+            FuseMount.reply(request) { mount in
+                let (entry, file) = try mount.union.create(parent: UInt64(parent), name: FuseMount.string(name), mode: mode, flags: info!.pointee.flags, caller: FuseMount.caller(request))
+                info!.pointee.fh = UInt64(file.descriptor)
+                var parameter = FuseMount.entryParameter(entry)
+                if fuse_reply_create(request, &parameter, info) != 0 { Glibc.close(file.descriptor) }
+            }
+        }
+        ops.read = { request, _, size, offset, info in
+            var vector = fuse_bufvec(count: 1, idx: 0, off: 0,
+                                     buf: fuse_buf(size: size, flags: fuse_buf_flags(FUSE_BUF_IS_FD.rawValue | FUSE_BUF_FD_SEEK.rawValue),
+                                                   mem: nil, fd: Int32(truncatingIfNeeded: info!.pointee.fh), pos: offset))
+            fuse_reply_data(request, &vector, FUSE_BUF_SPLICE_MOVE)
+        }
+        ops.write_buf = { request, _, source, offset, info in
+            var destination = fuse_bufvec(count: 1, idx: 0, off: 0,
+                                          buf: fuse_buf(size: fuse_buf_size(source), flags: fuse_buf_flags(FUSE_BUF_IS_FD.rawValue | FUSE_BUF_FD_SEEK.rawValue),
+                                                        mem: nil, fd: Int32(truncatingIfNeeded: info!.pointee.fh), pos: offset))
+            let written = fuse_buf_copy(&destination, UnsafeMutablePointer(mutating: source), fuse_buf_copy_flags(rawValue: 0))
+            if written < 0 { fuse_reply_err(request, Int32(-written)) } else { fuse_reply_write(request, Int(written)) }
+        }
+        ops.flush = { request, _, _ in fuse_reply_err(request, 0) }
+        ops.release = { request, _, info in
+            Glibc.close(Int32(truncatingIfNeeded: info!.pointee.fh))
+            fuse_reply_err(request, 0)
+        }
+        ops.fsync = { request, _, dataOnly, info in
+            let fd = Int32(truncatingIfNeeded: info!.pointee.fh)
+            let result = dataOnly != 0 ? fdatasync(fd) : fsync(fd)
+            // Shared blobs are opened read-only and never dirty.
+            fuse_reply_err(request, result == 0 || errno == EBADF || errno == EINVAL ? 0 : errno)
+        }
+        ops.fallocate = { request, _, mode, offset, length, info in
+            let result = CLinux.fallocate(Int32(truncatingIfNeeded: info!.pointee.fh), mode, offset, length)
+            fuse_reply_err(request, result == 0 ? 0 : errno)
+        }
+        ops.lseek = { request, _, offset, whence, info in
+            let result = Glibc.lseek(Int32(truncatingIfNeeded: info!.pointee.fh), offset, whence)
+            if result < 0 { fuse_reply_err(request, errno) } else { fuse_reply_lseek(request, result) }
+        }
+        ops.copy_file_range = { request, _, offsetIn, infoIn, _, offsetOut, infoOut, length, flags in
+            var inputOffset = offsetIn
+            var outputOffset = offsetOut
+            let copied = CLinux.copy_file_range(Int32(truncatingIfNeeded: infoIn!.pointee.fh), &inputOffset,
+                                                Int32(truncatingIfNeeded: infoOut!.pointee.fh), &outputOffset, length, UInt32(flags))
+            if copied < 0 { fuse_reply_err(request, errno) } else { fuse_reply_write(request, copied) }
+        }
+        ops.opendir = { request, inode, info in
+            FuseMount.reply(request) { mount in
+                let listing = try mount.union.list(UInt64(inode))
+                info!.pointee.fh = mount.directories.withLock { state in
+                    defer { state.next += 1 }
+                    state.listings[state.next] = listing
+                    return state.next
+                }
+                fuse_reply_open(request, info)
+            }
+        }
+        ops.readdir = { request, inode, size, offset, info in
+            FuseMount.readDirectory(request, inode: inode, size: size, offset: offset, info: info, plus: false)
+        }
+        ops.readdirplus = { request, inode, size, offset, info in
+            FuseMount.readDirectory(request, inode: inode, size: size, offset: offset, info: info, plus: true)
+        }
+        ops.releasedir = { request, _, info in
+            _ = FuseMount.mount(request).directories.withLock { $0.listings.removeValue(forKey: info!.pointee.fh) }
+            fuse_reply_err(request, 0)
+        }
+        ops.fsyncdir = { request, _, _, _ in fuse_reply_err(request, 0) }
+        ops.statfs = { request, _ in
+            FuseMount.reply(request) { mount in
+                var statistics = try mount.union.statistics()
+                fuse_reply_statfs(request, &statistics)
+            }
+        }
+        ops.access = { request, inode, _ in
+            FuseMount.reply(request) { mount in
+                _ = try mount.union.attributes(of: UInt64(inode))
+                fuse_reply_err(request, 0)
+            }
+        }
+        ops.getxattr = { request, inode, name, size in
+            FuseMount.reply(request) { mount in
+                let value = try mount.union.extendedAttribute(UInt64(inode), name: FuseMount.string(name))
+                FuseMount.replyAttributeData(request, value, size: size)
+            }
+        }
+        ops.listxattr = { request, inode, size in
+            FuseMount.reply(request) { mount in
+                let names = try mount.union.extendedAttributeNames(UInt64(inode))
+                FuseMount.replyAttributeData(request, names.flatMap { Array($0.utf8) + [0] }, size: size)
+            }
+        }
+        ops.setxattr = { request, inode, name, value, size, flags in
+            FuseMount.reply(request) { mount in
+                let bytes = Array(UnsafeRawBufferPointer(start: value, count: size))
+                try mount.union.setExtendedAttribute(UInt64(inode), name: FuseMount.string(name), value: bytes, flags: flags)
+                fuse_reply_err(request, 0)
+            }
+        }
+        ops.removexattr = { request, inode, name in
+            FuseMount.reply(request) { mount in
+                try mount.union.removeExtendedAttribute(UInt64(inode), name: FuseMount.string(name))
+                fuse_reply_err(request, 0)
+            }
+        }
+        return ops
+    }
+
+    /// getxattr/listxattr protocol: a zero size asks for the length only.
+    static func replyAttributeData(_ request: fuse_req_t?, _ bytes: [UInt8], size: Int) {
+        if size == 0 {
+            fuse_reply_xattr(request, bytes.count)
+        } else if bytes.count > size {
+            fuse_reply_err(request, ERANGE)
+        } else {
+            bytes.withUnsafeBytes { _ = fuse_reply_buf(request, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+        }
+    }
+
+    /// Answers readdir and readdirplus from the listing taken at opendir; offsets are positions in it,
+    /// after "." and "..". readdirplus counts a lookup only for the entries that fit.
+    static func readDirectory(_ request: fuse_req_t?, inode: fuse_ino_t, size: Int, offset: off_t, info: UnsafeMutablePointer<fuse_file_info>?, plus: Bool) {
+        reply(request) { mount in
+            guard let listing = mount.directories.withLock({ $0.listings[info!.pointee.fh] }) else { throw FSError(EBADF) }
+            var buffer = [CChar](repeating: 0, count: size)
+            var used = 0
+            var position = Int(offset)
+            let total = listing.count + 2
+            while position < total {
+                let name: String
+                var attributes = stat()
+                var entry: Union.Entry?
+                if position < 2 {
+                    name = position == 0 ? "." : ".."
+                    attributes.st_ino = position == 0 ? UInt(inode) : 1
+                    attributes.st_mode = S_IFDIR
+                } else {
+                    let item = listing[position - 2]
+                    name = item.name
+                    if plus {
+                        entry = try? mount.union.lookup(parent: UInt64(inode), name: item.name, countLookup: false)
+                        guard let entry else { position += 1; continue }
+                        attributes = entry.attributes
+                    } else {
+                        attributes.st_ino = UInt(item.inode)
+                        attributes.st_mode = item.type
+                    }
+                }
+                let remaining = size - used
+                let needed = buffer.withUnsafeMutableBufferPointer { raw -> Int in
+                    let start = raw.baseAddress! + used
+                    if plus {
+                        var parameter = entry.map(entryParameter) ?? fuse_entry_param(ino: 0, generation: 0, attr: attributes, attr_timeout: 0, entry_timeout: 0)
+                        return fuse_add_direntry_plus(request, start, remaining, name, &parameter, off_t(position + 1))
+                    }
+                    return fuse_add_direntry(request, start, remaining, name, &attributes, off_t(position + 1))
+                }
+                if needed > remaining { break }
+                if let entry { mount.union.retain(entry.inode) }
+                used += needed
+                position += 1
+            }
+            fuse_reply_buf(request, buffer, used)
+        }
+    }
+}
+
+/// Holds the mount for libfuse's userdata; set once, before the session serves a request.
+final class MountBox: @unchecked Sendable {
+    var mount: FuseMount?
+}
+
+public struct MountError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

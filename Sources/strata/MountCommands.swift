@@ -1,0 +1,191 @@
+import ArgumentParser
+import Foundation
+import Synchronization
+import StrataLayers
+import StrataStore
+import VLFS
+import VLFSFuse
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Mount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mount the VLFS an LDF describes.",
+        discussion: """
+            Composes the layers the LDF names (with its includes and implicit layers) over the VLFS's \
+            private layer, kept in $STRATA_HOME/vlfs/NAME. Without --foreground, returns once the \
+            filesystem answers; the daemon logs to $STRATA_HOME/vlfs/NAME/daemon.log.
+            """)
+    @OptionGroup var options: HomeOptions
+    @Argument(help: "The layer definition file.") var ldf: String
+    @Argument(help: "An existing, empty directory.") var mountpoint: String
+    @Option(help: "The VLFS's name (default: the LDF's file name without extension).") var name: String?
+    @Flag(help: "Serve in this process until unmounted.") var foreground = false
+
+    var vlfsName: String { name ?? URL(fileURLWithPath: ldf).deletingPathExtension().lastPathComponent }
+
+    func run() throws {
+        let home = options.strataHome
+        let state = try VLFSState(home: home, name: vlfsName)
+        let ldfPath = URL(fileURLWithPath: ldf).standardizedFileURL.path
+        guard FileManager.default.fileExists(atPath: ldfPath) else { throw LayerError("\(ldf): no such file") }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw LayerError("\(mountpoint): mountpoint must be an existing directory")
+        }
+        guard access("/dev/fuse", R_OK | W_OK) == 0 else { throw LayerError("/dev/fuse is not available: cannot mount a FUSE filesystem here") }
+        if isMounted(mountpoint) { throw LayerError("\(mountpoint) is busy: something is mounted there already") }
+        // Compose first, so that a bad LDF or a conflict is reported here and not in a daemon log.
+        let stack = try Composition.stack(ldf: ldfPath, home: home, state: state)
+        if foreground {
+            try serve(stack: stack, state: state, ldfPath: ldfPath, home: home)
+        } else {
+            try startDaemon(state: state)
+        }
+    }
+
+    private func serve(stack: LayerStack, state: VLFSState, ldfPath: String, home: StrataHome) throws {
+        try state.recordLDF(ldfPath)
+        let union = try Union(stack: stack, privateRoot: state.privateRoot, whiteoutDirectory: state.whiteouts)
+        let fuse = try FuseMount(union: union, mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, fsName: "strata:\(state.name)")
+        let updates = Mutex(())
+        let update: @Sendable () -> String = {
+            updates.withLock { _ in
+                do {
+                    let paths = try union.replaceStack(try Composition.stack(ldf: ldfPath, home: home, state: state))
+                    fuse.invalidate(paths: paths)
+                    return "ok \(paths.count) paths changed"
+                } catch {
+                    return "error: \(error)"
+                }
+            }
+        }
+        try ControlChannel.serve(at: state.controlSocket) { request in
+            let words = request.split(separator: " ", maxSplits: 1).map(String.init)
+            switch words.first {
+            case "update":
+                return update()
+            case "revert" where words.count == 2:
+                do {
+                    let paths = try union.revert(words[1])
+                    fuse.invalidate(paths: paths)
+                    return "ok \(paths.count) paths reverted"
+                } catch {
+                    return "error: \(error)"
+                }
+            case "status":
+                return "ok " + union.stack.layers.map(\.label).joined(separator: ", ")
+            default:
+                return "error: unknown request '\(request)'"
+            }
+        }
+        LDFWatcher.watch(ldfPath) { _ = update() }
+        fuse.run()
+        unlink(state.controlSocket)
+        fuse.close()
+    }
+
+    /// Starts `strata mount … --foreground` in a new session and waits until the mount answers.
+    private func startDaemon(state: VLFSState) throws {
+        try makeDirectories(state.directory, mode: 0o700)
+        let arguments = ["strata", "mount", URL(fileURLWithPath: ldf).standardizedFileURL.path, URL(fileURLWithPath: mountpoint).standardizedFileURL.path,
+                         "--name", state.name, "--foreground", "--home", options.strataHome.path]
+        let pid = try Daemon.spawn(arguments: arguments, log: state.log)
+        for _ in 0..<600 {
+            if isMounted(mountpoint) { return }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                let log = (try? String(contentsOfFile: state.log, encoding: .utf8)) ?? ""
+                throw LayerError("the VLFS daemon exited before mounting:\n\(log.split(separator: "\n").suffix(10).joined(separator: "\n"))")
+            }
+            usleep(50_000)
+        }
+        throw LayerError("the VLFS daemon did not mount \(mountpoint) within 30 s; see \(state.log)")
+    }
+}
+
+struct Umount: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Unmount a VLFS and wait for its daemon to finish.")
+    @OptionGroup var options: HomeOptions
+    @Argument var mountpoint: String
+
+    func run() throws {
+        let path = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
+        guard isMounted(path) else { throw LayerError("\(mountpoint): no VLFS is mounted there") }
+        guard umount2(path, 0) == 0 else { throw SystemError("umount", path) }
+        for _ in 0..<200 where FileManager.default.fileExists(atPath: path + "/.") && isMounted(path) { usleep(50_000) }
+    }
+}
+
+struct Update: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Recompose a mounted VLFS from its LDF, without unmounting.",
+        discussion: "Files open on a layer that the update removes keep working until they are closed.")
+    @OptionGroup var options: HomeOptions
+    @Argument(help: "The VLFS's name.") var name: String
+
+    func run() throws {
+        let state = try VLFSState(home: options.strataHome, name: name)
+        guard let reply = try ControlChannel.send("update", to: state.controlSocket) else {
+            throw LayerError("VLFS '\(name)' has no running daemon; it will use its LDF (\(try state.ldf())) when next mounted")
+        }
+        guard reply.hasPrefix("ok") else { throw LayerError(reply) }
+        print(reply.dropFirst(3))
+    }
+}
+
+/// True when a FUSE filesystem of ours answers at `path`.
+func isMounted(_ path: String) -> Bool {
+    let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+    guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
+    return mounts.split(separator: "\n").contains { line in
+        let fields = line.split(separator: " ")
+        return fields.count > 2 && fields[1] == absolute.replacingOccurrences(of: " ", with: "\\040")
+    }
+}
+
+/// Watches an LDF for rewrites (editors and `strata ldf` replace it by rename) and calls back.
+enum LDFWatcher {
+    static func watch(_ path: String, onChange: @escaping @Sendable () -> Void) {
+        Thread {
+            var last = signature(path)
+            while true {
+                sleep(1)
+                let now = signature(path)
+                if now != last, now != nil {
+                    last = now
+                    onChange()
+                }
+            }
+        }.start()
+    }
+
+    private static func signature(_ path: String) -> [Int]? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return [Int(st.st_ino), st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec]
+    }
+}
+
+/// Starting the daemon in its own session, detached from the terminal.
+enum Daemon {
+    static func spawn(arguments: [String], log: String) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(0x80))  // POSIX_SPAWN_SETSID
+        var pid: pid_t = 0
+        let cArguments = arguments.map { strdup($0) } + [nil]
+        defer { cArguments.forEach { free($0) } }
+        let result = posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, cArguments, environ)
+        guard result == 0 else { throw SystemError("posix_spawn", "/proc/self/exe", errno: result) }
+        return pid
+    }
+}
