@@ -1,6 +1,9 @@
 import Foundation
 import StrataLayers
 import StrataStore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Where a VLFS named NAME keeps its state: `$STRATA_HOME/vlfs/NAME/` holds the private layer, one
 /// whiteout list per shared layer instance, the path of its LDF, and the daemon's control socket.
@@ -19,6 +22,14 @@ public struct VLFSState: Sendable {
     public var ldfRecord: String { directory + "/ldf" }
     public var controlSocket: String { directory + "/control.sock" }
     public var log: String { directory + "/daemon.log" }
+    /// The running daemon's process id, present while it serves.
+    public var pidFile: String { directory + "/daemon.pid" }
+
+    public func daemonProcess() -> pid_t? {
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+              kill(pid, 0) == 0 else { return nil }
+        return pid
+    }
 
     /// The LDF this VLFS was mounted from.
     public func ldf() throws -> String {

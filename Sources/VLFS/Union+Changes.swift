@@ -16,7 +16,10 @@ extension Union {
         let fd = try check { Glibc.open(privatePath(path), (flags | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW) & ~O_NOCTTY, mode_t(mode & 0o7777)) }
         do {
             try own(path, caller: caller)
-            return (try newEntry(path), OpenFile(descriptor: fd, isShared: false))
+            let entry = try newEntry(path)
+            let file = OpenFile(descriptor: fd, isShared: false)
+            registerOpen(entry.inode, file, attributes: entry.attributes)
+            return (entry, file)
         } catch {
             close(fd)
             throw error

@@ -34,6 +34,9 @@ public final class Union: Sendable {
     let trees = TreeCache()
     let copyUpLock = Mutex(())
     private let linkCounts = Mutex<[Digest: [UInt32: UInt32]]>([:])
+    /// Open descriptors by inode, so a file stays stat-able while open after its name is gone
+    /// (unlinked, or its layer removed by a live update), as POSIX promises for open files.
+    private let openFiles = Mutex<[UInt64: (descriptors: [Int32], attributes: stat, isShared: Bool)]>([:])
 
     public init(stack: LayerStack, privateRoot: String, whiteoutDirectory: String) throws {
         self.privateRoot = privateRoot
@@ -215,7 +218,32 @@ public final class Union: Sendable {
     }
 
     public func attributes(of inode: UInt64) throws(FSError) -> stat {
-        try attributes(of: try resolve(try path(of: inode)), inode: inode)
+        do {
+            return try attributes(of: try resolve(try path(of: inode)), inode: inode)
+        } catch let error where error == .notFound {
+            guard let open = openFiles.withLock({ $0[inode] }) else { throw error }
+            var st = open.attributes
+            // A private file's descriptor tells its current size and times; a shared blob never changes.
+            if !open.isShared, let fd = open.descriptors.first, fstat(fd, &st) != 0 { throw error }
+            st.st_ino = UInt(inode)
+            st.st_nlink = 0
+            return st
+        }
+    }
+
+    func registerOpen(_ inode: UInt64, _ file: OpenFile, attributes: stat) {
+        openFiles.withLock { files in
+            files[inode, default: ([], attributes, file.isShared)].descriptors.append(file.descriptor)
+        }
+    }
+
+    /// Closes a descriptor returned by `open` or `create`.
+    public func release(_ inode: UInt64, descriptor: Int32) {
+        openFiles.withLock { files in
+            files[inode]?.descriptors.removeAll { $0 == descriptor }
+            if files[inode]?.descriptors.isEmpty == true { files[inode] = nil }
+        }
+        close(descriptor)
     }
 
     public func readLink(_ inode: UInt64) throws(FSError) -> String {
@@ -289,15 +317,18 @@ public final class Union: Sendable {
             try copyUp(path, withData: (flags & O_TRUNC) == 0)
             resolved = try resolve(path)
         }
+        let file: OpenFile
         switch resolved.top {
         case .privateFile:
             let fd = try check { Glibc.open(privatePath(path), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC | O_NOFOLLOW) }
-            return OpenFile(descriptor: fd, isShared: false)
+            file = OpenFile(descriptor: fd, isShared: false)
         case .shared(let layer, let entry):
             guard entry.kind == .regular else { throw FSError.invalid }
             let fd = try check { Glibc.open(resolved.stack.layers[layer].blobPath(entry), O_RDONLY | O_CLOEXEC) }
-            return OpenFile(descriptor: fd, isShared: true)
+            file = OpenFile(descriptor: fd, isShared: true)
         }
+        registerOpen(inode, file, attributes: try attributes(of: resolved, inode: inode))
+        return file
     }
 
     public func statistics() throws(FSError) -> statvfs {

@@ -223,7 +223,7 @@ public final class FuseMount: Sendable {
                 let file = try mount.union.open(UInt64(inode), flags: info!.pointee.flags)
                 info!.pointee.fh = UInt64(file.descriptor)
                 info!.pointee.keep_cache = file.isShared ? 1 : 0
-                if fuse_reply_open(request, info) != 0 { Glibc.close(file.descriptor) }
+                if fuse_reply_open(request, info) != 0 { mount.union.release(UInt64(inode), descriptor: file.descriptor) }
             }
         }
         ops.create = { request, parent, name, mode, info in
@@ -231,7 +231,7 @@ public final class FuseMount: Sendable {
                 let (entry, file) = try mount.union.create(parent: UInt64(parent), name: FuseMount.string(name), mode: mode, flags: info!.pointee.flags, caller: FuseMount.caller(request))
                 info!.pointee.fh = UInt64(file.descriptor)
                 var parameter = FuseMount.entryParameter(entry)
-                if fuse_reply_create(request, &parameter, info) != 0 { Glibc.close(file.descriptor) }
+                if fuse_reply_create(request, &parameter, info) != 0 { mount.union.release(entry.inode, descriptor: file.descriptor) }
             }
         }
         ops.read = { request, _, size, offset, info in
@@ -248,8 +248,8 @@ public final class FuseMount: Sendable {
             if written < 0 { fuse_reply_err(request, Int32(-written)) } else { fuse_reply_write(request, Int(written)) }
         }
         ops.flush = { request, _, _ in fuse_reply_err(request, 0) }
-        ops.release = { request, _, info in
-            Glibc.close(Int32(truncatingIfNeeded: info!.pointee.fh))
+        ops.release = { request, inode, info in
+            FuseMount.mount(request).union.release(UInt64(inode), descriptor: Int32(truncatingIfNeeded: info!.pointee.fh))
             fuse_reply_err(request, 0)
         }
         ops.fsync = { request, _, dataOnly, info in

@@ -81,7 +81,9 @@ struct Mount: ParsableCommand {
             }
         }
         LDFWatcher.watch(ldfPath) { _ = update() }
+        try AtomicFile.write("\(getpid())\n", to: state.pidFile)
         fuse.run()
+        unlink(state.pidFile)
         unlink(state.controlSocket)
         fuse.close()
     }
@@ -165,27 +167,5 @@ enum LDFWatcher {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
         return [Int(st.st_ino), st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec]
-    }
-}
-
-/// Starting the daemon in its own session, detached from the terminal.
-enum Daemon {
-    static func spawn(arguments: [String], log: String) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(0x80))  // POSIX_SPAWN_SETSID
-        var pid: pid_t = 0
-        let cArguments = arguments.map { strdup($0) } + [nil]
-        defer { cArguments.forEach { free($0) } }
-        let result = posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, cArguments, environ)
-        guard result == 0 else { throw SystemError("posix_spawn", "/proc/self/exe", errno: result) }
-        return pid
     }
 }

@@ -7,7 +7,7 @@ import StrataStore
 struct Strata: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Layered union filesystems from a content-addressed layer repository.",
-        subcommands: [RepoCommand.self, LayerCommand.self, LDFCommand.self, Mount.self, Umount.self, Update.self, Fsck.self])
+        subcommands: [RepoCommand.self, LayerCommand.self, LDFCommand.self, Mount.self, Umount.self, Update.self, PrivateCommand.self, Fsck.self])
 }
 
 /// Options every verb takes.

@@ -1,0 +1,174 @@
+import Foundation
+import StrataStore
+import StrataTestSupport
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A workspace with layers made from file lists and a VLFS mounted from an LDF, unmounted at the end.
+final class MountedWorkspace: Sendable {
+    let workspace: Workspace
+    let ldf: String
+    let mountpoint: String
+    let name = "appliance"
+
+    init(_ label: String = #function, layers: [(name: String, version: String, files: [String: String])], ldf lines: [String]) throws {
+        workspace = try Workspace(label)
+        for layer in layers {
+            let tree = "trees/\(layer.name)_\(layer.version)"
+            for (path, contents) in layer.files { try workspace.scratch.write("\(tree)/\(path)", contents) }
+            expectSuccess(try workspace.strata("layer", "import", "main", workspace.scratch.path + "/" + tree, "--name", layer.name, "--version", layer.version))
+        }
+        ldf = workspace.scratch.path + "/appliance.ldf"
+        mountpoint = workspace.scratch.path + "/mnt"
+        try makeDirectories(mountpoint)
+        try setLDF(lines)
+        try mount()
+    }
+
+    deinit {
+        if isMounted { _ = try? workspace.strata("umount", mountpoint) }
+        if isMounted { umount2(mountpoint, Int32(MNT_DETACH)) }
+    }
+
+    var isMounted: Bool {
+        ((try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? "").contains(" \(mountpoint) fuse.strata ")
+    }
+
+    func setLDF(_ lines: [String]) throws { try AtomicFile.write(lines.joined(separator: "\n") + "\n", to: ldf) }
+
+    func mount() throws { expectSuccess(try workspace.strata("mount", ldf, mountpoint, "--name", name)) }
+
+    func unmount() throws { expectSuccess(try workspace.strata("umount", mountpoint)) }
+
+    func path(_ relative: String) -> String { mountpoint + "/" + relative }
+
+    func read(_ relative: String) throws -> String { try String(contentsOfFile: path(relative), encoding: .utf8) }
+
+    func write(_ relative: String, _ text: String) throws {
+        let fd = open(path(relative), O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw SystemError("open", path(relative)) }
+        defer { close(fd) }
+        _ = text.withCString { Glibc.write(fd, $0, strlen($0)) }
+        fsync(fd)
+    }
+
+    func exists(_ relative: String) -> Bool { access(path(relative), F_OK) == 0 }
+
+    func update() throws { expectSuccess(try workspace.strata("update", name)) }
+}
+
+@Suite(.serialized) struct MountTests {
+    static let app = [("app", "1", ["usr/bin/app": "app one\n", "etc/app.conf": "conf one\n"]),
+                      ("app", "2", ["usr/bin/app": "app two\n", "etc/app.conf": "conf two\n"]),
+                      ("base", "1", ["etc/os-release": "strata\n", "usr/share/base/README": "base\n"])]
+
+    @Test func mountComposesLayersAndPrivateDataSurvivesRemount() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        #expect(try vlfs.read("usr/bin/app") == "app one\n")
+        #expect(try vlfs.read("etc/os-release") == "strata\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: vlfs.path("etc")).sorted() == ["app.conf", "os-release"])
+        try vlfs.write("etc/app.conf", "edited\n")
+        try vlfs.write("home-note", "private\n")
+        try FileManager.default.removeItem(atPath: vlfs.path("usr/share/base/README"))
+        try vlfs.unmount()
+        #expect(!vlfs.isMounted)
+        try vlfs.mount()
+        #expect(try vlfs.read("etc/app.conf") == "edited\n")
+        #expect(try vlfs.read("home-note") == "private\n")
+        #expect(!vlfs.exists("usr/share/base/README"))
+    }
+
+    @Test func fsyncedDataSurvivesKillingTheDaemon() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        try vlfs.write("etc/app.conf", "synced\n")
+        let pid = try #require(Int32(try String(contentsOfFile: vlfs.workspace.home + "/vlfs/\(vlfs.name)/daemon.pid", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        kill(pid, SIGKILL)
+        usleep(300_000)
+        #expect(access(vlfs.path("never-looked-up"), F_OK) != 0 && errno == ENOTCONN, "the mount is dead once its daemon is")
+        umount2(vlfs.mountpoint, Int32(MNT_DETACH))
+        try vlfs.mount()
+        #expect(try vlfs.read("etc/app.conf") == "synced\n")
+    }
+
+    @Test func deletedFileComesBackWhenItsLayerIsUpgradedLive() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        try FileManager.default.removeItem(atPath: vlfs.path("etc/app.conf"))
+        #expect(!vlfs.exists("etc/app.conf"))
+        try vlfs.setLDF(["main/app 2", "main/base 1"])
+        try vlfs.update()
+        #expect(try vlfs.read("etc/app.conf") == "conf two\n")
+        #expect(try vlfs.read("usr/bin/app") == "app two\n")
+    }
+
+    @Test func fileOpenOnARemovedLayerKeepsReading() throws {
+        let big = String(repeating: "0123456789abcdef", count: 1 << 16)
+        let layers = Self.app + [("bulk", "1", ["var/lib/bulk/data": big])]
+        let vlfs = try MountedWorkspace(layers: layers, ldf: ["main/app 1", "main/base 1", "main/bulk 1"])
+        let handle = try #require(FileHandle(forReadingAtPath: vlfs.path("var/lib/bulk/data")))
+        let head = try handle.read(upToCount: 1000) ?? Data()
+        try vlfs.setLDF(["main/app 1", "main/base 1"])
+        try vlfs.update()
+        #expect(!vlfs.exists("var/lib/bulk/data"))
+        let rest = try handle.readToEnd() ?? Data()
+        try handle.close()
+        #expect(String(decoding: head + rest, as: UTF8.self) == big)
+    }
+
+    @Test func revertThroughTheDaemonShowsTheOriginalAtOnce() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        try vlfs.write("usr/bin/app", "trojan\n")
+        try FileManager.default.removeItem(atPath: vlfs.path("etc/os-release"))
+        expectSuccess(try vlfs.workspace.strata("private", "revert", vlfs.name, "/usr/bin/app", "/etc/os-release"))
+        #expect(try vlfs.read("usr/bin/app") == "app one\n")
+        #expect(try vlfs.read("etc/os-release") == "strata\n")
+    }
+
+    @Test func readersSeeNoErrorWhileTheStackIsUpdated() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        let failures = Mutex<[String]>([])
+        let done = Atomic<Bool>(false)
+        let paths = [vlfs.path("etc/os-release"), vlfs.path("usr/share/base/README"), vlfs.path("usr/bin/app"), vlfs.path("etc/app.conf")]
+        let readers = (0..<8).map { index in
+            Thread {
+                while !done.load(ordering: .relaxed) {
+                    let path = paths[index % paths.count]
+                    guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+                          ["strata\n", "base\n", "app one\n", "app two\n", "conf one\n", "conf two\n"].contains(text) else {
+                        failures.withLock { $0.append(path) }
+                        continue
+                    }
+                    _ = try? FileManager.default.contentsOfDirectory(atPath: vlfs.path("etc"))
+                }
+            }
+        }
+        readers.forEach { $0.start() }
+        for round in 0..<100 {
+            try vlfs.setLDF(["main/app \(round % 2 == 0 ? 2 : 1)", "main/base 1"])
+            try vlfs.update()
+        }
+        done.store(true, ordering: .relaxed)
+        while readers.contains(where: { !$0.isFinished }) { usleep(10_000) }
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0.prefix(5) })")
+    }
+
+    @Test func mountsThatCannotBeMadeSayWhy() throws {
+        let workspace = try Workspace()
+        try workspace.scratch.write("t1/usr/bin/tool", "one")
+        try workspace.scratch.write("t2/usr/bin/tool", "two")
+        expectSuccess(try workspace.strata("layer", "import", "main", workspace.scratch.path + "/t1", "--name", "tool-one", "--version", "1"))
+        expectSuccess(try workspace.strata("layer", "import", "main", workspace.scratch.path + "/t2", "--name", "tool-two", "--version", "1"))
+        try makeDirectories(workspace.scratch.path + "/mnt")
+        try workspace.scratch.write("missing.ldf", "main/tool-one 1\nmain/nosuch 2\n")
+        let missing = try workspace.strata("mount", workspace.scratch.path + "/missing.ldf", workspace.scratch.path + "/mnt")
+        #expect(missing.status != 0 && missing.stderr.contains("missing.ldf:2") && missing.stderr.contains("nosuch"), "\(missing.stderr)")
+        try workspace.scratch.write("conflict.ldf", "main/tool-one 1\nmain/tool-two 1\n")
+        let conflict = try workspace.strata("mount", workspace.scratch.path + "/conflict.ldf", workspace.scratch.path + "/mnt")
+        #expect(conflict.status != 0 && conflict.stderr.contains("tool-one 1") && conflict.stderr.contains("tool-two 1") && conflict.stderr.contains("/usr/bin/tool"))
+        let noDirectory = try workspace.strata("mount", workspace.scratch.path + "/missing.ldf", workspace.scratch.path + "/nowhere")
+        #expect(noDirectory.status != 0 && noDirectory.stderr.contains("nowhere"))
+    }
+}
