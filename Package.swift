@@ -16,14 +16,16 @@ let package = Package(
         .systemLibrary(name: "CLinux"),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(name: "CSolv", pkgConfig: "libsolvext", providers: [.apt(["libsolv-dev", "libsolvext-dev"])]),
 
         .target(name: "StrataStore", dependencies: ["CLinux", "COpenSSL", "CArchive"]),
         .target(name: "StrataLayers", dependencies: [
             "StrataStore",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+        .target(name: "StrataResolver", dependencies: ["StrataLayers", "StrataStore", "CSolv"]),
         .executableTarget(name: "strata", dependencies: [
-            "StrataStore", "StrataLayers",
+            "StrataStore", "StrataLayers", "StrataResolver",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -31,6 +33,7 @@ let package = Package(
         .target(name: "StrataTestSupport", dependencies: ["StrataStore"]),
         .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", "StrataTestSupport"]),
         .testTarget(name: "StrataLayersTests", dependencies: ["StrataLayers", "StrataTestSupport"]),
+        .testTarget(name: "StrataResolverTests", dependencies: ["StrataResolver", "StrataLayers", "StrataStore", "StrataTestSupport"]),
         .testTarget(name: "StrataCLITests", dependencies: ["StrataStore", "StrataLayers", "StrataTestSupport"]),
     ]
 )

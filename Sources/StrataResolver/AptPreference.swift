@@ -1,0 +1,77 @@
+/// The choices apt would make, worked out before libsolv solves so that libsolv can be told to
+/// favor them.
+///
+/// libsolv and apt differ where a dependency leaves a choice. For `a | b`, libsolv merges the
+/// providers of both and takes the alphabetically first name; apt takes the first alternative that
+/// can be satisfied. For a name that is both a real layer and provided by others, libsolv again
+/// goes by the alphabet; apt takes the real layer. This walk follows apt's `MarkInstall`: depth
+/// first from the requested units, a dependency already satisfied by a chosen unit needs nothing,
+/// otherwise the first alternative with a real installable unit gives its best candidate. The
+/// result is a list of favor groups, most important first; libsolv still decides, so a favored unit
+/// that cannot be installed (a conflict) costs nothing but the preference.
+struct AptPreference {
+    let pool: LayerPool
+
+    /// - Parameters:
+    ///   - roots: the units requested, in request order.
+    ///   - kept: units already chosen (the current LDF), which satisfy what they provide.
+    func favorGroups(roots: [SolvableID], kept: [SolvableID]) -> [[SolvableID]] {
+        let solv = pool.solv
+        var chosen: [Int32: SolvableID] = [:]
+        for unit in kept { chosen[solv.nameID(unit)] = unit }
+        var groups: [[SolvableID]] = []
+        var visited: Set<SolvableID> = []
+
+        func isChosen(_ unit: SolvableID) -> Bool { chosen[solv.nameID(unit)] == unit }
+
+        func visit(_ unit: SolvableID) {
+            guard visited.insert(unit).inserted else { return }
+            for (dependency, _) in solv.requirements(unit) {
+                let alternatives = solv.alternatives(dependency)
+                if alternatives.contains(where: { solv.providers($0).contains(where: isChosen) }) { continue }
+                for alternative in alternatives {
+                    switch candidate(for: alternative) {
+                    case .unsatisfiable:
+                        continue
+                    case .unit(let pick):
+                        chosen[solv.nameID(pick)] = pick
+                        groups.append([pick])
+                        visit(pick)
+                    case .providers(let providers):
+                        groups.append(providers)
+                    }
+                    break
+                }
+            }
+        }
+
+        for root in roots {
+            if !isChosen(root) {
+                chosen[solv.nameID(root)] = root
+                groups.append([root])
+            }
+            visit(root)
+        }
+        for unit in kept { visit(unit) }
+        return groups
+    }
+
+    private enum Candidate {
+        case unsatisfiable
+        case unit(SolvableID)
+        /// A virtual name with providers of several names: apt would pick one of them by its own
+        /// ordering; they are favored together and libsolv picks.
+        case providers([SolvableID])
+    }
+
+    private func candidate(for alternative: DependencyID) -> Candidate {
+        let solv = pool.solv
+        let providers = solv.providers(alternative).filter(solv.isInstallable)
+        if providers.isEmpty { return .unsatisfiable }
+        let target = solv.targetNameID(alternative)
+        let real = providers.filter { solv.nameID($0) == target }
+        if let best = pool.best(real) { return .unit(best) }
+        let byName = Dictionary(grouping: providers, by: solv.nameID).values.compactMap(pool.best)
+        return byName.count == 1 ? .unit(byName[0]) : .providers(byName.sorted())
+    }
+}
