@@ -1,17 +1,19 @@
-/// The choices apt would make, worked out before libsolv solves so that libsolv can be told to
-/// favor them.
+/// The choices apt would make, worked out before libsolv solves.
 ///
 /// libsolv and apt differ where a dependency leaves a choice. For `a | b`, libsolv merges the
 /// providers of both and takes the alphabetically first name; apt takes the first alternative that
 /// can be satisfied. For a name that is both a real layer and provided by others, libsolv again
 /// goes by the alphabet; apt takes the real layer. This walk follows apt's `MarkInstall`: depth
-/// first from the requested units, a dependency already satisfied by a chosen unit needs nothing,
-/// otherwise the first alternative with a real installable unit gives its best candidate. The
-/// result is a list of favor groups, most important first; libsolv still decides, so a favored unit
-/// that cannot be installed (a conflict) costs nothing but the preference.
+/// first from the requested units, a dependency already satisfied by a chosen unit needs nothing
+/// more, otherwise the first alternative with an installable unit gives its best candidate (a real
+/// unit of that name before any provider). The resolver asks libsolv for these units outright and,
+/// when they cannot all be had together, favors them.
 struct AptPreference {
     let pool: LayerPool
 
+    /// Favor groups, most important first: the units apt would use, in the order it would reach
+    /// them. A kept unit appears when it satisfies a dependency before any other alternative does.
+    ///
     /// - Parameters:
     ///   - roots: the units requested, in request order.
     ///   - kept: units already chosen (the current LDF), which satisfy what they provide.
@@ -24,19 +26,22 @@ struct AptPreference {
 
         func isChosen(_ unit: SolvableID) -> Bool { chosen[solv.nameID(unit)] == unit }
 
-        func visit(_ unit: SolvableID) {
+        func use(_ unit: SolvableID) {
             guard visited.insert(unit).inserted else { return }
+            chosen[solv.nameID(unit)] = unit
+            groups.append([unit])
             for (dependency, _) in solv.requirements(unit) {
                 let alternatives = solv.alternatives(dependency)
-                if alternatives.contains(where: { solv.providers($0).contains(where: isChosen) }) { continue }
+                if let satisfied = alternatives.lazy.compactMap({ solv.providers($0).first(where: isChosen) }).first {
+                    use(satisfied)
+                    continue
+                }
                 for alternative in alternatives {
                     switch candidate(for: alternative) {
                     case .unsatisfiable:
                         continue
                     case .unit(let pick):
-                        chosen[solv.nameID(pick)] = pick
-                        groups.append([pick])
-                        visit(pick)
+                        use(pick)
                     case .providers(let providers):
                         groups.append(providers)
                     }
@@ -45,14 +50,7 @@ struct AptPreference {
             }
         }
 
-        for root in roots {
-            if !isChosen(root) {
-                chosen[solv.nameID(root)] = root
-                groups.append([root])
-            }
-            visit(root)
-        }
-        for unit in kept { visit(unit) }
+        for root in roots { use(root) }
         return groups
     }
 

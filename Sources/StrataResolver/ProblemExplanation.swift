@@ -42,8 +42,6 @@ struct ProblemExplanation {
             return "\(located.entry.repository)/\(located.entry.layer) is \(what) in \(located.source)"
         case .base(let name):
             return "\(name) is a base layer, always included"
-        case .preference:
-            return "a preference"
         }
     }
 
@@ -79,8 +77,6 @@ struct ProblemExplanation {
                 return "remove \(entry.repository)/\(entry.layer) from \(located.source)"
             case .base(let name):
                 return "leave out the base layer \(name)"
-            case .preference:
-                return "drop a preference"
             }
         case .other(let text):
             return text

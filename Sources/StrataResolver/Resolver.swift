@@ -7,7 +7,6 @@ enum JobOrigin {
     case request(ExpandedLDF.LocatedEntry, exact: Bool)
     /// A base layer, always included.
     case base(String)
-    case preference
 }
 
 /// Resolves LDFs with libsolv over the repositories they name (DESIGN §7).
@@ -82,15 +81,19 @@ public struct Resolver {
             }
         }
 
-        // Favor jobs: later ones win, so the apt-like choices go in reverse (first decision last),
-        // and the current versions after them all.
+        // libsolv takes favors as hints only, and after solving it "minimizes": of `a | b`, it
+        // switches to b when b is installed anyway (a's own dependency, say), where apt keeps a. So
+        // the apt-like choices are first asked for outright; only if they cannot all be had
+        // together does libsolv choose, steered by the favors. Favor jobs: later ones win; the
+        // current versions come first as one group, then the apt-like choices, first decision last.
         let preferences = AptPreference(pool: pool).favorGroups(roots: roots, kept: kept)
-        for group in preferences.reversed() + kept.map({ [$0] }) {
-            jobs.append(.favor(group))
-            origins.append(.preference)
+        var favors: [SolvJob] = []
+        for group in [kept] + preferences.reversed() where !group.isEmpty { favors.append(.favor(group)) }
+        let choices = preferences.filter { $0.count == 1 }.map { SolvJob.installOne(of: $0) }
+        if case .solved(let units) = solv.solve(jobs + choices + favors) {
+            return resolution(of: units, pool: pool, expanded: expanded)
         }
-
-        switch solv.solve(jobs) {
+        switch solv.solve(jobs + favors) {
         case .unsolvable(let problems):
             throw ResolutionError(description: ProblemExplanation(pool: pool, origins: origins, expanded: expanded)
                 .explain(problems))
