@@ -23,17 +23,22 @@ struct AptPreference {
         for unit in kept { chosen[solv.nameID(unit)] = unit }
         var groups: [[SolvableID]] = []
         var visited: Set<SolvableID> = []
+        var grouped: Set<SolvableID> = []
 
         func isChosen(_ unit: SolvableID) -> Bool { chosen[solv.nameID(unit)] == unit }
 
-        func use(_ unit: SolvableID) {
-            guard visited.insert(unit).inserted else { return }
+        func choose(_ unit: SolvableID) {
             chosen[solv.nameID(unit)] = unit
-            groups.append([unit])
+            if grouped.insert(unit).inserted { groups.append([unit]) }
+        }
+
+        func expand(_ unit: SolvableID) {
+            guard visited.insert(unit).inserted else { return }
             for (dependency, _) in solv.requirements(unit) {
                 let alternatives = solv.alternatives(dependency)
                 if let satisfied = alternatives.lazy.compactMap({ solv.providers($0).first(where: isChosen) }).first {
-                    use(satisfied)
+                    choose(satisfied)
+                    expand(satisfied)
                     continue
                 }
                 for alternative in alternatives {
@@ -41,7 +46,8 @@ struct AptPreference {
                     case .unsatisfiable:
                         continue
                     case .unit(let pick):
-                        use(pick)
+                        choose(pick)
+                        expand(pick)
                     case .providers(let providers):
                         groups.append(providers)
                     }
@@ -50,7 +56,9 @@ struct AptPreference {
             }
         }
 
-        for root in roots { use(root) }
+        // As `apt-get install` does, every requested unit is marked before any dependency is followed.
+        for root in roots { choose(root) }
+        for root in roots { expand(root) }
         return groups
     }
 
