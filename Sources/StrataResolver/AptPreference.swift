@@ -62,6 +62,25 @@ struct AptPreference {
         return groups
     }
 
+    /// The units of `units` that apt would see as needed: those named by `requested`, and
+    /// recursively, for each dependency, the units satisfying its first alternative that any unit
+    /// satisfies.
+    func reached(from requested: Set<Int32>, in units: [SolvableID]) -> Set<SolvableID> {
+        let solv = pool.solv
+        let members = Set(units)
+        var reached: Set<SolvableID> = []
+        var stack = units.filter { requested.contains(solv.nameID($0)) }
+        while let unit = stack.popLast() {
+            guard reached.insert(unit).inserted else { continue }
+            for (dependency, _) in solv.requirements(unit) {
+                let satisfying = solv.alternatives(dependency).lazy
+                    .map { solv.providers($0).filter(members.contains) }.first { !$0.isEmpty }
+                stack += satisfying ?? []
+            }
+        }
+        return reached
+    }
+
     private enum Candidate {
         case unsatisfiable
         case unit(SolvableID)

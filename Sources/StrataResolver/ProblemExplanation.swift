@@ -26,12 +26,15 @@ struct ProblemExplanation {
 
     private var solv: SolvPool { pool.solv }
 
-    /// `main/foo 1.0-1 (app.ldf:3)` when the LDF names the layer, else `main/foo 1.0-1`.
+    /// `main/foo 1.0-1 (app.ldf:3)` when LDF lines name this unit (its layer, at no version or at
+    /// its version), else `main/foo 1.0-1`.
     private func unit(_ id: SolvableID) -> String {
-        let name = solv.name(id)
-        let sites = expanded.entries.filter { $0.entry.layer == name }.map(\.source.description)
-            + (expanded.root.implicitEntries.contains { $0.layer == name }
-                ? [expanded.root.lineNumber(ofLayer: name).map { "\(expanded.file):\($0)" } ?? expanded.file] : [])
+        let name = solv.name(id), version = pool.version(id)
+        func names(_ entry: LDFEntry) -> Bool { entry.layer == name && (entry.version == nil || entry.version == version) }
+        var sites = expanded.entries.filter { names($0.entry) }.map(\.source.description)
+        if expanded.root.implicitEntries.contains(where: names), let line = expanded.root.lineNumber(ofLayer: name) {
+            sites.append("\(expanded.file):\(line)")
+        }
         return pool.describe(id) + (sites.isEmpty ? "" : " (\(sites.joined(separator: ", ")))")
     }
 

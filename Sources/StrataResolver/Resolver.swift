@@ -83,15 +83,20 @@ public struct Resolver {
 
         // libsolv takes favors as hints only, and after solving it "minimizes": of `a | b`, it
         // switches to b when b is installed anyway (a's own dependency, say), where apt keeps a. So
-        // the apt-like choices are first asked for outright; only if they cannot all be had
-        // together does libsolv choose, steered by the favors. Favor jobs: later ones win; the
-        // current versions come first as one group, then the apt-like choices, first decision last.
+        // the apt-like choices are asked for as weak jobs, which libsolv drops where they conflict;
+        // a choice left needed by nothing (its dependant's choice was dropped) is dropped in turn.
+        // Favor jobs steer what remains: later ones win; the current versions come first as one
+        // group, then the apt-like choices, first decision last.
         let preferences = AptPreference(pool: pool).favorGroups(roots: roots, kept: kept)
         var favors: [SolvJob] = []
         for group in [kept] + preferences.reversed() where !group.isEmpty { favors.append(.favor(group)) }
-        let choices = preferences.filter { $0.count == 1 }.map { SolvJob.installOne(of: $0) }
-        if case .solved(let units) = solv.solve(jobs + choices + favors) {
-            return resolution(of: units, pool: pool, expanded: expanded)
+        var choices = preferences.filter { $0.count == 1 }.map(\.[0])
+        let requested = Set(roots.map(solv.nameID))
+        for _ in 0..<4 {
+            guard case .solved(let units) = solv.solve(jobs + choices.map(SolvJob.installIfPossible) + favors) else { break }
+            let unneeded = Set(units).subtracting(AptPreference(pool: pool).reached(from: requested, in: units))
+            if unneeded.isDisjoint(with: choices) { return resolution(of: units, pool: pool, expanded: expanded) }
+            choices.removeAll(where: unneeded.contains)
         }
         switch solv.solve(jobs + favors) {
         case .unsolvable(let problems):

@@ -20,6 +20,8 @@ struct DependencyID: Hashable, Sendable {
 enum SolvJob {
     /// Install one of these units (of one layer).
     case installOne(of: [SolvableID])
+    /// Install this unit if that leaves the other jobs solvable (a weak job, dropped on conflict).
+    case installIfPossible(SolvableID)
     /// When a choice is left, prefer these units; later favor jobs win over earlier ones.
     case favor([SolvableID])
 }
@@ -236,7 +238,19 @@ final class SolvPool {
         return rel.flags > 0 && rel.flags < 8
     }
 
-    func describe(_ dependency: DependencyID) -> String { String(cString: pool_dep2str(pool, dependency.raw)) }
+    /// The dependency as a Debian control file writes it: `a (>= 1) | b:any`.
+    func describe(_ dependency: DependencyID) -> String {
+        guard let rel = reldep(dependency.raw) else { return String(cString: pool_id2str(pool, dependency.raw)) }
+        let name = describe(DependencyID(raw: rel.name))
+        switch rel.flags {
+        case Int32(REL_OR): return name + " | " + describe(DependencyID(raw: rel.evr))
+        case Int32(REL_MULTIARCH): return name + ":" + String(cString: pool_id2str(pool, rel.evr))
+        default:
+            let operators: [Int32: String] = [1: ">>", 2: "=", 3: ">=", 4: "<<", 6: "<="]
+            guard let op = operators[rel.flags] else { return String(cString: pool_dep2str(pool, dependency.raw)) }
+            return "\(name) (\(op) \(String(cString: pool_id2str(pool, rel.evr))))"
+        }
+    }
 
     /// Every unit that satisfies the dependency (for `a | b`, those of any alternative).
     func providers(_ dependency: DependencyID) -> [SolvableID] {
@@ -283,6 +297,8 @@ final class SolvPool {
             case .installOne(let units):
                 for unit in units { queue_push(&members, unit.raw) }
                 queue_push2(&queue, Id(SOLVER_INSTALL | SOLVER_SOLVABLE_ONE_OF), pool_queuetowhatprovides(pool, &members))
+            case .installIfPossible(let unit):
+                queue_push2(&queue, Id(SOLVER_INSTALL | SOLVER_SOLVABLE | SOLVER_WEAK), unit.raw)
             case .favor(let units):
                 for unit in units { queue_push(&members, unit.raw) }
                 queue_push2(&queue, Id(SOLVER_FAVOR | SOLVER_SOLVABLE_ONE_OF), pool_queuetowhatprovides(pool, &members))
