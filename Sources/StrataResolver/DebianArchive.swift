@@ -36,8 +36,7 @@ public struct DebianArchive: Sendable {
     func loadIndex(into pool: SolvPool, name: String, priority: Int32, architecture: String) throws -> Index {
         if let key = try? String(contentsOfFile: keyPath, encoding: .utf8), let cached = CacheKey(parsing: key),
            cached.architecture == architecture, cached.isCurrent,
-           let image = try? FileDescriptor.open(imagePath, O_RDONLY).readAll(),
-           let repository = try? pool.addRepository(name: name, priority: priority, solvImage: image) {
+           let repository = try? pool.addRepository(name: name, priority: priority, solvFile: imagePath) {
             return Index(repository: repository, baseNames: cached.baseNames)
         }
         let files = try packagesFiles()
@@ -54,12 +53,14 @@ public struct DebianArchive: Sendable {
         return Index(repository: repository, baseNames: key.baseNames)
     }
 
-    /// Loads the suite into a pool of its own, cold (from the Packages files) or from the cache, for
-    /// benchmarks; returns the number of packages.
-    public func loadForBenchmark(cold: Bool) throws -> Int {
-        if cold { try? FileManager.default.removeItem(atPath: keyPath) }
-        let pool = SolvPool(architecture: try machineArchitecture())
-        let index = try loadIndex(into: pool, name: "debian", priority: 1, architecture: try machineArchitecture())
+    /// Loads the suite into a pool of its own, as resolution does: from the cache when it is valid,
+    /// or from the Packages files (refreshing the cache) when it is not or `rebuild` is set.
+    /// Returns the number of packages.
+    public func loadIndex(rebuild: Bool = false) throws -> Int {
+        if rebuild { try? FileManager.default.removeItem(atPath: keyPath) }
+        let architecture = try machineArchitecture()
+        let pool = SolvPool(architecture: architecture)
+        let index = try loadIndex(into: pool, name: "debian", priority: 1, architecture: architecture)
         pool.prepare()
         return index.repository.solvables.count
     }

@@ -32,7 +32,8 @@ final class LayerPool {
     let repositories: [(name: String, location: RepositoryLocation)]
     /// Base layers by repository: Essential layers, and for Debian also the Priority: required set.
     private(set) var baseNames: [String: [String]] = [:]
-    private var sources: [SolvableID: UnitSource] = [:]
+    /// Index rows and metadata of local units (Debian units have none until imported).
+    private var localSources: [SolvableID: UnitSource] = [:]
 
     init(repositories: [(name: String, location: RepositoryLocation)], home: StrataHome) throws {
         architecture = try machineArchitecture()
@@ -46,7 +47,6 @@ final class LayerPool {
             case .debian:
                 let index = try DebianArchive(home: home).loadIndex(into: solv, name: name, priority: priority, architecture: architecture)
                 baseNames[name] = index.baseNames
-                for unit in index.repository.solvables { sources[unit] = UnitSource(repository: name) }
             }
         }
         solv.prepare()
@@ -67,16 +67,18 @@ final class LayerPool {
             throw LayerError("\(path): libsolv read \(units.count) of \(records.count) layer units from the index")
         }
         for (unit, (record, parsed)) in zip(units, zip(records, metadata)) {
-            sources[unit] = UnitSource(repository: name, record: record, metadata: parsed)
+            localSources[unit] = UnitSource(repository: name, record: record, metadata: parsed)
         }
         baseNames[name] = Array(Set(metadata.filter(\.essential).map(\.name))).sorted()
     }
 
-    func source(_ unit: SolvableID) -> UnitSource { sources[unit]! }
+    func source(_ unit: SolvableID) -> UnitSource {
+        localSources[unit] ?? UnitSource(repository: solv.repositoryName(unit))
+    }
 
     /// The units of `layer` in `repository`, oldest first.
     func units(of layer: String, in repository: String) -> [SolvableID] {
-        solv.units(named: layer).filter { sources[$0]?.repository == repository }
+        solv.units(named: layer).filter { solv.repositoryName($0) == repository }
             .sorted { solv.compareVersions($0, $1) < 0 }
     }
 

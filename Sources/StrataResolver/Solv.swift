@@ -94,25 +94,33 @@ final class SolvPool {
         return SolvRepository(repo: repo)
     }
 
-    /// Adds a repository from a `.solv` image written by `solvImage(of:)`.
-    func addRepository(name: String, priority: Int32, solvImage: [UInt8]) throws -> SolvRepository {
+    /// Adds a repository from a `.solv` image file written from `solvImage(of:)`.
+    func addRepository(name: String, priority: Int32, solvFile path: String) throws -> SolvRepository {
+        guard let stream = fopen(path, "r") else { throw SolvError(description: "\(path): \(String(cString: strerror(errno)))") }
+        defer { fclose(stream) }
         let repo = repo_create(pool, name)!
         repo.pointee.priority = priority
-        let status = try withReadStream(solvImage) { repo_add_solv(repo, $0, 0) }
-        if status != 0 { throw SolvError(description: "\(name): \(String(cString: pool_errstr(pool)))") }
+        if repo_add_solv(repo, stream, 0) != 0 {
+            let message = String(cString: pool_errstr(pool))
+            repo_free(repo, 1)
+            throw SolvError(description: "\(path): \(message)")
+        }
         return SolvRepository(repo: repo)
     }
 
-    /// The repository as a `.solv` image, without descriptions (which resolution never reads).
+    /// The repository as a `.solv` image holding only what resolution reads: descriptions, URLs,
+    /// sizes, file locations, source packages and the weak relations (Recommends, Suggests,
+    /// Enhances) are left out, which halves the image and its load time.
     func solvImage(of repository: SolvRepository) throws -> [UInt8] {
         var buffer: UnsafeMutablePointer<CChar>?
         var size = 0
         guard let stream = open_memstream(&buffer, &size) else { throw SolvError(description: "open_memstream failed") }
         let status = repo_write_filtered(repository.repo, stream, { repo, key, data in
-            let name = key!.pointee.name
-            if name == Id(SOLVABLE_DESCRIPTION.rawValue) || name == Id(SOLVABLE_SUMMARY.rawValue) || name == Id(SOLVABLE_URL.rawValue) {
-                return -1
-            }
+            let unread: [solv_knownid] = [SOLVABLE_DESCRIPTION, SOLVABLE_SUMMARY, SOLVABLE_URL, SOLVABLE_INSTALLSIZE,
+                                          SOLVABLE_MEDIADIR, SOLVABLE_MEDIAFILE, SOLVABLE_MEDIANR, SOLVABLE_SOURCENAME,
+                                          SOLVABLE_SOURCEEVR, SOLVABLE_SOURCEARCH, SOLVABLE_RECOMMENDS, SOLVABLE_SUGGESTS,
+                                          SOLVABLE_ENHANCES]
+            if unread.contains(where: { Id($0.rawValue) == key!.pointee.name }) { return Int32(KEY_STORAGE_DROPPED) }
             return repo_write_stdkeyfilter(repo, key, data)
         }, nil, nil)
         fclose(stream)
@@ -143,8 +151,10 @@ final class SolvPool {
 
     /// Debian's rule for `name:any`: only a Multi-Arch: allowed unit satisfies it. libsolv ignores
     /// the qualifier (its source says so: "need to check for Multi-Arch: allowed"), so the providers
-    /// of every dependency carrying it are filtered here. Rels are visited in id order, so a rel is
-    /// fixed after the rels it contains (fixing a rel clears the cached providers of later ones).
+    /// of every dependency carrying it are filtered here, straight into libsolv's provider cache
+    /// (`pool_set_whatprovides` would rescan every rel per call). That is safe right after
+    /// `pool_createwhatprovides`: no rel containing these (`a | b:any`) has cached providers yet,
+    /// and computing a versioned `b:any (>= 1)` reads the plain name `b`, not the cached `b:any`.
     private func restrictAnyQualifiers() {
         let allowed = pool_str2id(pool, "allowed", 0)
         var restricted: Set<Int32> = []
@@ -166,7 +176,7 @@ final class SolvPool {
                 }
                 pointer += 1
             }
-            pool_set_whatprovides(pool, id, pool_queuetowhatprovides(pool, &providers))
+            pool.pointee.whatprovides_rel[index] = Offset(pool_queuetowhatprovides(pool, &providers))
         }
     }
 
