@@ -53,6 +53,9 @@ final class LayerPool {
     }
 
     private func addLocal(name: String, path: String, priority: Int32) throws {
+        if path.contains("://") {
+            throw LayerError("repository '\(name)' is remote (\(path)): resolving against remote repositories is not supported yet; mirror it locally")
+        }
         let records = try Repository(at: path).layers()
         var text = ""
         var metadata: [LayerMetadata] = []
