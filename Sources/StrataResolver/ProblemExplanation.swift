@@ -39,6 +39,7 @@ struct ProblemExplanation {
     }
 
     private func request(_ job: Int) -> String {
+        guard origins.indices.contains(job) else { return "a preference of the resolver" }
         switch origins[job] {
         case .request(let located, let exact):
             let what = located.entry.held ? "held at \(located.entry.version!)" : exact ? "asked for at \(located.entry.version!)" : "asked for"
@@ -72,6 +73,7 @@ struct ProblemExplanation {
     private func describe(_ element: SolvSolutionElement) -> String {
         switch element {
         case .dropJob(let job):
+            guard origins.indices.contains(job) else { return "drop a preference of the resolver" }
             switch origins[job] {
             case .request(let located, let exact):
                 let entry = located.entry
