@@ -17,16 +17,18 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(name: "CSolv", pkgConfig: "libsolvext", providers: [.apt(["libsolv-dev", "libsolvext-dev"])]),
 
         .target(name: "StrataStore", dependencies: ["CLinux", "COpenSSL", "CArchive"]),
         .target(name: "StrataLayers", dependencies: [
             "StrataStore",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+        .target(name: "StrataResolver", dependencies: ["StrataLayers", "StrataStore", "CSolv"]),
         .target(name: "VLFS", dependencies: ["CLinux", "StrataStore", "StrataLayers"]),
         .target(name: "VLFSFuse", dependencies: ["CFuse3", "CLinux", "VLFS", "StrataStore", "StrataLayers"]),
         .executableTarget(name: "strata", dependencies: [
-            "StrataStore", "StrataLayers", "VLFS", "VLFSFuse",
+            "StrataStore", "StrataLayers", "StrataResolver", "VLFS", "VLFSFuse",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -36,6 +38,7 @@ let package = Package(
         .target(name: "StrataTestSupport", dependencies: ["StrataStore"]),
         .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", "StrataTestSupport"]),
         .testTarget(name: "StrataLayersTests", dependencies: ["StrataLayers", "StrataTestSupport"]),
+        .testTarget(name: "StrataResolverTests", dependencies: ["StrataResolver", "StrataLayers", "StrataStore", "StrataTestSupport"]),
         .testTarget(name: "VLFSTests", dependencies: ["VLFS", "StrataStore", "StrataLayers", "StrataTestSupport"]),
         .testTarget(name: "StrataCLITests", dependencies: ["StrataStore", "StrataLayers", "StrataTestSupport"]),
     ]

@@ -45,6 +45,10 @@ public enum LDFItem: Hashable, Sendable {
 public struct LDFEditError: Error, CustomStringConvertible, Sendable {
     public var message: String
     public var description: String { message }
+
+    public init(message: String) {
+        self.message = message
+    }
 }
 
 extension LDFEditError: LocalizedError {
@@ -359,10 +363,12 @@ public struct LDF: Sendable {
 
     /// Loads an LDF and, recursively, the templates it includes.
     ///
+    /// - Parameter edited: the root LDF as it is about to be written, used instead of reading `url`
+    ///   (an editing verb resolves its edit before anything is written).
     /// - Parameter resolveInclude: maps an `@NAME` and the URL of the file naming it to the template's
     ///   URL, or nil if there is none. The default is ``defaultIncludeResolver(name:from:)``.
     public static func loadExpanded(
-        _ url: URL,
+        _ url: URL, edited: LDF? = nil,
         resolveInclude: (String, URL) -> URL? = { defaultIncludeResolver(name: $0, from: $1) }
     ) throws -> ExpandedLDF {
         var entries: [ExpandedLDF.LocatedEntry] = []
@@ -378,6 +384,7 @@ public struct LDF: Sendable {
         }
 
         func load(_ url: URL, includedAs include: (name: String, site: ExpandedLDF.Source)?) throws -> LDF {
+            if include == nil, let edited { return try expand(edited, at: url) }
             let text: String
             do {
                 text = try String(contentsOf: url, encoding: .utf8)
@@ -389,7 +396,10 @@ public struct LDF: Sendable {
                 }
                 throw ParseError(file: display(url), line: nil, message: "cannot read: \(reason)")
             }
-            let ldf = try parse(text, file: display(url))
+            return try expand(try parse(text, file: display(url)), at: url)
+        }
+
+        func expand(_ ldf: LDF, at url: URL) throws -> LDF {
             stack.append((identity(url), url))
             for (item, line) in ldf.explicitItemsWithLines {
                 let source = ExpandedLDF.Source(file: display(url), line: line)
@@ -418,7 +428,7 @@ public struct LDF: Sendable {
         }
 
         let root = try load(url, includedAs: nil)
-        return ExpandedLDF(root: root, entries: entries, includeOrder: includeOrder)
+        return ExpandedLDF(root: root, file: display(url), entries: entries, includeOrder: includeOrder)
     }
 
     /// strerror's words when reading failed with an errno, which Foundation's message buries.
@@ -451,16 +461,28 @@ public struct ExpandedLDF: Sendable {
         public var file: String
         public var line: Int
 
+        public init(file: String, line: Int) {
+            self.file = file
+            self.line = line
+        }
+
         public var description: String { "\(file):\(line)" }
     }
 
     public struct LocatedEntry: Hashable, Sendable {
         public var entry: LDFEntry
         public var source: Source
+
+        public init(entry: LDFEntry, source: Source) {
+            self.entry = entry
+            self.source = source
+        }
     }
 
     /// The file that was loaded, for its implicit block and for edits.
     public var root: LDF
+    /// The root's name as the user gave it, for messages (`file:line`).
+    public var file: String
     /// The explicit layers of the root and of every template it includes, in file order with each
     /// include expanded where it stands; a template included twice contributes once. The same layer
     /// may appear more than once (a template and the file including it both name it): the resolver

@@ -1,12 +1,13 @@
 import ArgumentParser
 import Foundation
 import StrataLayers
+import StrataResolver
 import StrataStore
 
 struct RepoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "repo", abstract: "Create and name layer repositories.",
-        subcommands: [Init.self, Add.self, List.self, Reindex.self])
+        subcommands: [Init.self, Add.self, List.self, Reindex.self, Index.self])
 
     struct Init: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an empty repository at PATH.")
@@ -59,6 +60,26 @@ struct RepoCommand: ParsableCommand {
         func run() throws {
             let count = try options.repository(repository).rebuildIndex()
             print("\(count) layers indexed")
+        }
+    }
+
+    struct Index: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Load a repository's layer index as resolution does; print how many layer units it offers.",
+            discussion: """
+                For 'debian', the index is the apt Packages files, cached as a libsolv .solv file in the \
+                home; it is read again when the Packages files change, or always with --rebuild.
+                """)
+        @OptionGroup var options: HomeOptions
+        @Argument(help: "Repository name or path.") var repository: String
+        @Flag(help: "For debian: ignore the cache and read apt's Packages files.") var rebuild = false
+
+        func run() throws {
+            let location = try options.strataHome.location(of: repository)
+            let count = location == "debian"
+                ? try DebianArchive(home: options.strataHome).loadIndex(rebuild: rebuild)
+                : try Repository(at: location).layers().count
+            print(count)
         }
     }
 }

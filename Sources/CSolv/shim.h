@@ -1,0 +1,16 @@
+#include <stdio.h>
+#include <solv/pool.h>
+#include <solv/poolarch.h>
+#include <solv/repo.h>
+#include <solv/repo_deb.h>
+#include <solv/repo_solv.h>
+#include <solv/repo_write.h>
+#include <solv/solver.h>
+#include <solv/solverdebug.h>
+#include <solv/transaction.h>
+#include <solv/selection.h>
+#include <solv/queue.h>
+#include <solv/bitmap.h>
+#include <solv/evr.h>
+#include <solv/problems.h>
+#include <solv/chksum.h>

@@ -1,0 +1,62 @@
+import Foundation
+import StrataLayers
+import StrataStore
+
+extension DebianArchive {
+    /// The local repository holding imported Debian packages, created on first use.
+    public func repository() throws -> Repository {
+        if FileManager.default.fileExists(atPath: repositoryPath + "/strata-repository") {
+            return try Repository(at: repositoryPath)
+        }
+        try makeDirectories(home.path)
+        return try Repository.create(at: repositoryPath)
+    }
+
+    /// The layer unit of a resolved Debian package, importing it the first time: the `.deb` is
+    /// fetched with `apt-get download` (so apt's own sources, proxies and authentication apply),
+    /// checked against the SHA-256 the apt index states, and imported into `repository()`.
+    public func ensureImported(_ unit: ResolvedUnit) throws -> LayerRecord {
+        guard unit.location == .debian else {
+            throw LayerError("\(unit.entry) is not a Debian package")
+        }
+        let repository = try repository()
+        if let record = try repository.find(unit.name, version: unit.version.description) { return record }
+        guard let expected = unit.debSHA256 else {
+            throw LayerError("\(unit.entry): the apt index states no SHA-256 for it, so a download could not be checked")
+        }
+        let directory = try temporaryDirectory()
+        defer { try? removeTree(directory) }
+        _ = try runProgram("/usr/bin/apt-get", ["download", "-q", "\(unit.name)=\(unit.version)"], directory: directory)
+        guard let file = try FileManager.default.contentsOfDirectory(atPath: directory).first(where: { $0.hasSuffix(".deb") }) else {
+            throw LayerError("apt-get download \(unit.name)=\(unit.version) fetched no .deb")
+        }
+        let path = directory + "/" + file
+        let actual = try sha256(ofFileAt: path)
+        guard actual == expected else {
+            throw LayerError("\(path): SHA-256 is \(actual), but the apt index states \(expected) for \(unit.name) \(unit.version); not imported")
+        }
+        return try repository.importLayer(from: path)
+    }
+
+    /// A download directory apt's unprivileged `_apt` user may write to.
+    private func temporaryDirectory() throws -> String {
+        try makeDirectories(cacheDirectory)
+        var template = Array((cacheDirectory + "/download-XXXXXX").utf8CString)
+        guard mkdtemp(&template) != nil else { throw SystemError("mkdtemp", cacheDirectory) }
+        let path = String(cString: template)
+        chmod(path, 0o777)
+        return path
+    }
+
+    private func sha256(ofFileAt path: String) throws -> String {
+        let file = try FileDescriptor.open(path, O_RDONLY)
+        var hasher = SHA256()
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let count = try buffer.withUnsafeMutableBytes { try file.read(into: $0) }
+            if count == 0 { break }
+            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+        }
+        return hasher.finalize().hex
+    }
+}
