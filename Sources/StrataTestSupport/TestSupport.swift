@@ -17,7 +17,15 @@ public final class TemporaryDirectory: Sendable {
         path = String(decoding: bytes.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    deinit { try? removeTree(path) }
+    /// Detaches anything a failed test left mounted beneath the directory, then removes it.
+    deinit {
+        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+        for line in mounts.split(separator: "\n").reversed() {
+            let mountpoint = line.split(separator: " ").dropFirst().first.map(String.init) ?? ""
+            if mountpoint.hasPrefix(path + "/") { umount2(mountpoint, Int32(MNT_DETACH)) }
+        }
+        try? removeTree(path)
+    }
 
     public func write(_ relative: String, _ text: String, mode: mode_t = 0o644) throws {
         let full = path + "/" + relative

@@ -43,16 +43,16 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
 /// (perl-base), empty directories (base-files), many symlinks (coreutils, libc6, tzdata).
 let debianPackages = ["base-files", "bash", "coreutils", "dash", "libacl1", "libc6", "mount", "ncurses-base", "passwd", "perl-base", "sudo", "tzdata"]
 
-func downloadedPackages() throws -> [String] {
+func downloadedPackages(_ names: [String] = debianPackages) throws -> [String] {
     let cache = "/tmp/strata-test-debs"
     try makeDirectories(cache)
-    let missing = debianPackages.filter { name in
+    let missing = names.filter { name in
         !((try? FileManager.default.contentsOfDirectory(atPath: cache)) ?? []).contains { $0.hasPrefix(name + "_") && $0.hasSuffix(".deb") }
     }
     if !missing.isEmpty {
         try shell("cd \(cache) && chmod 777 . && apt-get download -q \(missing.joined(separator: " ")) >/dev/null 2>&1")
     }
-    return try debianPackages.map { name in
+    return try names.map { name in
         guard let file = try FileManager.default.contentsOfDirectory(atPath: cache).sorted().last(where: { $0.hasPrefix(name + "_") && $0.hasSuffix(".deb") }) else {
             throw StoreError("apt-get download \(name) fetched nothing")
         }

@@ -172,3 +172,48 @@ final class MountedWorkspace: Sendable {
         #expect(noDirectory.status != 0 && noDirectory.stderr.contains("nowhere"))
     }
 }
+
+@Suite(.serialized) struct RootFilesystemTests {
+    /// libc6 and its dependencies, a shell, coreutils and a small server, as the distribution ships them.
+    static let packages = ["base-files", "libc6", "libgcc-s1", "gcc-12-base", "libtinfo6", "bash", "dash", "debianutils", "coreutils",
+                           "libacl1", "libattr1", "libgmp10", "libselinux1", "libpcre2-8-0", "busybox"]
+
+    @Test func chrootIntoAVLFSOfRealPackagesAndRunAServer() throws {
+        let workspace = try Workspace()
+        expectSuccess(try workspace.strata(["layer", "import", "main"] + (try downloadedPackages(Self.packages))))
+        let ldf = workspace.scratch.path + "/rootfs.ldf"
+        try AtomicFile.write(Self.packages.map { "main/\($0)" }.joined(separator: "\n") + "\n", to: ldf)
+        let root = workspace.scratch.path + "/root"
+        try makeDirectories(root)
+        expectSuccess(try workspace.strata("mount", ldf, root, "--name", "rootfs"))
+        defer { _ = try? workspace.strata("umount", root) }
+
+        let shells = try shell("chroot '\(root)' /bin/bash -c 'echo \"bash $BASH_VERSION\"; /bin/ls /bin/bash; /bin/sh -c \"echo dash ok\"; id -u'")
+        let lines = shells.split(separator: "\n").map(String.init)
+        #expect(lines.first?.hasPrefix("bash 5.") == true && Array(lines.dropFirst()) == ["/bin/bash", "dash ok", "0"], "\(shells)")
+
+        // A server inside the VLFS, serving a page written into the VLFS.
+        try makeDirectories(root + "/srv/www")
+        try AtomicFile.write("served from a VLFS\n", to: root + "/srv/www/index.html")
+        let port = 18_000 + Int(getpid() % 1000)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/sbin/chroot")
+        server.arguments = [root, "/bin/busybox", "httpd", "-f", "-p", "127.0.0.1:\(port)", "-h", "/srv/www"]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer {
+            // SIGKILL: the child inherits the test runner's blocked signal mask, so SIGTERM would wait.
+            kill(server.processIdentifier, SIGKILL)
+            server.waitUntilExit()
+        }
+        var page = ""
+        for _ in 0..<50 where page.isEmpty {
+            page = (try? shell("python3 -c 'import urllib.request; print(urllib.request.urlopen(\"http://127.0.0.1:\(port)/\").read().decode(), end=\"\")'")) ?? ""
+            if page.isEmpty { usleep(100_000) }
+        }
+        #expect(page == "served from a VLFS\n")
+        // What the appliance wrote went to its private layer; the shared layers are untouched.
+        #expect(FileManager.default.fileExists(atPath: workspace.home + "/vlfs/rootfs/private/srv/www/index.html"))
+    }
+}
