@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLinux
 import Foundation
 import Synchronization
 import StrataLayers
@@ -177,6 +178,10 @@ enum Daemon {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else of the caller's: a daemon holding, say, the socket a parent's Foundation.Process
+        // watches for its child's exit would keep that parent waiting forever
+        // (swift-corelibs-foundation#4795).
+        posix_spawn_file_actions_addclosefrom_np(&actions, 3)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
