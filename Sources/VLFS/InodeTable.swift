@@ -73,9 +73,14 @@ final class InodeTable: Sendable {
     }
 
     /// A name went away (unlink, rmdir, replaced by rename): the next file there gets a new number.
-    func unlinked(_ path: String) {
+    /// A hard-linked file keeps its number under another name the kernel knows, which becomes its path.
+    func unlinked(_ path: String, hasOtherLinks: Bool = false) {
         state.withLock { state in
             guard let inode = state.byPath.removeValue(forKey: path) else { return }
+            if hasOtherLinks, let other = state.byPath.first(where: { $0.value == inode })?.key {
+                if state.nodes[inode]?.path == path { state.nodes[inode]?.path = other }
+                return
+            }
             state.byIdentity = state.byIdentity.filter { $0.value != inode }
             if state.nodes[inode]?.lookups == 0 { state.nodes[inode] = nil }
         }

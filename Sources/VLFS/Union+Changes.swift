@@ -89,7 +89,7 @@ extension Union {
         guard !resolved.isDirectory else { throw FSError.isDirectory }
         if resolved.isPrivate { try check { Glibc.unlink(privatePath(path)) } }
         try whiteOut(path, in: resolved.stack)
-        inodes.unlinked(path)
+        inodes.unlinked(path, hasOtherLinks: resolved.isHardLinked)
     }
 
     public func removeDirectory(parent: UInt64, name: String) throws(FSError) {
@@ -160,7 +160,7 @@ extension Union {
         try check { Glibc.rename(privatePath(from), privatePath(to)) }
         try whiteOut(from, in: source.stack)
         try whiteOut(to, in: source.stack)
-        inodes.unlinked(to)
+        inodes.unlinked(to, hasOtherLinks: target?.isHardLinked ?? false)
         inodes.renamed(from, to: to, isDirectory: source.isDirectory)
     }
 
@@ -227,10 +227,13 @@ extension Union {
     /// Makes `path` private, keeping type, mode, owner, times and xattrs; a regular file's bytes are
     /// copied from its blob in the kernel (`copy_file_range`) unless `withData` is false (truncation).
     /// The copy is built under a temporary name and renamed into place, so a crash never leaves half a file.
+    /// A hard link stays one file: its other visible names come up with it, linked to the copy (the
+    /// kernel shares one inode between them, so it could not tell them apart afterwards anyway).
     func copyUp(_ path: String, withData: Bool) throws(FSError) {
         let resolved = try resolve(path)
         guard case .shared(let layer, let entry) = resolved.top else { return }
-        try ensurePrivateDirectory(Union.split(path).parent)
+        let links = entry.linkGroup == 0 ? [] : try linkedPaths(of: entry.linkGroup, layer: layer, in: resolved.stack).filter { $0 != path }
+        for name in [path] + links { try ensurePrivateDirectory(Union.split(name).parent) }
         try copyUpLock.withLock { _ throws(FSError) in
             guard !(try resolve(path)).isPrivate else { return }
             let target = privatePath(path)
@@ -260,6 +263,7 @@ extension Union {
             }
             do throws(FSError) {
                 try applyMetadata(entry, to: temporary)
+                for name in links { try check { Glibc.link(temporary, privatePath(name)) } }
                 try check { Glibc.rename(temporary, target) }
             } catch {
                 Glibc.unlink(temporary)

@@ -33,7 +33,7 @@ public final class Union: Sendable {
     let inodes = InodeTable()
     let trees = TreeCache()
     let copyUpLock = Mutex(())
-    private let linkCounts = Mutex<[Digest: [UInt32: UInt32]]>([:])
+    private let linkGroups = Mutex<[Digest: [UInt32: [String]]]>([:])
     /// Open descriptors by inode, so a file stays stat-able while open after its name is gone
     /// (unlinked, or its layer removed by a live update), as POSIX promises for open files.
     private let openFiles = Mutex<[UInt64: (descriptors: [Int32], attributes: stat, isShared: Bool)]>([:])
@@ -98,6 +98,14 @@ public final class Union: Sendable {
             if case .privateFile = top { return true }
             return false
         }
+
+        /// Other names may lead to the same file.
+        var isHardLinked: Bool {
+            switch top {
+            case .privateFile(let st): (st.st_mode & S_IFMT) != S_IFDIR && st.st_nlink > 1
+            case .shared(_, let entry): entry.linkGroup != 0
+            }
+        }
     }
 
     func resolve(_ path: String, in stack: LayerStack) throws(FSError) -> Resolved {
@@ -158,22 +166,30 @@ public final class Union: Sendable {
             st.st_mtim = entry.mtime.timespec
             st.st_ctim = entry.mtime.timespec
             st.st_atim = entry.mtime.timespec
-            st.st_nlink = entry.kind == .directory ? 2 : UInt(entry.linkGroup == 0 ? 1 : try linkCount(of: entry.linkGroup, in: resolved.stack.layers[layer]))
+            st.st_nlink = entry.kind == .directory ? 2 : UInt(entry.linkGroup == 0 ? 1 : try linkedPaths(of: entry.linkGroup, layer: layer, in: resolved.stack).count)
             return st
         }
     }
 
-    /// Members of a hard-link group in one layer, counted once per layer by walking it.
-    private func linkCount(of group: UInt32, in layer: SharedLayer) throws(FSError) -> UInt32 {
-        if let counts = linkCounts.withLock({ $0[layer.digest] }) { return counts[group] ?? 1 }
-        var counts: [UInt32: UInt32] = [:]
-        do {
-            try layer.store.walk(layer.root.digest!) { _, entry in
-                if entry.linkGroup != 0 { counts[entry.linkGroup, default: 0] += 1 }
-            }
-        } catch { throw FSError(EIO) }
-        linkCounts.withLock { $0[layer.digest] = counts }
-        return counts[group] ?? 1
+    /// The names under which a hard-link group of a shared layer shows now: its members that no whiteout,
+    /// private file or other layer hides. The layer's groups are found once, by walking it.
+    func linkedPaths(of group: UInt32, layer: Int, in stack: LayerStack) throws(FSError) -> [String] {
+        let shared = stack.layers[layer]
+        var groups = linkGroups.withLock { $0[shared.digest] }
+        if groups == nil {
+            var found: [UInt32: [String]] = [:]
+            do {
+                try shared.store.walk(shared.root.digest!) { path, entry in
+                    if entry.linkGroup != 0 { found[entry.linkGroup, default: []].append(path) }
+                }
+            } catch { throw FSError(EIO) }
+            linkGroups.withLock { $0[shared.digest] = found }
+            groups = found
+        }
+        return (groups?[group] ?? []).filter { path in
+            guard case .shared(let top, let entry)? = (try? resolve(path, in: stack))?.top else { return false }
+            return top == layer && entry.linkGroup == group
+        }
     }
 
     // MARK: Reading

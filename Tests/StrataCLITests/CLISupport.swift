@@ -2,6 +2,9 @@ import Foundation
 import StrataStore
 import StrataTestSupport
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A scratch Strata home with one repository named `main`, driven through the `strata` binary.
 final class Workspace: Sendable {
@@ -21,6 +24,13 @@ final class Workspace: Sendable {
 
     func strata(_ arguments: [String]) throws -> Execution {
         try execute(strataExecutable, arguments, environment: ["STRATA_HOME": home])
+    }
+
+    /// Mounts a VLFS with `strata mount`, which returns once it answers. Pair it with `unmount` in a
+    /// `defer`, so that a failing test leaves no mount behind.
+    func mount(_ ldf: String, at mountpoint: String) throws {
+        let mounted = try strata("mount", ldf, mountpoint)
+        guard mounted.status == 0 else { throw StoreError("strata mount \(ldf) \(mountpoint): \(mounted.stderr)") }
     }
 
     /// Object files and staging leftovers, to prove that a failure stored nothing.
@@ -58,4 +68,9 @@ func downloadedPackages(_ names: [String] = debianPackages) throws -> [String] {
         }
         return cache + "/" + file
     }
+}
+
+/// Unmounts a VLFS or a kernel filesystem, detaching it lazily if it is busy.
+func unmount(_ mountpoint: String) {
+    if umount2(mountpoint, 0) != 0 { umount2(mountpoint, Int32(MNT_DETACH)) }
 }

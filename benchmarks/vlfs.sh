@@ -1,0 +1,188 @@
+#!/bin/sh
+# VLFS benchmark: the same layers mounted as a strata VLFS, as kernel overlayfs and as fuse-overlayfs
+# (and plain ext4 where that means something), each workload run on all of them in turn in one run.
+# Prints one table with the strata/overlayfs and strata/fuse-overlayfs ratios and the issue's goals.
+# Usage: benchmarks/vlfs.sh [--quick]   (root, /dev/fuse; --quick takes about two minutes)
+set -eu
+quick=false
+[ "${1:-}" = --quick ] && quick=true
+cd "$(dirname "$0")/.."
+command -v swift >/dev/null || PATH="/opt/swift/usr/bin:$PATH"
+missing=""
+for tool in postmark fuse-overlayfs; do command -v $tool >/dev/null || missing="$missing $tool"; done
+[ -z "$missing" ] || { apt-get update -q && apt-get install -y -q $missing; }
+swift build -c release --product strata >/dev/null
+strata="$(swift build -c release --show-bin-path)/strata"
+
+# Sizes. Full: a 10^5-file tree, Postmark's 20,000 files with transactions for about a minute on ext4.
+tree_layers=12
+copyup_files=1000
+if $quick; then
+    tree_files=20000 postmark_files=5000 postmark_transactions=5000 sources=24
+else
+    tree_files=100000 postmark_files=20000 postmark_transactions=auto sources=200
+fi
+
+# Everything (layers, repository, upper and private layers, the ext4 runs) lives on a fresh journaled
+# ext4 on a loop device: on a disk that others use, and without a journal, ext4 scans past recently
+# deleted inodes when it creates files, and Postmark times came to depend on who deleted what before.
+scratch="$(mktemp -d /var/tmp/strata-bench-vlfs.XXXXXX)"
+work="$scratch/fs"
+ovl="$work/overlayfs/mnt" fovl="$work/fuse-overlayfs/mnt" vlfs="$work/vlfs/mnt" ext4="$work/ext4"
+cleanup() {
+    set +e
+    mountpoint -q "$vlfs" && { "$strata" umount "$vlfs" || umount -l "$vlfs"; }
+    for mnt in "$fovl" "$ovl" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
+    rm -rf "$scratch"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+truncate -s 16G "$scratch/ext4.img"
+mkfs.ext4 -q "$scratch/ext4.img"
+mkdir "$work"
+mount -o loop "$scratch/ext4.img" "$work"
+export STRATA_HOME="$work/home"
+
+now() { date +%s.%N; }
+# Seconds (wall clock) a command takes; its output is discarded, a failure stops the benchmark.
+timed() {
+    start=$(now)
+    "$@" >/dev/null 2>"$work/err" || { echo "failed: $*" >&2; cat "$work/err" >&2; exit 1; }
+    awk -v s="$start" -v e="$(now)" 'BEGIN { printf "%.3f", e - s }'
+}
+best() { printf '%s\n' "$@" | sort -g | head -1; }
+
+echo "Generating layers in $work ..." >&2
+python3 - "$work/layers" "$tree_layers" "$tree_files" "$copyup_files" "$sources" <<'EOF'
+import os, random, sys
+root, layers, files, copyups, sources = sys.argv[1], *map(int, sys.argv[2:])
+random.seed(1)
+def write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f: f.write(data)
+# A tree whose 1,000 directories every layer provides (they merge), with distinct files in each.
+directories = [f"tree/d{a:03}/s{b:02}" for a in range(100) for b in range(10)]
+for layer in range(layers):
+    for i in range(files // layers):
+        write(f"{root}/tree{layer:02}/{directories[i % len(directories)]}/l{layer:02}-{i}", b"x" * random.randrange(0, 4096))
+os.makedirs(f"{root}/big/big")
+with open(f"{root}/big/big/shared.bin", "wb") as f:
+    for _ in range(1024): f.write(os.urandom(1 << 20))
+for i in range(copyups):
+    write(f"{root}/copyup/copyup/f{i:04}", os.urandom(4096))
+# A C project: units of arithmetic-heavy functions, a header declaring them all, a main, a Makefile.
+units = [f"unit{u:03}" for u in range(sources)]
+write(f"{root}/src/src/common.h", ("#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n"
+      + "".join(f"double {u}(double);\n" for u in units)).encode())
+for u in units:
+    body = ['#include "common.h"']
+    for k in range(40):
+        body.append(f"""static double {u}_f{k}(double x) {{
+    double a[64]; for (int i = 0; i < 64; i++) a[i] = sin(x * i + {k}) * (i % {k % 7 + 2});
+    double s = 0; for (int i = 0; i < 64; i++) for (int j = i; j < 64; j += {k % 5 + 1}) s += a[i] * a[j] / (1 + fabs(a[j]));
+    switch ((int)s % 4) {{ case 0: s += {k}; break; case 1: s *= 1.5; break; case 2: s -= x; break; default: s /= 2; }}
+    return s;
+}}""")
+    body.append(f"double {u}(double x) {{ return " + " + ".join(f"{u}_f{k}(x)" for k in range(40)) + "; }")
+    write(f"{root}/src/src/{u}.c", "\n".join(body).encode())
+write(f"{root}/src/src/main.c", ('#include "common.h"\nint main(void) { double s = 0;\n'
+      + "".join(f"    s += {u}(1.0);\n" for u in units) + '    printf("%f\\n", s); return 0; }\n').encode())
+write(f"{root}/src/src/Makefile", b"OBJECTS := $(patsubst %.c,%.o,$(wildcard *.c))\nprogram: $(OBJECTS)\n\t$(CC) -o $@ $^ -lm\n"
+      b"%.o: %.c common.h\n\t$(CC) -O2 -c $< -o $@\nclean:\n\trm -f *.o program\n")
+EOF
+layers=$(cd "$work/layers" && ls)
+
+echo "Importing them into a strata repository and mounting ..." >&2
+"$strata" repo init "$work/repo" >/dev/null
+"$strata" repo add main "$work/repo"
+for layer in $layers; do
+    "$strata" layer import main "$work/layers/$layer" --name "$layer" --version 1 >/dev/null
+    echo "main/$layer 1" >>"$work/bench.ldf"
+done
+lowerdir=$(for layer in $layers; do printf '%s:' "$work/layers/$layer"; done | sed 's/:$//')
+for fs in overlayfs fuse-overlayfs vlfs; do mkdir -p "$work/$fs/upper" "$work/$fs/work" "$work/$fs/mnt"; done
+mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs/upper,workdir=$work/overlayfs/work" "$ovl"
+fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs/upper,workdir=$work/fuse-overlayfs/work" "$fovl"
+"$strata" mount "$work/bench.ldf" "$vlfs" --name bench
+# ext4: the layer directories themselves for reading, copies of them for writing.
+mkdir -p "$ext4"
+cp -a "$work/layers/copyup/copyup" "$work/layers/src/src" "$ext4/"
+
+# Warm sequential read of the 1 GiB file (best of 3 after a warming read), GB/s.
+seqread() {
+    timed dd if="$1" of=/dev/null bs=1M >/dev/null
+    t=$(best "$(timed dd if="$1" of=/dev/null bs=1M)" "$(timed dd if="$1" of=/dev/null bs=1M)" "$(timed dd if="$1" of=/dev/null bs=1M)")
+    awk -v t="$t" 'BEGIN { printf "%.2f", 1.073741824 / t }'
+}
+# Warm find + du over the tree (best of 3 after a warming pass), seconds.
+finddu_once() { timed sh -c 'find "$@" && du -s "$@"' finddu "$@"; }
+finddu() {
+    finddu_once "$@" >/dev/null
+    best "$(finddu_once "$@")" "$(finddu_once "$@")" "$(finddu_once "$@")"
+}
+# Append a byte to each shared file: one copy-up each, seconds.
+copyup() { timed sh -c 'for f in "$1"/copyup/*; do printf x >>"$f"; done' copyup "$1"; }
+postmark_in() {
+    mkdir -p "$1/postmark"
+    printf 'set size 512 10000\nset number %s\nset transactions %s\nset location %s\nrun\nquit\n' "$postmark_files" "$2" "$1/postmark" >"$work/postmark.cfg"
+    timed postmark "$work/postmark.cfg"
+}
+compile() { make -C "$1/src" -s clean >/dev/null; timed make -C "$1/src" -j2 -s; }
+
+if [ "$postmark_transactions" = auto ]; then
+    # Transactions for about a minute on ext4: time without transactions, then with 100,000.
+    mkdir -p "$ext4/calibration"
+    base=$(postmark_in "$ext4/calibration" 0)
+    with=$(postmark_in "$ext4/calibration" 100000)
+    postmark_transactions=$(awk -v a="$base" -v b="$with" 'BEGIN { r = (b - a) / 100000; printf "%d", (60 - a) / (r > 0 ? r : 1e-5) }')
+    echo "Postmark: $postmark_transactions transactions" >&2
+fi
+
+echo "Measuring ..." >&2
+read_ext4=$(seqread "$work/layers/big/big/shared.bin")
+read_ovl=$(seqread "$ovl/big/shared.bin")
+read_fovl=$(seqread "$fovl/big/shared.bin")
+read_vlfs=$(seqread "$vlfs/big/shared.bin")
+find_ext4=$(finddu $(for layer in $layers; do case $layer in tree*) echo "$work/layers/$layer/tree";; esac; done))
+find_ovl=$(finddu "$ovl/tree")
+find_fovl=$(finddu "$fovl/tree")
+find_vlfs=$(finddu "$vlfs/tree")
+copyup_ext4=$(copyup "$ext4")
+copyup_ovl=$(copyup "$ovl")
+copyup_fovl=$(copyup "$fovl")
+copyup_vlfs=$(copyup "$vlfs")
+postmark_ext4=$(postmark_in "$ext4" "$postmark_transactions")
+postmark_ovl=$(postmark_in "$ovl" "$postmark_transactions")
+postmark_fovl=$(postmark_in "$fovl" "$postmark_transactions")
+postmark_vlfs=$(postmark_in "$vlfs" "$postmark_transactions")
+# CPU-bound, so the most sensitive to other load on the machine: best of 3 interleaved rounds.
+for round in 1 2 3; do
+    compile_ext4="${compile_ext4:-} $(compile "$ext4")"
+    compile_ovl="${compile_ovl:-} $(compile "$ovl")"
+    compile_fovl="${compile_fovl:-} $(compile "$fovl")"
+    compile_vlfs="${compile_vlfs:-} $(compile "$vlfs")"
+done
+compile_ext4=$(best $compile_ext4) compile_ovl=$(best $compile_ovl) compile_fovl=$(best $compile_fovl) compile_vlfs=$(best $compile_vlfs)
+
+tree_dirs=$(find "$ovl/tree" -type d | wc -l)
+echo
+echo "VLFS benchmark$($quick && echo ' (--quick)'): $(nproc) cores, Linux $(uname -r), fresh ext4 on a loop device,"
+echo "$tree_layers tree layers + 3 others, warm page cache"
+echo
+echo "| workload | ext4 | kernel overlayfs | fuse-overlayfs | strata VLFS | strata/overlayfs | strata/fuse-overlayfs |"
+echo "|---|---|---|---|---|---|---|"
+row() { awk -v w="$1" -v e="$2" -v o="$3" -v f="$4" -v v="$5" 'BEGIN { printf "| %s | %s | %s | %s | %s | %.2f | %.2f |\n", w, e, o, f, v, v / o, v / f }'; }
+row "sequential read, 1 GiB, dd bs=1M (GB/s, higher is better)" "$read_ext4" "$read_ovl" "$read_fovl" "$read_vlfs"
+row "find + du, $tree_files files in $tree_dirs directories (s)" "$find_ext4" "$find_ovl" "$find_fovl" "$find_vlfs"
+row "copy-up: append a byte to $copyup_files shared 4 KiB files (s)" "$copyup_ext4" "$copyup_ovl" "$copyup_fovl" "$copyup_vlfs"
+row "Postmark, $postmark_files files of 512 B-10 KB, $postmark_transactions transactions (s)" "$postmark_ext4" "$postmark_ovl" "$postmark_fovl" "$postmark_vlfs"
+row "compile $((sources + 1)) generated C files, make -j2, best of 3 (s)" "$compile_ext4" "$compile_ovl" "$compile_fovl" "$compile_vlfs"
+echo
+awk -v ro="$read_ovl" -v rf="$read_fovl" -v rv="$read_vlfs" -v ff="$find_fovl" -v fv="$find_vlfs" \
+    -v cf="$copyup_fovl" -v cv="$copyup_vlfs" -v pf="$postmark_fovl" -v pv="$postmark_vlfs" \
+    -v me="$compile_ext4" -v mf="$compile_fovl" -v mv="$compile_vlfs" 'BEGIN {
+    printf "Goals: sequential read within 10%% of overlayfs: %s (%.0f%%); ", (rv >= 0.9 * ro) ? "met" : "missed", 100 * rv / ro
+    wins = (rv > rf) + (fv < ff) + (cv < cf) + (pv < pf) + (mv < mf)
+    printf "faster than fuse-overlayfs: %d of 5 workloads; ", wins
+    printf "compile within 5%% of ext4: %s (%+.1f%%)\n", (mv <= 1.05 * me) ? "met" : "missed", 100 * (mv / me - 1)
+}'
