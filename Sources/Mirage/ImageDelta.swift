@@ -31,7 +31,6 @@ public struct ImageDelta: Sendable {
         var creations: [(String, TreeEntry)] = []
         var replacements: [(String, TreeEntry)] = []
         var metadata: [String: TreeEntry] = [:]
-        var structural = Set<String>()
         let removed = { (path: String) in removals.contains { path.hasPrefix($0 + "/") } }
         try TreeDiff.compare(source.manifest.filesystem.digest, target.manifest.filesystem.digest, oldStore: store, newStore: store,
                              expandDirectories: true) { path, change in
@@ -50,11 +49,10 @@ public struct ImageDelta: Sendable {
             case .metadata(_, let new):
                 metadata[path] = new
             }
-            structural.insert(path)
         }
         // Every directory above a change gets the target's metadata back once the change is made.
         var lookup = TreeLookup(store: store)
-        for path in structural {
+        for path in Set(removals + creations.map(\.0) + replacements.map(\.0)) {
             var parent = path
             while let slash = parent.lastIndex(of: "/") {
                 parent = String(parent[..<slash])
