@@ -50,8 +50,7 @@ enum SearchIndex {
 
 /// What to look for across the catalog's images; the criteria given must all hold.
 public struct SearchQuery: Sendable {
-    /// A path glob: with a '/', matched against the whole path (`/usr/lib/*/libssl.so*`, where `*`
-    /// stays within one component); without, against file names anywhere (`libssl.so*`).
+    /// A path glob (see `PathGlob`): `/usr/lib/*/libssl.so*`, `**/bin/openssl`, `libssl.so*`.
     public var path: String?
     /// Files with this content.
     public var content: Digest?
@@ -105,11 +104,12 @@ extension Catalog {
             }
             let byRoot = Dictionary(grouping: versions, by: \.filesystem)
             var placements = TreePlacements(db: db, roots: Set(byRoot.keys))
+            let glob = query.path.map(PathGlob.init)
             var hits: [SearchHit] = []
             for match in try matchingEntries(query, db) {
                 for placement in try placements.of(match.tree) {
                     let path = "/" + (placement.path.isEmpty ? match.name : placement.path + "/" + match.name)
-                    if let glob = query.path, glob.contains("/"), fnmatch(glob, path, FNM_PATHNAME) != 0 { continue }
+                    if let glob, !glob.matches(path) { continue }
                     for version in byRoot[placement.root] ?? [] {
                         hits.append(SearchHit(image: version.reference, imageDigest: version.digest, path: path, kind: match.kind.description,
                                               digest: match.digest, size: match.kind == .regular ? match.size : nil, layer: layerOf[version.digest]))
@@ -132,15 +132,15 @@ extension Catalog {
     private func matchingEntries(_ query: SearchQuery, _ db: Database) throws -> [Match] {
         var conditions: [String] = []
         var arguments: StatementArguments = []
-        if let glob = query.path {
+        if let name = query.path.flatMap({ PathGlob($0).namePattern }) {
             conditions.append("name GLOB ?")
-            arguments += [glob.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? glob]
+            arguments += [name]
         }
         if let content = query.content {
             conditions.append("digest = ?")
             arguments += [Data(content.bytes)]
         }
-        return try Row.fetchAll(db, sql: "SELECT tree, name, kind, digest, size FROM tree_entries WHERE \(conditions.joined(separator: " AND "))", arguments: arguments)
+        return try Row.fetchAll(db, sql: "SELECT tree, name, kind, digest, size FROM tree_entries \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))", arguments: arguments)
             .compactMap { row in
                 guard let kind = EntryKind(rawValue: UInt8(row["kind"] as Int)) else { return nil }
                 return Match(tree: row["tree"], name: row["name"], kind: kind, digest: (row["digest"] as Data?).map { Digest(bytes: $0) },

@@ -9,9 +9,10 @@ struct Search: ParsableCommand {
         abstract: "Search every image in the catalog by path glob, file content or layer.",
         discussion: """
             Criteria combine: '--layer "openssl (<< 3.0.11)"' finds images composed with an openssl layer \
-            older than 3.0.11; '--path "*/bin/openssl"' or '--digest sha256:…' finds the images that hold \
-            a file. A glob with a '/' matches whole paths ('*' stays within one component); without, it \
-            matches file names anywhere. Answers from the catalog's index, without reading any image.
+            older than 3.0.11; '--path bin/openssl' or '--digest sha256:…' finds the images that hold a \
+            file. In a path glob '*', '?' and '[…]' stay within one component and '**' spans any number; \
+            a glob not starting with '/' matches at any depth ('libssl.so*'). Answers from the catalog's \
+            index, without reading any image.
             """)
     @OptionGroup var options: HomeOptions
     @Option(help: "A path glob.") var path: String?

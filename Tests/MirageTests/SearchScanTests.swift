@@ -30,6 +30,15 @@ import Testing
         #expect(try catalog.search(SearchQuery(content: old, includeDeleted: true)).count == 1)
     }
 
+    @Test func pathGlobs() {
+        #expect(PathGlob("/usr/lib/*/libssl.so*").matches("/usr/lib/x86_64-linux-gnu/libssl.so.3"))
+        #expect(!PathGlob("/usr/lib/*/libssl.so*").matches("/usr/lib/a/b/libssl.so.3"), "'*' stays within a component")
+        #expect(PathGlob("/usr/**/libssl.so*").matches("/usr/lib/a/b/libssl.so.3"))
+        #expect(PathGlob("bin/openssl").matches("/usr/bin/openssl") && PathGlob("bin/openssl").matches("/bin/openssl"))
+        #expect(!PathGlob("/bin/openssl").matches("/usr/bin/openssl"), "a leading '/' anchors")
+        #expect(!PathGlob("*.conf").matches("/etc/.hidden.conf"), "wildcards skip dot files, as the shell does")
+    }
+
     @Test func searchByLayerVersion() throws {
         let fixture = try CatalogFixture()
         let catalog = fixture.catalog
