@@ -9,6 +9,8 @@ import Glibc
 public struct StoreRoots: Sendable {
     public var store: ObjectStore
     public var roots: [(name: String, digest: Digest)]
+    /// The catalog whose index must forget what is collected from this store (the home store's).
+    public var catalog: Catalog?
 }
 
 /// Every root in a Strata home, store by store, for `gc`:
@@ -24,7 +26,7 @@ public enum HomeRoots {
             let catalog = try Catalog(home: home)
             var roots = try catalog.allVersions().filter { $0.state == .active }.map { (name: "image \($0.reference)", digest: $0.digest) }
             roots += try mountedImages(home) + heldReferences(home)
-            result.append(StoreRoots(store: catalog.store, roots: roots))
+            result.append(StoreRoots(store: catalog.store, roots: roots, catalog: catalog))
         }
         var locations = try home.repositories().map(\.location).filter { $0.hasPrefix("/") }
         if FileManager.default.fileExists(atPath: home.path + "/debian/strata-repository") { locations.append(home.path + "/debian") }

@@ -11,6 +11,10 @@ import Glibc
 /// changes ten files adds only the few directories on the way to them, and a hundred images of one
 /// family cost little more than one. A hit is placed in images by walking up from its directory
 /// through the directories that contain it to image roots.
+///
+/// The index doubles as the record of trees known to be whole: a tree is indexed only after its
+/// subtrees and blobs were found in the store, and `gc` drops the rows of the trees it frees. So a
+/// check-in verifies only the trees it brings that are new, in time proportional to the change.
 enum SearchIndex {
     static let schema = """
         CREATE TABLE trees (
@@ -24,27 +28,72 @@ enum SearchIndex {
             digest BLOB,
             size INTEGER NOT NULL
         );
+        CREATE INDEX tree_entries_by_tree ON tree_entries(tree);
         CREATE INDEX tree_entries_by_name ON tree_entries(name);
         CREATE INDEX tree_entries_by_digest ON tree_entries(digest);
         """
 
-    /// Indexes every directory below `root` that is not indexed yet. A tree already indexed was indexed
-    /// with its whole subtree (in the same transaction), so the walk stops there.
-    static func index(_ root: Digest, store: ObjectStore, _ db: Database) throws {
+    /// Indexes every tree an image reaches (its filesystem, its layers' trees, whiteout sets and
+    /// private layer) that is not indexed yet, checking on the way that each is whole in `store`.
+    static func index(_ image: ImageManifest, named name: String, store: ObjectStore, _ db: Database) throws {
+        var roots = [(image.filesystem.digest!, "filesystem")]
+        for layer in image.layers {
+            let manifest: LayerManifest
+            do {
+                manifest = try LayerManifest(decoding: try store.read(layer.layer), what: "layer \(layer.name) \(layer.version)")
+            } catch {
+                throw CatalogError("cannot check in image '\(name)': layer \(layer.name) \(layer.version): \(error)")
+            }
+            roots.append((manifest.filesystem.digest!, "layer \(layer.name)"))
+            if let scripts = manifest.scripts?.digest { roots.append((scripts, "layer \(layer.name) scripts")) }
+            if let whiteouts = layer.whiteouts?.digest { roots.append((whiteouts, "layer \(layer.name) whiteouts")) }
+        }
+        if let privateLayer = image.privateLayer?.digest { roots.append((privateLayer, "private layer")) }
+        for (root, label) in roots { try index(root, label: label, image: name, store: store, db) }
+    }
+
+    /// A tree already indexed was found whole (with its subtree, in the same transaction), so the walk stops there.
+    private static func index(_ root: Digest, label: String, image: String, store: ObjectStore, _ db: Database) throws {
         let known = try db.makeStatement(sql: "SELECT 1 FROM trees WHERE digest = ?")
         let addTree = try db.makeStatement(sql: "INSERT INTO trees (digest) VALUES (?)")
         let addEntry = try db.makeStatement(sql: "INSERT INTO tree_entries (tree, name, kind, digest, size) VALUES (?, ?, ?, ?, ?)")
-        var pending = [root]
-        while let digest = pending.popLast() {
+        func missing(_ digest: Digest, _ path: String) -> CatalogError {
+            CatalogError("cannot check in image '\(image)': object \(digest) (\(label) /\(path)) is missing from \(store.root)")
+        }
+        var pending = [(root, "")]
+        while let (digest, path) = pending.popLast() {
             let key = Data(digest.bytes)
             if try Int.fetchOne(known, arguments: [key]) != nil { continue }
+            guard store.has(digest) else { throw missing(digest, path) }
             try addTree.execute(arguments: [key])
             let tree = db.lastInsertedRowID
             for entry in try store.tree(digest).entries {
                 try addEntry.execute(arguments: [tree, entry.name, Int(entry.kind.rawValue), entry.digest.map { Data($0.bytes) }, Int64(entry.size)])
-                if entry.kind == .directory { pending.append(entry.digest!) }
+                let child = path.isEmpty ? entry.name : path + "/" + entry.name
+                if entry.kind == .directory {
+                    pending.append((entry.digest!, child))
+                } else if entry.kind == .regular, !store.has(entry.digest!) {
+                    throw missing(entry.digest!, child)
+                }
             }
         }
+    }
+
+    /// Drops the rows of trees that are gone from the store (after `gc`), keeping the index a record of whole trees.
+    static func forget(_ digests: [Digest], _ db: Database) throws {
+        let find = try db.makeStatement(sql: "SELECT id FROM trees WHERE digest = ?")
+        for digest in digests {
+            guard let id = try Int64.fetchOne(find, arguments: [Data(digest.bytes)]) else { continue }
+            try db.execute(sql: "DELETE FROM tree_entries WHERE tree = ?", arguments: [id])
+            try db.execute(sql: "DELETE FROM trees WHERE id = ?", arguments: [id])
+        }
+    }
+}
+
+extension Catalog {
+    /// Tells the index that `gc` removed these objects from the home store.
+    public func forgetCollected(_ digests: [Digest]) throws {
+        try database.write { try SearchIndex.forget(digests, $0) }
     }
 }
 

@@ -18,7 +18,11 @@ struct GC: ParsableCommand {
     func run() throws {
         let home = options.strataHome
         let reports = try HomeLock.withExclusive(home) {
-            try HomeRoots.collect(home: home).map { try GarbageCollector.collect($0.store, roots: $0.roots, dryRun: dryRun) }
+            try HomeRoots.collect(home: home).map { store in
+                let report = try GarbageCollector.collect(store.store, roots: store.roots, dryRun: dryRun)
+                if !dryRun { try store.catalog?.forgetCollected(report.freed) }
+                return report
+            }
         }
         if json { return try printJSON(reports) }
         for report in reports {

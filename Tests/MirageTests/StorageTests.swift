@@ -22,6 +22,7 @@ import Testing
         try makeDirectories(fixture.home.path + "/held")
         try AtomicFile.write("# archived for forensics\n\(held.digest)\n", to: fixture.home.path + "/held/forensics")
         let stray = try catalog.store.put(Array("written by an aborted import".utf8))
+        let droppedManifest = try catalog.manifest(of: dropped)
 
         let keep = Self.closure(of: kept, in: catalog.store).union(Self.closure(of: held, in: catalog.store))
         let expected = Self.closure(of: dropped, in: catalog.store).subtracting(keep).union([stray])
@@ -35,6 +36,10 @@ import Testing
         #expect(Set(report.freed) == expected)
         #expect(try Set(catalog.store.allObjects()) == keep, "everything reachable stays, nothing else")
         #expect(try catalog.versions(of: "dropped").count == 1, "the catalog row survives")
+        try catalog.forgetCollected(report.freed)
+        #expect(throws: CatalogError.self, "the index no longer vouches for collected trees") {
+            try catalog.checkin(manifest: droppedManifest, name: "dropped", by: root)
+        }
         let out = fixture.scratch.path + "/out"
         try catalog.checkout(kept, to: out)
         #expect(try String(contentsOfFile: out + "/etc/motd", encoding: .utf8) == "shared")
