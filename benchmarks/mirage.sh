@@ -43,7 +43,7 @@ for d in range(100):
                 out.write(f"{d} {s} {f}\n")
 EOF
 cp -a "$work/a" "$work/b"
-for i in 0 1 2 3 4 5 6 7 8 9; do echo "changed $i" > "$work/b/d0$((i * 9 + 3))/s$i/file-000$((i * 7 + 10)).txt"; done
+for i in 0 1 2 3 4 5 6 7 8 9; do echo "changed $i" > "$(printf '%s/b/d%03d/s%d/file-%05d.txt' "$work" $((i * 9 + 3)) "$i" $((i * 7 + 10)))"; done
 files=$(find "$work/a" -type f | wc -l)
 
 checkin_a=$(best 1 "$strata" image checkin "$work/a" --name big)
