@@ -27,12 +27,16 @@ let package = Package(
         .target(name: "StrataResolver", dependencies: ["StrataLayers", "StrataStore", "CSolv"]),
         .target(name: "VLFS", dependencies: ["CLinux", "StrataStore", "StrataLayers"]),
         .target(name: "VLFSFuse", dependencies: ["CFuse3", "CLinux", "VLFS", "StrataStore", "StrataLayers"]),
+        .target(name: "Mirage", dependencies: [
+            "StrataStore", "StrataLayers",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
         .executableTarget(name: "strata", dependencies: [
-            "StrataStore", "StrataLayers", "StrataResolver", "VLFS", "VLFSFuse",
+            "StrataStore", "StrataLayers", "StrataResolver", "VLFS", "VLFSFuse", "Mirage",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .executableTarget(name: "strata-bench", dependencies: ["StrataStore"]),
+        .executableTarget(name: "strata-bench", dependencies: ["StrataStore", "Mirage"]),
 
         // Helpers shared by the test targets: scratch directories, shell commands, tree comparison.
         .target(name: "StrataTestSupport", dependencies: ["StrataStore"]),
@@ -40,6 +44,7 @@ let package = Package(
         .testTarget(name: "StrataLayersTests", dependencies: ["StrataLayers", "StrataTestSupport"]),
         .testTarget(name: "StrataResolverTests", dependencies: ["StrataResolver", "StrataLayers", "StrataStore", "StrataTestSupport"]),
         .testTarget(name: "VLFSTests", dependencies: ["VLFS", "StrataStore", "StrataLayers", "StrataTestSupport"]),
+        .testTarget(name: "MirageTests", dependencies: ["Mirage", "StrataStore", "StrataLayers", "StrataTestSupport"]),
         .testTarget(name: "StrataCLITests", dependencies: ["StrataStore", "StrataLayers", "StrataTestSupport"]),
     ]
 )

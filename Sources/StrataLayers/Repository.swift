@@ -169,24 +169,42 @@ public final class Repository: Sendable {
             var header = [UInt8](repeating: 0, count: 6)
             let n = (try? header.withUnsafeMutableBytes { try fd.read(into: $0) }) ?? 0
             guard n == 6, ManifestKind.of(header) == .layer else { continue }
-            let manifest = try LayerManifest(decoding: try store.read(digest), what: "layer manifest \(digest)")
-            let metadata = try LayerMetadata(parsing: manifest.metadata, file: "layer manifest \(digest)")
-            var statistics = IngestStatistics()
-            try store.walk(manifest.filesystem.digest!) { _, entry in
-                if entry.kind == .regular {
-                    statistics.files += 1
-                    statistics.bytes += entry.size
-                }
-            }
-            records.append(LayerRecord(name: metadata.name, version: metadata.version.description, architecture: metadata.architecture,
-                                       digest: digest, state: withdrawn.contains(digest) ? .withdrawn : .active,
-                                       files: statistics.files, bytes: statistics.bytes, metadata: manifest.metadata))
+            var record = try storedRecord(digest)
+            if withdrawn.contains(digest) { record.state = .withdrawn }
+            records.append(record)
         }
         try database.write { db in
             try db.execute(sql: "DELETE FROM layers")
             for record in records { try insert(record, db) }
         }
         return records.count
+    }
+
+    /// The index row for a layer manifest in the store, read from the manifest itself.
+    private func storedRecord(_ digest: Digest) throws -> LayerRecord {
+        let manifest = try LayerManifest(decoding: try store.read(digest), what: "layer manifest \(digest)")
+        let metadata = try LayerMetadata(parsing: manifest.metadata, file: "layer manifest \(digest)")
+        var statistics = IngestStatistics()
+        try store.walk(manifest.filesystem.digest!) { _, entry in
+            if entry.kind == .regular {
+                statistics.files += 1
+                statistics.bytes += entry.size
+            }
+        }
+        return LayerRecord(name: metadata.name, version: metadata.version.description, architecture: metadata.architecture,
+                           digest: digest, state: .active, files: statistics.files, bytes: statistics.bytes, metadata: manifest.metadata)
+    }
+
+    /// Indexes a layer whose objects were copied into the store whole (a push or pull), with the same
+    /// rules as an import: the same unit again changes nothing, different content under its version is refused.
+    @discardableResult
+    public func registerStoredLayer(_ digest: Digest) throws -> LayerRecord {
+        let record = try storedRecord(digest)
+        let metadata = try record.parsedMetadata()
+        var statistics = IngestStatistics()
+        statistics.files = record.files
+        statistics.bytes = record.bytes
+        return try register(metadata, digest: digest, statistics: statistics)
     }
 
     /// Index rows whose layer manifest is missing from the store, for `fsck`.

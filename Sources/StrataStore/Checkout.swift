@@ -18,6 +18,18 @@ public struct Checkout {
         try checkout.directory(root, at: destination, isRoot: true)
     }
 
+    /// Creates one entry at `path` with its metadata: a directory empty, a file with its content from
+    /// `store`. For writing a few changed entries into an existing checkout (applying a delta).
+    public static func place(_ entry: TreeEntry, from store: ObjectStore, at path: String) throws {
+        guard entry.kind == .directory else {
+            let checkout = Checkout(store: store)
+            defer { checkout.buffer.deallocate() }
+            return try checkout.node(entry, at: path)
+        }
+        _ = try sys("mkdir", path) { mkdir(path, 0o700) }
+        try applyMetadata(entry, at: path)
+    }
+
     private init(store: ObjectStore) {
         self.store = store
         buffer = .allocate(byteCount: 1 << 20, alignment: 4096)
@@ -44,7 +56,7 @@ public struct Checkout {
             }
             try node(child, at: childPath)
         }
-        try applyMetadata(entry, at: path)
+        try Checkout.applyMetadata(entry, at: path)
     }
 
     private func node(_ entry: TreeEntry, at path: String) throws {
@@ -60,7 +72,7 @@ public struct Checkout {
         case .directory:
             preconditionFailure("directories are checked out by directory(_:at:)")
         }
-        try applyMetadata(entry, at: path)
+        try Checkout.applyMetadata(entry, at: path)
     }
 
     /// Copies in the kernel where it can (`copy_file_range`, which reflinks on filesystems that can).
@@ -85,7 +97,7 @@ public struct Checkout {
     }
 
     /// Owner before mode (chown clears setuid), xattrs, then times last.
-    private func applyMetadata(_ entry: TreeEntry, at path: String) throws {
+    public static func applyMetadata(_ entry: TreeEntry, at path: String) throws {
         _ = try sys("lchown", path) { lchown(path, entry.uid, entry.gid) }
         if entry.kind != .symlink {
             _ = try sys("chmod", path) { chmod(path, mode_t(entry.mode)) }

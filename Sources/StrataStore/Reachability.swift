@@ -2,7 +2,48 @@ import Foundation
 import Dispatch
 import Synchronization
 
+/// One object a manifest refers to.
+public struct ManifestReference: Sendable {
+    public var digest: Digest
+    /// Where it hangs below the manifest (`/etc/passwd`, `:filesystem`, `:perl:whiteouts`), for messages.
+    public var label: String
+    /// File contents: never a manifest, so nothing to follow.
+    public var isBlob: Bool
+}
+
+extension ManifestKind {
+    /// The objects that the manifest in `bytes` refers to directly; nil when `bytes` is a blob.
+    /// Throws when the bytes claim to be a manifest but do not decode.
+    public static func references(in bytes: [UInt8], what: String) throws -> [ManifestReference]? {
+        switch of(bytes) {
+        case .tree:
+            return try Tree(decoding: bytes, what: what).entries.compactMap { entry in
+                entry.digest.map { ManifestReference(digest: $0, label: "/" + entry.name, isBlob: entry.kind == .regular) }
+            }
+        case .layer:
+            let layer = try LayerManifest(decoding: bytes, what: what)
+            var references = [ManifestReference(digest: layer.filesystem.digest!, label: ":filesystem", isBlob: false)]
+            if let scripts = layer.scripts?.digest { references.append(ManifestReference(digest: scripts, label: ":scripts", isBlob: false)) }
+            return references
+        case .image:
+            let image = try ImageManifest(decoding: bytes, what: what)
+            var references = [ManifestReference(digest: image.filesystem.digest!, label: ":filesystem", isBlob: false)]
+            for layer in image.layers {
+                references.append(ManifestReference(digest: layer.layer, label: ":\(layer.name)", isBlob: false))
+                if let whiteouts = layer.whiteouts?.digest {
+                    references.append(ManifestReference(digest: whiteouts, label: ":\(layer.name):whiteouts", isBlob: false))
+                }
+            }
+            if let privateLayer = image.privateLayer?.digest { references.append(ManifestReference(digest: privateLayer, label: ":private", isBlob: false)) }
+            return references
+        case nil:
+            return nil
+        }
+    }
+}
+
 /// What a set of root objects reaches through manifests, and what is missing on the way.
+/// Blobs are only checked for presence, never read: reachability costs the manifests, not the data.
 public struct Reachability: Sendable {
     public var reached: Set<Digest> = []
     /// Each missing or unreadable object with what referred to it.
@@ -10,35 +51,24 @@ public struct Reachability: Sendable {
 
     /// Follows layer, image and tree manifests from `roots` (named for error messages).
     public init(store: ObjectStore, roots: [(name: String, digest: Digest)]) {
-        for root in roots { visit(root.digest, referrer: root.name, store: store) }
+        for root in roots { visit(root.digest, referrer: root.name, isBlob: false, store: store) }
     }
 
-    private mutating func visit(_ digest: Digest, referrer: String, store: ObjectStore) {
+    private mutating func visit(_ digest: Digest, referrer: String, isBlob: Bool, store: ObjectStore) {
         guard reached.insert(digest).inserted else { return }
-        guard let bytes = try? store.read(digest) else {
-            missing.append((digest, referrer))
+        if isBlob {
+            if !store.has(digest) { missing.append((digest, referrer)) }
             return
         }
-        switch ManifestKind.of(bytes) {
-        case .tree:
-            guard let tree = try? Tree(decoding: bytes) else { return missing.append((digest, "\(referrer) (undecodable tree)")) }
-            for entry in tree.entries {
-                if let child = entry.digest { visit(child, referrer: "\(referrer)/\(entry.name)", store: store) }
-            }
-        case .layer:
-            guard let layer = try? LayerManifest(decoding: bytes) else { return missing.append((digest, "\(referrer) (undecodable layer)")) }
-            visit(layer.filesystem.digest!, referrer: "\(referrer):filesystem", store: store)
-            if let scripts = layer.scripts?.digest { visit(scripts, referrer: "\(referrer):scripts", store: store) }
-        case .image:
-            guard let image = try? ImageManifest(decoding: bytes) else { return missing.append((digest, "\(referrer) (undecodable image)")) }
-            visit(image.filesystem.digest!, referrer: "\(referrer):filesystem", store: store)
-            for layer in image.layers {
-                visit(layer.layer, referrer: "\(referrer):\(layer.name)", store: store)
-                if let whiteouts = layer.whiteouts?.digest { visit(whiteouts, referrer: "\(referrer):\(layer.name):whiteouts", store: store) }
-            }
-            if let privateLayer = image.privateLayer?.digest { visit(privateLayer, referrer: "\(referrer):private", store: store) }
-        case nil:
-            break
+        guard let bytes = try? store.read(digest) else { return missing.append((digest, referrer)) }
+        let references: [ManifestReference]?
+        do {
+            references = try ManifestKind.references(in: bytes, what: "\(referrer) (\(digest))")
+        } catch {
+            return missing.append((digest, "\(referrer) (undecodable: \(error))"))
+        }
+        for reference in references ?? [] {
+            visit(reference.digest, referrer: referrer + reference.label, isBlob: reference.isBlob, store: store)
         }
     }
 }

@@ -50,6 +50,8 @@ enum OverlapCheck {
     }
 
     static func check(_ layers: [SharedLayer]) throws {
+        // One layer cannot overlap anything: spare the walk (an image mount has a single layer of 10⁵ files).
+        guard layers.count > 1 else { return }
         var providers: [String: Provider] = [:]
         var conflicts: [String: [String]] = [:]
         for (index, layer) in layers.enumerated() {

@@ -24,11 +24,12 @@ public final class FuseMount: Sendable {
     private let directories = Mutex<(next: UInt64, listings: [UInt64: [Union.DirectoryEntry]])>((1, [:]))
     static let timeout = 86_400.0
 
-    /// Mounts `union` at `mountpoint`. The filesystem answers once `run()` is called.
-    public init(union: Union, mountpoint: String, fsName: String) throws {
+    /// Mounts `union` at `mountpoint`. The filesystem answers once `run()` is called. A read-only mount
+    /// (an image's virtual mount) has the kernel refuse every change with EROFS before it reaches the union.
+    public init(union: Union, mountpoint: String, fsName: String, readOnly: Bool = false) throws {
         self.union = union
         self.mountpoint = mountpoint
-        let options = "fsname=\(fsName),subtype=strata,default_permissions,allow_other"
+        let options = "fsname=\(fsName),subtype=strata,default_permissions,allow_other" + (readOnly ? ",ro" : "")
         let arguments = ["strata", "-o", options]
         var ops = FuseMount.operations()
         var made: OpaquePointer?

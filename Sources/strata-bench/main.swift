@@ -1,7 +1,13 @@
 // Micro-benchmarks of hot paths that sit on the mount path: manifest encoding and decoding.
-// Run with `swift run -c release strata-bench`.
+// Run with `swift run -c release strata-bench`; `strata-bench derive …` builds image families for
+// benchmarks/mirage.sh (see DeriveImages.swift).
 import Foundation
 import StrataStore
+
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "derive" {
+    try deriveImages(Array(CommandLine.arguments.dropFirst(2)))
+    exit(0)
+}
 
 func measure(_ label: String, repeat count: Int = 5, _ body: () throws -> Void) rethrows -> Double {
     var best = Double.infinity

@@ -1,12 +1,17 @@
 import ArgumentParser
 import Foundation
+import Mirage
 import StrataLayers
 import StrataStore
 
 struct Fsck: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Verify repositories: re-hash every object, and check that every indexed layer is whole.",
-        discussion: "Without arguments, checks every local repository named in the Strata home. Exits non-zero on any problem.")
+        abstract: "Verify repositories and the image catalog: re-hash every object, and check that every indexed layer and catalog image is whole.",
+        discussion: """
+            Without arguments, checks every local repository named in the Strata home, and the home's \
+            store against its catalog (every active image version must be whole; deleted ones may be \
+            collected). Exits non-zero on any problem.
+            """)
     @OptionGroup var options: HomeOptions
     @Argument(help: "Repository names or paths.") var repositories: [String] = []
     @Flag(help: "Print JSON.") var json = false
@@ -32,6 +37,9 @@ struct Fsck: ParsableCommand {
             report.missing = Reachability(store: repo.store, roots: roots).missing.map { "\($0.digest) (needed by \($0.referrer))" }
             reports.append(report)
         }
+        if repositories.isEmpty, FileManager.default.fileExists(atPath: options.strataHome.path + "/catalog.sqlite") {
+            reports.append(try checkCatalog(try options.catalog()))
+        }
         if json {
             try printJSON(reports)
         } else {
@@ -43,5 +51,17 @@ struct Fsck: ParsableCommand {
             }
         }
         if reports.contains(where: { !$0.corrupt.isEmpty || !$0.missing.isEmpty }) { throw ExitCode(1) }
+    }
+
+    /// The home store against the catalog: every active version's objects must all be there.
+    private func checkCatalog(_ catalog: Catalog) throws -> Report {
+        var report = Report(repository: catalog.store.root)
+        report.objects = try catalog.store.allObjects().count
+        report.corrupt = try catalog.store.corruptObjects().map(\.description)
+        for version in try catalog.allVersions() where version.state == .active {
+            let missing = Reachability(store: catalog.store, roots: [(name: "image \(version.reference)", digest: version.digest)]).missing
+            report.missing += missing.map { "\($0.digest) (needed by \($0.referrer))" }
+        }
+        return report
     }
 }

@@ -94,18 +94,23 @@ struct Mount: ParsableCommand {
         try makeDirectories(state.directory, mode: 0o700)
         let arguments = ["strata", "mount", URL(fileURLWithPath: ldf).standardizedFileURL.path, URL(fileURLWithPath: mountpoint).standardizedFileURL.path,
                          "--name", state.name, "--foreground", "--home", options.strataHome.path]
-        let pid = try Daemon.spawn(arguments: arguments, log: state.log)
-        for _ in 0..<600 {
-            if isMounted(mountpoint) { return }
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid {
-                let log = (try? String(contentsOfFile: state.log, encoding: .utf8)) ?? ""
-                throw LayerError("the VLFS daemon exited before mounting:\n\(log.split(separator: "\n").suffix(10).joined(separator: "\n"))")
-            }
-            usleep(50_000)
-        }
-        throw LayerError("the VLFS daemon did not mount \(mountpoint) within 30 s; see \(state.log)")
+        try startMountDaemon(arguments: arguments, log: state.log, mountpoint: mountpoint)
     }
+}
+
+/// Starts a mount daemon (`strata … --foreground`) in a new session and waits until its mount answers.
+func startMountDaemon(arguments: [String], log: String, mountpoint: String) throws {
+    let pid = try Daemon.spawn(arguments: arguments, log: log)
+    for _ in 0..<600 {
+        if isMounted(mountpoint) { return }
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            throw LayerError("the daemon exited before mounting \(mountpoint):\n\(text.split(separator: "\n").suffix(10).joined(separator: "\n"))")
+        }
+        usleep(50_000)
+    }
+    throw LayerError("the daemon did not mount \(mountpoint) within 30 s; see \(log)")
 }
 
 struct Umount: ParsableCommand {

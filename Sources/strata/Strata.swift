@@ -7,7 +7,8 @@ import StrataStore
 struct Strata: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Layered union filesystems from a content-addressed layer repository.",
-        subcommands: [RepoCommand.self, LayerCommand.self, LDFCommand.self, Mount.self, Umount.self, Update.self, PrivateCommand.self, Fsck.self])
+        subcommands: [RepoCommand.self, LayerCommand.self, LDFCommand.self, Mount.self, Umount.self, Update.self, PrivateCommand.self,
+                      ImageCommand.self, Search.self, Scan.self, GC.self, Push.self, Pull.self, Fsck.self])
 }
 
 /// Options every verb takes.
@@ -41,6 +42,7 @@ struct Progress {
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.dateEncodingStrategy = .iso8601
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
