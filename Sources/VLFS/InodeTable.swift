@@ -21,6 +21,8 @@ final class InodeTable: Sendable {
         var nodes: [UInt64: Node] = [InodeTable.rootInode: Node(path: "", lookups: 1)]
         var byPath: [String: UInt64] = ["": InodeTable.rootInode]
         var byIdentity: [Identity: UInt64] = [:]
+        /// The reverse of `byIdentity`, so that dropping a file's identities costs what it has.
+        var identities: [UInt64: [Identity]] = [:]
         var next: UInt64 = 2
     }
 
@@ -44,7 +46,10 @@ final class InodeTable: Sendable {
                 state.nodes[inode] = Node(path: path, lookups: 0)
             }
             state.byPath[path] = inode
-            if let identity, state.byIdentity[identity] == nil { state.byIdentity[identity] = inode }
+            if let identity, state.byIdentity[identity] == nil {
+                state.byIdentity[identity] = inode
+                state.identities[inode, default: []].append(identity)
+            }
             if countLookup { state.nodes[inode, default: Node(path: path, lookups: 0)].lookups += 1 }
             return inode
         }
@@ -56,7 +61,10 @@ final class InodeTable: Sendable {
 
     /// Makes `identity` another name for `inode` (after a copy-up gives the file a private inode).
     func alias(_ identity: Identity, to inode: UInt64) {
-        state.withLock { $0.byIdentity[identity] = inode }
+        state.withLock { state in
+            state.byIdentity[identity] = inode
+            state.identities[inode, default: []].append(identity)
+        }
     }
 
     /// The kernel dropped `count` references; a node nobody references and no path names goes away.
@@ -81,7 +89,9 @@ final class InodeTable: Sendable {
                 if state.nodes[inode]?.path == path { state.nodes[inode]?.path = other }
                 return
             }
-            state.byIdentity = state.byIdentity.filter { $0.value != inode }
+            for identity in state.identities.removeValue(forKey: inode) ?? [] where state.byIdentity[identity] == inode {
+                state.byIdentity[identity] = nil
+            }
             if state.nodes[inode]?.lookups == 0 { state.nodes[inode] = nil }
         }
     }

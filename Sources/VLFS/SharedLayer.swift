@@ -49,3 +49,28 @@ final class TreeCache: Sendable {
         return tree
     }
 }
+
+/// Which shared layers' directories merge at each directory path visited, for one stack.
+final class DirectoryCache: Sendable {
+    typealias Contributor = (layer: Int, tree: Digest)
+
+    private let state = Mutex<(version: Int, contributors: [String: [Contributor]])>((0, [:]))
+
+    var version: Int { state.withLock { $0.version } }
+
+    func contributors(_ path: String) -> [Contributor]? { state.withLock { $0.contributors[path] } }
+
+    /// Remembers a result unless the cache was invalidated since `version` was read.
+    func remember(_ path: String, _ contributors: [Contributor], version: Int) {
+        state.withLock { state in
+            if state.version == version { state.contributors[path] = contributors }
+        }
+    }
+
+    func invalidate() {
+        state.withLock { state in
+            state.version += 1
+            state.contributors.removeAll()
+        }
+    }
+}

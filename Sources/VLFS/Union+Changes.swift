@@ -110,6 +110,7 @@ extension Union {
         for (layer, directory) in parentResolved.contributors {
             guard try trees.tree(directory, in: stack.layers[layer].store).entry(named: name) != nil else { continue }
             do { try stack.whiteouts[layer].add(path) } catch { throw FSError(EIO) }
+            forgetDirectories()
         }
     }
 
@@ -328,6 +329,7 @@ extension Union {
             let hidden = whiteouts.all.filter { $0 == path || $0.hasPrefix(path + "/") }
             if try whiteouts.remove(path) { changed.formUnion(hidden) }
         }
+        forgetDirectories()
         for changedPath in changed { inodes.unlinked(changedPath) }
         return changed.sorted()
     }

@@ -29,7 +29,8 @@ public struct Caller: Sendable {
 public final class Union: Sendable {
     public let privateRoot: String
     public let whiteoutDirectory: String
-    private let current: Mutex<LayerStack>
+    /// The stack, and what is known of its directories; both replaced together by a live update.
+    private let current: Mutex<(stack: LayerStack, directories: DirectoryCache)>
     let inodes = InodeTable()
     let trees = TreeCache()
     let copyUpLock = Mutex(())
@@ -41,7 +42,7 @@ public final class Union: Sendable {
     public init(stack: LayerStack, privateRoot: String, whiteoutDirectory: String) throws {
         self.privateRoot = privateRoot
         self.whiteoutDirectory = whiteoutDirectory
-        current = Mutex(stack)
+        current = Mutex((stack, DirectoryCache()))
         var st = stat()
         if lstat(privateRoot, &st) != 0 {
             try makeDirectories(privateRoot, mode: 0o755)
@@ -52,13 +53,16 @@ public final class Union: Sendable {
         }
     }
 
-    public var stack: LayerStack { current.withLock { $0 } }
+    public var stack: LayerStack { current.withLock { $0.stack } }
+
+    /// Whiteouts changed: directory contributions computed before may be wrong.
+    func forgetDirectories() { current.withLock { $0.directories }.invalidate() }
 
     /// Swaps in a new stack atomically and returns the paths whose contents or visibility may differ.
     public func replaceStack(_ new: LayerStack) throws -> [String] {
-        let old = current.withLock { stack -> LayerStack in
-            defer { stack = new }
-            return stack
+        let old = current.withLock { current -> LayerStack in
+            defer { current = (new, DirectoryCache()) }
+            return current.stack
         }
         return try StackDiff.changedPaths(from: old, to: new)
     }
@@ -108,25 +112,12 @@ public final class Union: Sendable {
         }
     }
 
-    func resolve(_ path: String, in stack: LayerStack) throws(FSError) -> Resolved {
-        var contributors = stack.layers.indices.map { (layer: $0, tree: stack.layers[$0].root.digest!) }
+    func resolve(_ path: String, in stack: LayerStack, directories: DirectoryCache? = nil) throws(FSError) -> Resolved {
+        var contributors = rootContributors(stack)
         var top: (layer: Int, entry: TreeEntry)?
         if !path.isEmpty {
-            var prefix = ""
-            for component in path.split(separator: "/", omittingEmptySubsequences: true) {
-                let name = String(component)
-                prefix = Union.join(prefix, name)
-                var next: [(layer: Int, tree: Digest)] = []
-                top = nil
-                for (layer, directory) in contributors {
-                    if stack.whiteouts[layer].contains(prefix) { continue }
-                    guard let entry = try trees.tree(directory, in: stack.layers[layer].store).entry(named: name) else { continue }
-                    if top == nil { top = (layer, entry) }
-                    guard entry.kind == .directory, top!.entry.kind == .directory else { break }
-                    next.append((layer, entry.digest!))
-                }
-                contributors = next
-            }
+            let (parent, name) = Union.split(path)
+            (top, contributors) = try step(from: try sharedDirectory(parent, in: stack, directories: directories), name: name, path: path, in: stack)
         }
         var st = stat()
         if lstat(privatePath(path), &st) == 0 {
@@ -137,7 +128,45 @@ public final class Union: Sendable {
         return Resolved(top: .shared(layer: top.layer, entry: top.entry), contributors: top.entry.kind == .directory ? contributors : [], stack: stack)
     }
 
-    func resolve(_ path: String) throws(FSError) -> Resolved { try resolve(path, in: stack) }
+    func resolve(_ path: String) throws(FSError) -> Resolved {
+        let (stack, directories) = current.withLock { $0 }
+        return try resolve(path, in: stack, directories: directories)
+    }
+
+    private func rootContributors(_ stack: LayerStack) -> [DirectoryCache.Contributor] {
+        stack.layers.indices.map { (layer: $0, tree: stack.layers[$0].root.digest!) }
+    }
+
+    /// The shared layers whose directories merge at `path`, top to bottom: computed from the parent's,
+    /// one level at a time, and remembered (a directory's contributors change only with whiteouts or
+    /// the stack, and both reset the cache).
+    private func sharedDirectory(_ path: String, in stack: LayerStack, directories: DirectoryCache?) throws(FSError) -> [DirectoryCache.Contributor] {
+        if path.isEmpty { return rootContributors(stack) }
+        let version = directories?.version ?? 0
+        if let known = directories?.contributors(path) { return known }
+        let (parent, name) = Union.split(path)
+        let (top, contributors) = try step(from: try sharedDirectory(parent, in: stack, directories: directories), name: name, path: path, in: stack)
+        let result = top?.entry.kind == .directory ? contributors : []
+        directories?.remember(path, result, version: version)
+        return result
+    }
+
+    /// One level of lookup: the topmost entry named `name` among the parent's contributors, and the
+    /// layers whose directories merge under it. A non-directory hides everything below it.
+    private func step(from parent: [DirectoryCache.Contributor], name: String, path: String, in stack: LayerStack) throws(FSError)
+        -> (top: (layer: Int, entry: TreeEntry)?, contributors: [DirectoryCache.Contributor])
+    {
+        var next: [DirectoryCache.Contributor] = []
+        var top: (layer: Int, entry: TreeEntry)?
+        for (layer, directory) in parent {
+            if stack.whiteouts[layer].contains(path) { continue }
+            guard let entry = try trees.tree(directory, in: stack.layers[layer].store).entry(named: name) else { continue }
+            if top == nil { top = (layer, entry) }
+            guard entry.kind == .directory, top!.entry.kind == .directory else { break }
+            next.append((layer, entry.digest!))
+        }
+        return (top, next)
+    }
 
     func identity(of resolved: Resolved) -> InodeTable.Identity? {
         switch resolved.top {
@@ -197,6 +226,11 @@ public final class Union: Sendable {
     public struct Entry: Sendable {
         public var inode: UInt64
         public var attributes: stat
+
+        public init(inode: UInt64, attributes: stat) {
+            self.inode = inode
+            self.attributes = attributes
+        }
     }
 
     /// Looks a name up, counting one kernel reference on success unless told not to (readdirplus
@@ -280,11 +314,13 @@ public final class Union: Sendable {
         public var inode: UInt64
         /// `S_IFMT` bits.
         public var type: UInt32
+        /// Filled in when asked for (readdirplus), so the kernel need not look each name up.
+        public var attributes: stat?
     }
 
     /// The merged listing of a directory: private names first, then each shared layer's names not
     /// already seen and not whited out there.
-    public func list(_ inode: UInt64) throws(FSError) -> [DirectoryEntry] {
+    public func list(_ inode: UInt64, withAttributes: Bool = false) throws(FSError) -> [DirectoryEntry] {
         let path = try path(of: inode)
         let resolved = try resolve(path)
         guard resolved.isDirectory else { throw FSError.notDirectory }
@@ -302,7 +338,15 @@ public final class Union: Sendable {
                 let childPath = Union.join(path, name)
                 let child = inodes.inode(for: childPath, identity: isDirectory ? nil : .privateInode(UInt64(dirent.pointee.d_ino)), countLookup: false)
                 seen.insert(name)
-                entries.append(DirectoryEntry(name: name, inode: child, type: UInt32(dirent.pointee.d_type) << 12))
+                var attributes: stat?
+                if withAttributes {
+                    var st = stat()
+                    if fstatat(dirfd(handle), name, &st, AT_SYMLINK_NOFOLLOW) == 0 {
+                        st.st_ino = UInt(child)
+                        attributes = st
+                    }
+                }
+                entries.append(DirectoryEntry(name: name, inode: child, type: UInt32(dirent.pointee.d_type) << 12, attributes: attributes))
             }
         }
         for (layer, directory) in resolved.contributors {
@@ -312,7 +356,10 @@ public final class Union: Sendable {
                 if whiteouts.contains(childPath) { continue }
                 seen.insert(entry.name)
                 let identity: InodeTable.Identity? = entry.linkGroup == 0 ? nil : .sharedLink(layer: resolved.stack.layers[layer].whiteoutKey, group: entry.linkGroup)
-                entries.append(DirectoryEntry(name: entry.name, inode: inodes.inode(for: childPath, identity: identity, countLookup: false), type: entry.kind.fileTypeBits))
+                let child = inodes.inode(for: childPath, identity: identity, countLookup: false)
+                let attributes = withAttributes
+                    ? try self.attributes(of: Resolved(top: .shared(layer: layer, entry: entry), contributors: [], stack: resolved.stack), inode: child) : nil
+                entries.append(DirectoryEntry(name: entry.name, inode: child, type: entry.kind.fileTypeBits, attributes: attributes))
             }
         }
         return entries

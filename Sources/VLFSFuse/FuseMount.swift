@@ -276,12 +276,15 @@ public final class FuseMount: Sendable {
         }
         ops.opendir = { request, inode, info in
             FuseMount.reply(request) { mount in
-                let listing = try mount.union.list(UInt64(inode))
+                let listing = try mount.union.list(UInt64(inode), withAttributes: true)
                 info!.pointee.fh = mount.directories.withLock { state in
                     defer { state.next += 1 }
                     state.listings[state.next] = listing
                     return state.next
                 }
+                // Listings change only through this daemon: the kernel may keep them until told.
+                info!.pointee.cache_readdir = 1
+                info!.pointee.keep_cache = 1
                 fuse_reply_open(request, info)
             }
         }
@@ -367,10 +370,9 @@ public final class FuseMount: Sendable {
                 } else {
                     let item = listing[position - 2]
                     name = item.name
-                    if plus {
-                        entry = try? mount.union.lookup(parent: UInt64(inode), name: item.name, countLookup: false)
-                        guard let entry else { position += 1; continue }
-                        attributes = entry.attributes
+                    if plus, let itemAttributes = item.attributes {
+                        entry = Union.Entry(inode: item.inode, attributes: itemAttributes)
+                        attributes = itemAttributes
                     } else {
                         attributes.st_ino = UInt(item.inode)
                         attributes.st_mode = item.type
