@@ -31,8 +31,9 @@ let package = Package(
             "StrataStore", "StrataLayers",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+        .target(name: "Forensics", dependencies: ["VLFS", "Mirage", "StrataStore", "StrataLayers"]),
         .executableTarget(name: "strata", dependencies: [
-            "StrataStore", "StrataLayers", "StrataResolver", "VLFS", "VLFSFuse", "Mirage",
+            "StrataStore", "StrataLayers", "StrataResolver", "VLFS", "VLFSFuse", "Forensics", "Mirage",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

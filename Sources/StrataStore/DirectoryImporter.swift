@@ -157,7 +157,7 @@ public enum DirectoryImporter {
     }
 
     /// The entry for a file on disk, without its content digest.
-    static func entry(for st: stat, name: String, path: String) throws -> TreeEntry {
+    public static func entry(for st: stat, name: String, path: String) throws -> TreeEntry {
         guard let kind = EntryKind(fileTypeBits: st.st_mode) else { throw StoreError("\(path): unknown file type") }
         var entry = TreeEntry(name: name, kind: kind, mode: st.st_mode, uid: st.st_uid, gid: st.st_gid, mtime: Timestamp(st.st_mtim),
                               xattrs: try ExtendedAttributes.list(path))

@@ -227,6 +227,13 @@ public final class ObjectStore: Sendable {
             return (digest, size)
         }
 
+        /// Reads a tree manifest staged in this batch or already in the store.
+        public func tree(_ digest: Digest) throws -> Tree {
+            let staged = stagingPath(of: digest).file
+            if let fd = try? FileDescriptor.open(staged, O_RDONLY) { return try Tree(decoding: try fd.readAll(), what: "tree \(digest)") }
+            return try store.tree(digest)
+        }
+
         /// Makes every staged object durable, then moves it into place.
         public func commit() throws {
             let digests = staged.withLock { Array($0) }

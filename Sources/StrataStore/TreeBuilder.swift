@@ -67,6 +67,11 @@ public final class TreeBuilder {
         return node
     }
 
+    /// Adds an entry (its name is taken from the path).
+    public func add(_ entry: TreeEntry, at path: [String]) throws {
+        try insert(entry, at: path)
+    }
+
     /// Adds a regular file with the given contents, stored into `batch`.
     public func addFile(at path: [String], contents: [UInt8], mode: UInt32, into batch: ObjectStore.Batch) throws {
         let digest = try batch.put(contents)

@@ -334,3 +334,23 @@ extension Union {
         return changed.sorted()
     }
 }
+
+extension Union {
+    /// Moves the private layer and the whiteout lists to `archive` and starts empty ones. The caller
+    /// holds the gate closed and must then reload the stack (whiteout sets are read from their files).
+    /// Returns every path that changed, for the kernel's caches.
+    public func resetPrivateLayer(archivingTo archive: String) throws -> [String] {
+        var changed = Set(try FileManager.default.subpathsOfDirectory(atPath: privateRoot))
+        for whiteouts in stack.whiteouts { changed.formUnion(whiteouts.all) }
+        var rootStat = stat()
+        _ = lstat(privateRoot, &rootStat)
+        guard Glibc.rename(privateRoot, archive + "/private") == 0 else { throw FSError.last }
+        if Glibc.rename(whiteoutDirectory, archive + "/whiteouts") != 0 && errno != ENOENT { throw FSError.last }
+        try makeDirectories(privateRoot, mode: mode_t(rootStat.st_mode & 0o7777))
+        chown(privateRoot, rootStat.st_uid, rootStat.st_gid)
+        try makeDirectories(whiteoutDirectory, mode: 0o700)
+        forgetDirectories()
+        for path in changed { inodes.unlinked(path) }
+        return changed.sorted()
+    }
+}

@@ -32,6 +32,8 @@ public final class Union: Sendable {
     /// The stack, and what is known of its directories; both replaced together by a live update.
     private let current: Mutex<(stack: LayerStack, directories: DirectoryCache)>
     let inodes = InodeTable()
+    /// Passed by every change (the FUSE adapter wraps its mutating operations in it).
+    public let gate = MutationGate()
     let trees = TreeCache()
     let copyUpLock = Mutex(())
     private let linkGroups = Mutex<[Digest: [UInt32: [String]]]>([:])
@@ -131,6 +133,61 @@ public final class Union: Sendable {
     func resolve(_ path: String) throws(FSError) -> Resolved {
         let (stack, directories) = current.withLock { $0 }
         return try resolve(path, in: stack, directories: directories)
+    }
+
+    /// What a path is, for building an image of the union.
+    public struct View: Sendable {
+        public var isDirectory: Bool
+        public var isPrivate: Bool
+        /// The shared entry shown, when the path is not private.
+        public var sharedEntry: TreeEntry?
+        /// A directory's own metadata as a tree entry (digest not set for a private directory).
+        public var directoryEntry: TreeEntry
+        /// A directory one shared layer alone provides, with nothing of it whited out: its stored tree
+        /// is exactly what the union shows.
+        public var reusableSharedDirectory: TreeEntry?
+    }
+
+    public func view(_ path: String) throws -> View {
+        let resolved = try resolve(path)
+        switch resolved.top {
+        case .privateFile(let st):
+            let entry = try DirectoryImporter.entry(for: st, name: Union.split(path).name, path: privatePath(path))
+            return View(isDirectory: resolved.isDirectory, isPrivate: true, sharedEntry: nil, directoryEntry: entry, reusableSharedDirectory: nil)
+        case .shared(let layer, let entry):
+            var reusable: TreeEntry?
+            if entry.kind == .directory, resolved.contributors.count == 1 {
+                let prefix = path + "/"
+                if !resolved.stack.whiteouts[layer].all.contains(where: { path.isEmpty || $0 == path || $0.hasPrefix(prefix) }) { reusable = entry }
+            }
+            return View(isDirectory: entry.kind == .directory, isPrivate: false, sharedEntry: entry, directoryEntry: entry, reusableSharedDirectory: reusable)
+        }
+    }
+
+    /// The inode number of a path, without counting a kernel reference.
+    public func inodeNumber(_ path: String) throws -> UInt64 {
+        let resolved = try resolve(path)
+        return inodes.inode(for: path, identity: identity(of: resolved), countLookup: false)
+    }
+
+    /// The shared entry a whiteout at exactly `path` hides (what a private file that replaced it by
+    /// rename, or a deletion, took the place of), from the topmost layer that has one.
+    public func hiddenEntry(at path: String) -> (layer: SharedLayer, entry: TreeEntry)? {
+        let (stack, directories) = current.withLock { $0 }
+        let (parentPath, name) = Union.split(path)
+        guard !path.isEmpty, let parent = try? sharedDirectory(parentPath, in: stack, directories: directories) else { return nil }
+        for (layer, directory) in parent where stack.whiteouts[layer].contains(path) {
+            if let entry = try? trees.tree(directory, in: stack.layers[layer].store).entry(named: name) { return (stack.layers[layer], entry) }
+        }
+        return nil
+    }
+
+    /// The shared layer that provides `path` beneath the private layer, and its entry, if any.
+    public func sharedEntry(at path: String) -> (layer: SharedLayer, entry: TreeEntry)? {
+        let (stack, directories) = current.withLock { $0 }
+        guard !path.isEmpty, let parent = try? sharedDirectory(Union.split(path).parent, in: stack, directories: directories),
+              let (top, _) = try? step(from: parent, name: Union.split(path).name, path: path, in: stack), let top else { return nil }
+        return (stack.layers[top.layer], top.entry)
     }
 
     private func rootContributors(_ stack: LayerStack) -> [DirectoryCache.Contributor] {

@@ -113,6 +113,11 @@ public final class FuseMount: Sendable {
         fuse_reply_entry(request, &parameter)
     }
 
+    /// Runs a change to the filesystem through the union's gate, so snapshots see it whole or not at all.
+    static func change(_ request: fuse_req_t?, _ body: (FuseMount) throws -> Void) {
+        reply(request) { mount in try mount.union.gate.change { () throws -> Void in try body(mount) } }
+    }
+
     static func caller(_ request: fuse_req_t?) -> Caller {
         let context = fuse_req_ctx(request)!.pointee
         return Caller(uid: context.uid, gid: context.gid)
@@ -160,7 +165,7 @@ public final class FuseMount: Sendable {
             }
         }
         ops.setattr = { request, inode, attributes, toSet, info in
-            FuseMount.reply(request) { mount in
+            FuseMount.change(request) { mount in
                 let attributes = attributes!.pointee
                 var changes = Union.AttributeChanges()
                 if toSet & FUSE_SET_ATTR_MODE != 0 { changes.mode = attributes.st_mode }
@@ -181,39 +186,39 @@ public final class FuseMount: Sendable {
             }
         }
         ops.mknod = { request, parent, name, mode, device in
-            FuseMount.reply(request) { mount in
+            FuseMount.change(request) { mount in
                 FuseMount.replyEntry(request, try mount.union.makeNode(parent: UInt64(parent), name: FuseMount.string(name), mode: mode, device: UInt64(device), caller: FuseMount.caller(request)))
             }
         }
         ops.mkdir = { request, parent, name, mode in
-            FuseMount.reply(request) { mount in
+            FuseMount.change(request) { mount in
                 FuseMount.replyEntry(request, try mount.union.makeDirectory(parent: UInt64(parent), name: FuseMount.string(name), mode: mode, caller: FuseMount.caller(request)))
             }
         }
         ops.symlink = { request, target, parent, name in
-            FuseMount.reply(request) { mount in
+            FuseMount.change(request) { mount in
                 FuseMount.replyEntry(request, try mount.union.makeSymlink(parent: UInt64(parent), name: FuseMount.string(name), target: FuseMount.string(target), caller: FuseMount.caller(request)))
             }
         }
         ops.link = { request, inode, parent, name in
-            FuseMount.reply(request) { mount in
+            FuseMount.change(request) { mount in
                 FuseMount.replyEntry(request, try mount.union.link(UInt64(inode), parent: UInt64(parent), name: FuseMount.string(name)))
             }
         }
         ops.unlink = { request, parent, name in
-            FuseMount.reply(request) { mount in
+            FuseMount.change(request) { mount in
                 try mount.union.unlink(parent: UInt64(parent), name: FuseMount.string(name))
                 fuse_reply_err(request, 0)
             }
         }
         ops.rmdir = { request, parent, name in
-            FuseMount.reply(request) { mount in
+            FuseMount.change(request) { mount in
                 try mount.union.removeDirectory(parent: UInt64(parent), name: FuseMount.string(name))
                 fuse_reply_err(request, 0)
             }
         }
         ops.rename = { request, parent, name, newParent, newName, flags in
-            FuseMount.reply(request) { mount in
+            FuseMount.change(request) { mount in
                 try mount.union.rename(parent: UInt64(parent), name: FuseMount.string(name), newParent: UInt64(newParent), newName: FuseMount.string(newName),
                                        flags: Union.RenameFlags(rawValue: flags))
                 fuse_reply_err(request, 0)
@@ -228,7 +233,7 @@ public final class FuseMount: Sendable {
             }
         }
         ops.create = { request, parent, name, mode, info in
-            FuseMount.reply(request) { mount in
+            FuseMount.change(request) { mount in
                 let (entry, file) = try mount.union.create(parent: UInt64(parent), name: FuseMount.string(name), mode: mode, flags: info!.pointee.flags, caller: FuseMount.caller(request))
                 info!.pointee.fh = UInt64(file.descriptor)
                 var parameter = FuseMount.entryParameter(entry)
@@ -245,7 +250,9 @@ public final class FuseMount: Sendable {
             var destination = fuse_bufvec(count: 1, idx: 0, off: 0,
                                           buf: fuse_buf(size: fuse_buf_size(source), flags: fuse_buf_flags(FUSE_BUF_IS_FD.rawValue | FUSE_BUF_FD_SEEK.rawValue),
                                                         mem: nil, fd: Int32(truncatingIfNeeded: info!.pointee.fh), pos: offset))
-            let written = fuse_buf_copy(&destination, UnsafeMutablePointer(mutating: source), fuse_buf_copy_flags(rawValue: 0))
+            let written = FuseMount.mount(request).union.gate.change {
+                fuse_buf_copy(&destination, UnsafeMutablePointer(mutating: source), fuse_buf_copy_flags(rawValue: 0))
+            }
             if written < 0 { fuse_reply_err(request, Int32(-written)) } else { fuse_reply_write(request, Int(written)) }
         }
         ops.flush = { request, _, _ in fuse_reply_err(request, 0) }
@@ -260,7 +267,7 @@ public final class FuseMount: Sendable {
             fuse_reply_err(request, result == 0 || errno == EBADF || errno == EINVAL ? 0 : errno)
         }
         ops.fallocate = { request, _, mode, offset, length, info in
-            let result = CLinux.fallocate(Int32(truncatingIfNeeded: info!.pointee.fh), mode, offset, length)
+            let result = FuseMount.mount(request).union.gate.change { CLinux.fallocate(Int32(truncatingIfNeeded: info!.pointee.fh), mode, offset, length) }
             fuse_reply_err(request, result == 0 ? 0 : errno)
         }
         ops.lseek = { request, _, offset, whence, info in
@@ -270,8 +277,10 @@ public final class FuseMount: Sendable {
         ops.copy_file_range = { request, _, offsetIn, infoIn, _, offsetOut, infoOut, length, flags in
             var inputOffset = offsetIn
             var outputOffset = offsetOut
-            let copied = CLinux.copy_file_range(Int32(truncatingIfNeeded: infoIn!.pointee.fh), &inputOffset,
-                                                Int32(truncatingIfNeeded: infoOut!.pointee.fh), &outputOffset, length, UInt32(flags))
+            let copied = FuseMount.mount(request).union.gate.change {
+                CLinux.copy_file_range(Int32(truncatingIfNeeded: infoIn!.pointee.fh), &inputOffset,
+                                       Int32(truncatingIfNeeded: infoOut!.pointee.fh), &outputOffset, length, UInt32(flags))
+            }
             if copied < 0 { fuse_reply_err(request, errno) } else { fuse_reply_write(request, copied) }
         }
         ops.opendir = { request, inode, info in
@@ -324,14 +333,14 @@ public final class FuseMount: Sendable {
             }
         }
         ops.setxattr = { request, inode, name, value, size, flags in
-            FuseMount.reply(request) { mount in
+            FuseMount.change(request) { mount in
                 let bytes = Array(UnsafeRawBufferPointer(start: value, count: size))
                 try mount.union.setExtendedAttribute(UInt64(inode), name: FuseMount.string(name), value: bytes, flags: flags)
                 fuse_reply_err(request, 0)
             }
         }
         ops.removexattr = { request, inode, name in
-            FuseMount.reply(request) { mount in
+            FuseMount.change(request) { mount in
                 try mount.union.removeExtendedAttribute(UInt64(inode), name: FuseMount.string(name))
                 fuse_reply_err(request, 0)
             }

@@ -10,7 +10,7 @@ struct ImageCommand: ParsableCommand {
             IMAGE is NAME (its default version), NAME@N (version N), NAME@TAG, or an image digest. \
             Images live in the home's catalog ($STRATA_HOME/catalog.sqlite) and store ($STRATA_HOME/store).
             """,
-        subcommands: [Checkin.self, Checkout.self, ImageMount.self, List.self, Log.self, Show.self, Delete.self, Tag.self, Default.self,
+        subcommands: [Checkin.self, ImageSnapshot.self, Checkout.self, ImageMount.self, List.self, Log.self, Show.self, Delete.self, Tag.self, Default.self,
                       Grant.self, Revoke.self, ImageDiffCommand.self, ImageDeltaCommand.self, ImageApplyCommand.self])
 
     struct Checkin: ParsableCommand {

@@ -24,6 +24,8 @@ struct ImageMount: ParsableCommand {
     @Argument(help: "The image.") var image: String
     @Argument(help: "An existing, empty directory.") var mountpoint: String
     @Flag(help: "Serve in this process until unmounted.") var foreground = false
+    @Flag(name: .customLong("private-layer"), help: "Serve the image's private layer (of a VLFS snapshot) instead of its filesystem.")
+    var privateLayer = false
 
     func run() throws {
         let catalog = try options.catalog()
@@ -39,12 +41,18 @@ struct ImageMount: ParsableCommand {
         if foreground { return try serve(version, catalog: catalog, mountpoint: absolute) }
         let mounts = options.strataHome.path + "/mounts"
         try makeDirectories(mounts, mode: 0o700)
-        try startMountDaemon(arguments: ["strata", "image", "mount", version.digest.description, absolute, "--foreground", "--home", options.strataHome.path],
+        try startMountDaemon(arguments: ["strata", "image", "mount", version.digest.description, absolute, "--foreground", "--home", options.strataHome.path]
+                                + (privateLayer ? ["--private-layer"] : []),
                              log: mounts + "/daemon.log", mountpoint: absolute)
     }
 
     private func serve(_ version: ImageVersion, catalog: Catalog, mountpoint: String) throws {
-        let manifest = try catalog.manifest(of: version)
+        let image = try catalog.manifest(of: version)
+        var manifest = image
+        if privateLayer {
+            guard let root = image.privateLayer else { throw CatalogError("image \(version.reference) has no private layer: it is not a VLFS snapshot") }
+            manifest.filesystem = root
+        }
         // The scratch directory names the image, which holds its objects against gc while this process lives.
         let scratch = "\(options.strataHome.path)/mounts/\(getpid())"
         try makeDirectories(scratch, mode: 0o700)

@@ -77,6 +77,10 @@ struct Mount: ParsableCommand {
                 }
             case "status":
                 return "ok " + union.stack.layers.map(\.label).joined(separator: ", ")
+            case "snapshot" where words.count == 2:
+                return VLFSRequests.snapshot(union, state: state, home: home, image: words[1])
+            case "reset":
+                return VLFSRequests.reset(union, state: state, home: home, ldf: ldfPath, invalidate: fuse.invalidate)
             default:
                 return "error: unknown request '\(request)'"
             }
