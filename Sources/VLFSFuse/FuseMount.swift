@@ -21,7 +21,9 @@ public final class FuseMount: Sendable {
     /// `struct fuse_session *`, alive from mount to `close()`. libfuse's notify calls are safe from
     /// any thread, which is all that other threads do with it.
     nonisolated(unsafe) private let session: OpaquePointer
-    private let directories = Mutex<(next: UInt64, listings: [UInt64: [Union.DirectoryEntry]])>((1, [:]))
+    /// Open directories: their listing, taken at the first readdir (the kernel often answers from its
+    /// own cache and never asks, so opendir stays cheap).
+    private let directories = Mutex<(next: UInt64, listings: [UInt64: [Union.DirectoryEntry]?])>((1, [:]))
     static let timeout = 86_400.0
 
     /// Mounts `union` at `mountpoint`. The filesystem answers once `run()` is called. A read-only mount
@@ -285,10 +287,9 @@ public final class FuseMount: Sendable {
         }
         ops.opendir = { request, inode, info in
             FuseMount.reply(request) { mount in
-                let listing = try mount.union.list(UInt64(inode), withAttributes: true)
                 info!.pointee.fh = mount.directories.withLock { state in
                     defer { state.next += 1 }
-                    state.listings[state.next] = listing
+                    state.listings[state.next] = .some(nil)
                     return state.next
                 }
                 // Listings change only through this daemon: the kernel may keep them until told.
@@ -363,7 +364,15 @@ public final class FuseMount: Sendable {
     /// after "." and "..". readdirplus counts a lookup only for the entries that fit.
     static func readDirectory(_ request: fuse_req_t?, inode: fuse_ino_t, size: Int, offset: off_t, info: UnsafeMutablePointer<fuse_file_info>?, plus: Bool) {
         reply(request) { mount in
-            guard let listing = mount.directories.withLock({ $0.listings[info!.pointee.fh] }) else { throw FSError(EBADF) }
+            let handle = info!.pointee.fh
+            guard let taken = mount.directories.withLock({ $0.listings[handle] }) else { throw FSError(EBADF) }
+            let listing: [Union.DirectoryEntry]
+            if let taken {
+                listing = taken
+            } else {
+                listing = try mount.union.list(UInt64(inode), withAttributes: plus)
+                mount.directories.withLock { $0.listings[handle] = listing }
+            }
             var buffer = [CChar](repeating: 0, count: size)
             var used = 0
             var position = Int(offset)
