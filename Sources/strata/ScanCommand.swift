@@ -3,13 +3,15 @@ import Foundation
 import Mirage
 import StrataLayers
 import StrataStore
+import VLFS
+import Forensics
 
 struct Scan: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Scan an image or a layer offline: setuid/setgid files, world-writable entries, suspicious executables, changed configuration, denied content.",
         discussion: """
-            TARGET (and --base) is an image (NAME, NAME@N, NAME@TAG, digest) or a layer as \
-            REPO/NAME[=VERSION]. With --base, also reports configuration files and system executables that \
+            TARGET (and --base) is an image (NAME, NAME@N, NAME@TAG, digest), a layer as \
+            REPO/NAME[=VERSION], or a VLFS as vlfs:NAME (scanned as it is now, mounted or not). With --base, also reports configuration files and system executables that \
             changed relative to it. Each finding has a severity: critical, high, medium, low or info.
             """)
     @OptionGroup var options: HomeOptions
@@ -31,8 +33,17 @@ struct Scan: ParsableCommand {
         if let failOn, findings.contains(where: { $0.severity <= failOn }) { throw ExitCode(2) }
     }
 
-    /// A layer when the text has a '/' (REPO/NAME[=VERSION]; image names cannot), else an image.
+    /// A VLFS as `vlfs:NAME`; a layer when the text has a '/' (REPO/NAME[=VERSION]; image names
+    /// cannot); else an image.
     private func scanTree(_ text: String) throws -> ScanTree {
+        if text.hasPrefix("vlfs:") {
+            let home = options.strataHome
+            let state = try VLFSState(home: home, name: String(text.dropFirst(5)))
+            let union = try Union(stack: try Composition.stack(ldf: try state.ldf(), home: home, state: state), privateRoot: state.privateRoot,
+                                  whiteoutDirectory: state.whiteouts)
+            let catalog = try options.catalog()
+            return ScanTree(root: try Snapshot.manifest(of: union, name: state.name, catalog: catalog).filesystem, store: catalog.store)
+        }
         guard let slash = text.lastIndex(of: "/") else {
             let catalog = try options.catalog()
             let version = try catalog.resolve(try ImageReference(parsing: text), for: .checkout, by: .current)

@@ -70,3 +70,15 @@ import Glibc
         #expect(open(evidence + "/etc/cron.d/new", O_WRONLY | O_CREAT, 0o644) < 0, "the evidence is read-only")
     }
 }
+
+extension CompromiseDrillTests {
+    @Test func scanOfAVLFSSeesItsPrivateChanges() throws {
+        let vlfs = try MountedWorkspace(layers: [("app", "1", ["usr/bin/app": "app\n"])], ldf: ["main/app 1"])
+        try vlfs.write("usr/bin/dropper", "#!/bin/sh\n")
+        chmod(vlfs.path("usr/bin/dropper"), 0o4777)
+        let scan = expectSuccess(try vlfs.workspace.strata("scan", "vlfs:\(vlfs.name)", "--json")).stdout
+        let findings = try #require(try JSONSerialization.jsonObject(with: Data(scan.utf8)) as? [[String: Any]])
+        #expect(findings.contains { $0["path"] as? String == "/usr/bin/dropper" && $0["rule"] as? String == "setuid" })
+        #expect(findings.contains { $0["path"] as? String == "/usr/bin/dropper" && $0["rule"] as? String == "world-writable" })
+    }
+}
