@@ -12,7 +12,7 @@ swift build -c release --product strata-bench >/dev/null
 bin="$(swift build -c release --show-bin-path)"
 strata="$bin/strata"
 work="$(mktemp -d /var/tmp/strata-bench-mirage.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
+trap '"$strata" umount "$work/mnt" 2>/dev/null; rm -rf "$work"' EXIT
 export STRATA_HOME="$work/home"
 
 # Best wall-clock time of N runs of a command, in milliseconds (output discarded).
@@ -51,6 +51,18 @@ checkin_b=$(best 1 "$strata" image checkin "$work/b" --name big)
 strata_changes=$("$strata" image diff big@1 big@2 | wc -l)
 strata_diff=$(best 5 "$strata" image diff big@1 big@2)
 
+# A VLFS of the same tree as one layer, with 10 files written into its private layer, snapshotted live.
+"$strata" repo init "$work/repo" >/dev/null
+"$strata" repo add bench "$work/repo"
+"$strata" layer import bench "$work/a" --name big-tree --version 1 >/dev/null
+echo "bench/big-tree 1" > "$work/big.ldf"
+mkdir -p "$work/mnt"
+"$strata" mount "$work/big.ldf" "$work/mnt" --name big-vlfs
+for i in 0 1 2 3 4 5 6 7 8 9; do echo "private $i" > "$(printf '%s/mnt/d%03d/s%d/file-%05d.txt' "$work" $((i * 9 + 3)) "$i" $((i * 7 + 10)))"; done
+snapshot_first=$(best 1 "$strata" image snapshot big-vlfs --image big-vlfs)
+snapshot_again=$(best 5 "$strata" image snapshot big-vlfs --image big-vlfs)
+"$strata" umount "$work/mnt"
+
 ostree --repo="$work/ostree" init --mode=bare
 ostree_commit=$(best 1 ostree --repo="$work/ostree" commit --branch=a --tree=dir="$work/a")
 ostree --repo="$work/ostree" commit --branch=b --tree=dir="$work/b" >/dev/null
@@ -86,6 +98,11 @@ check-in of the first $checkin_a ms, of the second $checkin_b ms; ostree commit 
 |---|---:|---:|
 | strata image diff | $strata_changes | $strata_diff |
 | ostree diff | $ostree_changes | $ostree_diff |
+
+Snapshot of a mounted VLFS of the same $files files (one layer, 10 files changed in its private layer):
+the first snapshot also copies the layer's objects into the home store ($snapshot_first ms); later
+ones reuse them and the layer's unchanged subtrees: $snapshot_again ms (best of 5), against ostree
+commit of the tree, $ostree_commit ms.
 
 Search across $images images (big@1, big@2 and 98 derived with strata-bench in $derive ms; catalog $catalog_size KiB):
 
