@@ -12,7 +12,7 @@ swift build -c release --product strata-bench >/dev/null
 bin="$(swift build -c release --show-bin-path)"
 strata="$bin/strata"
 work="$(mktemp -d /var/tmp/strata-bench-mirage.XXXXXX)"
-trap '"$strata" umount "$work/mnt" 2>/dev/null; rm -rf "$work"' EXIT
+trap '"$strata" umount "$work/mnt" 2>/dev/null || true; rm -rf "$work"' EXIT
 export STRATA_HOME="$work/home"
 
 # Best wall-clock time of N runs of a command, in milliseconds (output discarded).

@@ -27,8 +27,14 @@ public struct VLFSState: Sendable {
 
     public func daemonProcess() -> pid_t? {
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
-              kill(pid, 0) == 0 else { return nil }
+              VLFSState.isRunning(pid) else { return nil }
         return pid
+    }
+
+    /// Alive and not a zombie waiting for a parent that does not reap it.
+    public static func isRunning(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
+        return stat[stat.index(close, offsetBy: 2)] != "Z"
     }
 
     /// The LDF this VLFS was mounted from.

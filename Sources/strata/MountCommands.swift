@@ -125,8 +125,20 @@ struct Umount: ParsableCommand {
     func run() throws {
         let path = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
         guard isMounted(path) else { throw LayerError("\(mountpoint): no VLFS is mounted there") }
+        let daemon = vlfsName(mountedAt: path).flatMap { try? VLFSState(home: options.strataHome, name: $0) }?.daemonProcess()
         guard umount2(path, 0) == 0 else { throw SystemError("umount", path) }
-        for _ in 0..<200 where FileManager.default.fileExists(atPath: path + "/.") && isMounted(path) { usleep(50_000) }
+        // The daemon removes its pid file and socket as it exits; wait for that, so a caller may reuse the state at once.
+        for _ in 0..<200 where isMounted(path) || daemon.map(VLFSState.isRunning) == true { usleep(50_000) }
+    }
+
+    /// The VLFS name a `strata mount` daemon gave its filesystem (`strata:NAME`).
+    private func vlfsName(mountedAt path: String) -> String? {
+        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+        for line in mounts.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count > 1, fields[1] == path, fields[0].hasPrefix("strata:") { return String(fields[0].dropFirst(7)) }
+        }
+        return nil
     }
 }
 
