@@ -87,6 +87,11 @@ public enum Composition {
         return layers
     }
 
+    /// The union of a VLFS as its state stands (when no daemon serves it, or to read it alongside one).
+    public static func union(of state: VLFSState, home: StrataHome) throws -> Union {
+        try Union(stack: try stack(ldf: try state.ldf(), home: home, state: state), privateRoot: state.privateRoot, whiteoutDirectory: state.whiteouts)
+    }
+
     /// The stack for a VLFS's LDF, with its whiteout layers from the VLFS's state.
     public static func stack(ldf: String, home: StrataHome, state: VLFSState) throws -> LayerStack {
         try LayerStack(layers: try layers(ldf: ldf, home: home), whiteoutDirectory: state.whiteouts)

@@ -22,8 +22,7 @@ struct PrivateCommand: ParsableCommand {
         func run() throws {
             let home = options.strataHome
             let state = try VLFSState(home: home, name: name)
-            let union = try Union(stack: try Composition.stack(ldf: try state.ldf(), home: home, state: state), privateRoot: state.privateRoot,
-                                  whiteoutDirectory: state.whiteouts)
+            let union = try Composition.union(of: state, home: home)
             let catalog = try Catalog(home: home)
             let batch = try catalog.store.beginBatch()
             var noCache: StatCache? = nil
@@ -89,8 +88,7 @@ struct PrivateCommand: ParsableCommand {
                 if let reply = try ControlChannel.send("revert \(path)", to: state.controlSocket) {
                     guard reply.hasPrefix("ok") else { throw LayerError("\(path): \(reply)") }
                 } else {
-                    let union = try Union(stack: try Composition.stack(ldf: try state.ldf(), home: home, state: state),
-                                          privateRoot: state.privateRoot, whiteoutDirectory: state.whiteouts)
+                    let union = try Composition.union(of: state, home: home)
                     _ = try union.revert(path)
                 }
             }

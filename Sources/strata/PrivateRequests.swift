@@ -38,8 +38,7 @@ enum VLFSRequests {
             reply = answer
         } else {
             let ldf = try state.ldf()
-            let union = try Union(stack: try Composition.stack(ldf: ldf, home: home, state: state), privateRoot: state.privateRoot,
-                                  whiteoutDirectory: state.whiteouts)
+            let union = try Composition.union(of: state, home: home)
             reply = offline(union, ldf)
         }
         guard reply.hasPrefix("ok ") else { throw LayerError(reply.hasPrefix("error: ") ? String(reply.dropFirst(7)) : reply) }

@@ -39,8 +39,7 @@ struct Scan: ParsableCommand {
         if text.hasPrefix("vlfs:") {
             let home = options.strataHome
             let state = try VLFSState(home: home, name: String(text.dropFirst(5)))
-            let union = try Union(stack: try Composition.stack(ldf: try state.ldf(), home: home, state: state), privateRoot: state.privateRoot,
-                                  whiteoutDirectory: state.whiteouts)
+            let union = try Composition.union(of: state, home: home)
             let catalog = try options.catalog()
             return ScanTree(root: try Snapshot.manifest(of: union, name: state.name, catalog: catalog).filesystem, store: catalog.store)
         }
