@@ -217,3 +217,39 @@ final class MountedWorkspace: Sendable {
         #expect(FileManager.default.fileExists(atPath: workspace.home + "/vlfs/rootfs/private/srv/www/index.html"))
     }
 }
+
+extension MountTests {
+    @Test func sharedAndPrivateMappingsWork() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        // A shared file, mapped read-only straight from its blob's pages.
+        let shared = open(vlfs.path("etc/os-release"), O_RDONLY)
+        #expect(shared >= 0)
+        let view = mmap(nil, 7, PROT_READ, MAP_SHARED, shared, 0)
+        #expect(view != MAP_FAILED)
+        #expect(String(decoding: UnsafeRawBufferPointer(start: view, count: 7), as: UTF8.self) == "strata\n")
+        munmap(view, 7)
+        close(shared)
+        // A shared writable mapping copies the file up and writes through to the private layer.
+        let file = open(vlfs.path("etc/app.conf"), O_RDWR)
+        #expect(file >= 0)
+        let map = mmap(nil, 9, PROT_READ | PROT_WRITE, MAP_SHARED, file, 0)
+        #expect(map != MAP_FAILED)
+        map!.storeBytes(of: UInt8(ascii: "C"), toByteOffset: 0, as: UInt8.self)
+        #expect(msync(map, 9, MS_SYNC) == 0)
+        munmap(map, 9)
+        close(file)
+        #expect(try vlfs.read("etc/app.conf") == "Conf one\n")
+        #expect(try String(contentsOfFile: vlfs.workspace.home + "/vlfs/\(vlfs.name)/private/etc/app.conf", encoding: .utf8) == "Conf one\n")
+    }
+
+    @Test func permissionsAreEnforcedForOtherUsers() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        let user = "setpriv --reuid=1000 --regid=1000 --clear-groups"
+        chmod(vlfs.workspace.scratch.path, 0o755)  // mkdtemp made it private to root
+        #expect(try shell("\(user) cat '\(vlfs.path("etc/os-release"))'") == "strata\n", "allow_other: everyone may use the appliance's filesystem")
+        #expect(throws: StoreError.self, "default_permissions: a root-owned 0644 file is not writable by others") {
+            try shell("\(user) sh -c 'echo x >> \(vlfs.path("etc/os-release"))' 2>/dev/null")
+        }
+        #expect(try vlfs.read("etc/os-release") == "strata\n")
+    }
+}
