@@ -20,15 +20,16 @@ let package = Package(
         .systemLibrary(name: "CSolv", pkgConfig: "libsolvext", providers: [.apt(["libsolv-dev", "libsolvext-dev"])]),
 
         .target(name: "StrataStore", dependencies: ["CLinux", "COpenSSL", "CArchive"]),
+        .target(name: "StrataHTTP", dependencies: ["CLinux"]),
         .target(name: "StrataLayers", dependencies: [
-            "StrataStore",
+            "StrataStore", "StrataHTTP",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         .target(name: "StrataResolver", dependencies: ["StrataLayers", "StrataStore", "CSolv"]),
         .target(name: "VLFS", dependencies: ["CLinux", "StrataStore", "StrataLayers"]),
         .target(name: "VLFSFuse", dependencies: ["CFuse3", "CLinux", "VLFS", "StrataStore", "StrataLayers"]),
         .executableTarget(name: "strata", dependencies: [
-            "StrataStore", "StrataLayers", "StrataResolver", "VLFS", "VLFSFuse",
+            "StrataStore", "StrataLayers", "StrataResolver", "StrataHTTP", "VLFS", "VLFSFuse",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

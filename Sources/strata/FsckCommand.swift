@@ -6,7 +6,10 @@ import StrataStore
 struct Fsck: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Verify repositories: re-hash every object, and check that every indexed layer is whole.",
-        discussion: "Without arguments, checks every local repository named in the Strata home. Exits non-zero on any problem.")
+        discussion: """
+            Without arguments, checks every repository named in the Strata home but 'debian'; for a served \
+            repository that is its mirror (the layers fetched so far). Exits non-zero on any problem.
+            """)
     @OptionGroup var options: HomeOptions
     @Argument(help: "Repository names or paths.") var repositories: [String] = []
     @Flag(help: "Print JSON.") var json = false
@@ -20,7 +23,7 @@ struct Fsck: ParsableCommand {
 
     func run() throws {
         let targets = repositories.isEmpty
-            ? try options.strataHome.repositories().filter { $0.location.hasPrefix("/") }.map(\.location)
+            ? try options.strataHome.repositories().filter { $0.location != "debian" }.map(\.name)
             : repositories
         var reports: [Report] = []
         for target in targets {
@@ -28,7 +31,9 @@ struct Fsck: ParsableCommand {
             var report = Report(repository: repo.path)
             report.objects = try repo.store.allObjects().count
             report.corrupt = try repo.store.corruptObjects().map(\.description)
-            let roots = try repo.layers(includeWithdrawn: true).map { (name: "\($0.name) \($0.version)", digest: $0.digest) }
+            // A mirror holds the layers fetched so far, each whole; the others are not missing.
+            let roots = try repo.layers(includeWithdrawn: true).filter { repo.origin == nil || repo.store.has($0.digest) }
+                .map { (name: "\($0.name) \($0.version)", digest: $0.digest) }
             report.missing = Reachability(store: repo.store, roots: roots).missing.map { "\($0.digest) (needed by \($0.referrer))" }
             reports.append(report)
         }
