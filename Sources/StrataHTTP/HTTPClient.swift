@@ -126,6 +126,11 @@ public final class HTTPClient {
     /// A GET of a whole file into memory; a body longer than `limit` is refused.
     public func get(_ relative: String, headers: [(name: String, value: String)] = [], limit: Int) throws -> (Response, [UInt8]) {
         let response = try send("GET", relative, headers: headers)
+        return (response, try readWholeBody(limit: limit, of: relative))
+    }
+
+    /// The rest of the current response's body, in memory; a body longer than `limit` is refused.
+    public func readWholeBody(limit: Int, of relative: String) throws -> [UInt8] {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
@@ -138,7 +143,7 @@ public final class HTTPClient {
                 throw NetworkError("\(location.url(relative)): larger than \(limit) bytes; refused")
             }
         }
-        return (response, bytes)
+        return bytes
     }
 
     /// Escapes what may not appear in a request target, keeping '/'.

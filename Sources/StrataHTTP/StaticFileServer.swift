@@ -8,7 +8,8 @@ import Glibc
 /// HEAD, one byte range per request (to resume downloads), ETags with `If-None-Match` (to refresh an
 /// index cheaply), keep-alive. No listings, no writes, nothing outside the directory: a target with a
 /// `..` segment is refused, and a symbolic link leading out of the directory is not followed.
-/// One thread per connection; idle connections close after `idleTimeout` seconds.
+/// One thread per connection; idle connections close after `idleTimeout` seconds; `rateLimit`
+/// (bytes per second per connection, 0 for none) keeps a fleet's downloads from filling a link.
 public final class StaticFileServer: Sendable {
     /// The served directory, with symbolic links resolved.
     public let root: String
@@ -16,13 +17,15 @@ public final class StaticFileServer: Sendable {
     public let address: String
     private let listener: Int32
     private let idleTimeout: Int
+    private let rateLimit: Int
 
     /// Binds `listen` (`HOST:PORT`, `:PORT` for every interface, `[::1]:PORT`; port 0 picks a free one).
-    public init(root: String, listen: String, idleTimeout: Int = 30) throws {
+    public init(root: String, listen: String, idleTimeout: Int = 30, rateLimit: Int = 0) throws {
         guard let resolved = realpath(root, nil) else { throw NetworkError("realpath", root) }
         self.root = String(cString: resolved)
         free(resolved)
         self.idleTimeout = idleTimeout
+        self.rateLimit = rateLimit
         let (host, port) = try Self.split(listen)
         var bound: Int32 = -1
         var failure = NetworkError("bind \(listen): no usable address")
@@ -98,8 +101,10 @@ public final class StaticFileServer: Sendable {
                 let headers = try HTTPHeaders.read(from: connection)
                 let connectionHeader = headers["Connection"]?.lowercased()
                 let keepAlive = parts[2] == "HTTP/1.1" ? connectionHeader != "close" : connectionHeader == "keep-alive"
-                let status = try answer(method: parts[0], target: parts[1], headers: headers, on: connection, keepAlive: keepAlive)
-                log("\(parts[0]) \(parts[1]) \(status)")
+                let reply = answer(method: parts[0], target: parts[1], headers: headers, on: connection, keepAlive: keepAlive)
+                // Logged before the body goes out, so a transfer the client cuts short is logged too.
+                log("\(parts[0]) \(parts[1]) \(reply.status)")
+                try reply.send()
                 if !keepAlive { return }
             }
         } catch {
@@ -107,35 +112,37 @@ public final class StaticFileServer: Sendable {
         }
     }
 
-    private func answer(method: String, target: String, headers: HTTPHeaders, on connection: Socket, keepAlive: Bool) throws -> Int {
-        guard method == "GET" || method == "HEAD" else {
-            try respond(connection, status: 405, extra: [("Allow", "GET, HEAD")], keepAlive: keepAlive)
-            return 405
+    /// A response decided on, and how to send it (which closes the file it serves, if any).
+    private struct Reply {
+        var status: Int
+        var send: () throws -> Void
+    }
+
+    private func answer(method: String, target: String, headers: HTTPHeaders, on connection: Socket, keepAlive: Bool) -> Reply {
+        func refuse(_ status: Int, _ extra: [(name: String, value: String)] = []) -> Reply {
+            Reply(status: status) { try self.respond(connection, status: status, extra: extra, keepAlive: keepAlive, head: method == "HEAD") }
         }
-        let file: (fd: Int32, size: Int64, modified: Int)
+        guard method == "GET" || method == "HEAD" else { return refuse(405, [("Allow", "GET, HEAD")]) }
+        let file: (fd: Int32, size: Int64, modified: timespec)
         switch open(target) {
-        case .failure(let refusal):
-            try respond(connection, status: refusal.code, keepAlive: keepAlive, head: method == "HEAD")
-            return refusal.code
-        case .success(let opened):
-            file = opened
+        case .failure(let refusal): return refuse(refusal.code)
+        case .success(let opened): file = opened
         }
-        defer { close(file.fd) }
-        let etag = "\"\(String(file.modified, radix: 16))-\(String(file.size, radix: 16))\""
+        let etag = "\"\(String(file.modified.tv_sec, radix: 16))\(String(file.modified.tv_nsec, radix: 16))-\(String(file.size, radix: 16))\""
         var fields: [(name: String, value: String)] = [("ETag", etag), ("Accept-Ranges", "bytes"), ("Content-Type", "application/octet-stream")]
-        if headers["If-None-Match"].map({ $0 == etag || $0 == "*" }) == true {
-            try respond(connection, status: 304, extra: fields, keepAlive: keepAlive, head: true)
-            return 304
-        }
         var range = 0..<file.size
         var status = 200
+        if headers["If-None-Match"].map({ $0 == etag || $0 == "*" }) == true {
+            close(file.fd)
+            return Reply(status: 304) { try self.respond(connection, status: 304, extra: fields, keepAlive: keepAlive, head: true) }
+        }
         if let asked = headers["Range"], headers["If-Range"].map({ $0 == etag }) ?? true {
             switch ByteRange.parse(asked, size: file.size) {
             case .whole:
                 break
             case .unsatisfiable:
-                try respond(connection, status: 416, extra: [("Content-Range", "bytes */\(file.size)")], keepAlive: keepAlive)
-                return 416
+                close(file.fd)
+                return refuse(416, [("Content-Range", "bytes */\(file.size)")])
             case .part(let part):
                 range = part
                 status = 206
@@ -143,9 +150,11 @@ public final class StaticFileServer: Sendable {
             }
         }
         fields.append(("Content-Length", String(range.count)))
-        try connection.write(Self.head(status: status, fields: fields, keepAlive: keepAlive))
-        if method == "GET" { try send(file.fd, range: range, to: connection) }
-        return status
+        return Reply(status: status) { [fields, range, status] in
+            defer { close(file.fd) }
+            try connection.write(Self.head(status: status, fields: fields, keepAlive: keepAlive))
+            if method == "GET" { try self.send(file.fd, range: range, to: connection) }
+        }
     }
 
     private struct Refusal: Error {
@@ -153,7 +162,7 @@ public final class StaticFileServer: Sendable {
     }
 
     /// Opens the regular file a request target names, or says which status refuses it.
-    private func open(_ target: String) -> Result<(fd: Int32, size: Int64, modified: Int), Refusal> {
+    private func open(_ target: String) -> Result<(fd: Int32, size: Int64, modified: timespec), Refusal> {
         let path = target.prefix { $0 != "?" && $0 != "#" }
         guard path.hasPrefix("/"), let decoded = path.removingPercentEncoding, !decoded.contains("\0") else { return .failure(Refusal(code: 400)) }
         guard !decoded.split(separator: "/").contains("..") else { return .failure(Refusal(code: 400)) }
@@ -168,15 +177,24 @@ public final class StaticFileServer: Sendable {
             close(fd)
             return .failure(Refusal(code: 404))
         }
-        return .success((fd, Int64(st.st_size), st.st_mtim.tv_sec))
+        return .success((fd, Int64(st.st_size), st.st_mtim))
     }
 
     private func send(_ fd: Int32, range: Range<Int64>, to connection: Socket) throws {
         var offset = off_t(range.lowerBound)
+        let started = ContinuousClock.now
+        let chunk = rateLimit > 0 ? max(rateLimit / 10, 1) : 1 << 30
         while offset < range.upperBound {
-            let n = sendfile(connection.fd, fd, &offset, Int(min(range.upperBound - Int64(offset), 1 << 30)))
+            let n = sendfile(connection.fd, fd, &offset, min(Int(range.upperBound) - offset, chunk))
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw NetworkError("sendfile to", connection.peer) }
+            if rateLimit > 0 {
+                let due = started + .milliseconds((Int64(offset) - range.lowerBound) * 1000 / Int64(rateLimit))
+                let wait = (due - ContinuousClock.now).components
+                if wait.seconds >= 0 && (wait.seconds, wait.attoseconds) > (0, 0) {
+                    Thread.sleep(forTimeInterval: Double(wait.seconds) + Double(wait.attoseconds) / 1e18)
+                }
+            }
         }
     }
 

@@ -8,12 +8,15 @@ import StrataStore
 /// fetched so far, and `origin`, the URL it mirrors. Everything reads it as a local repository;
 /// `Repository.fetchLayer` fills in a layer's objects the first time the layer is needed.
 ///
-/// The index is fetched when the mirror is made and refreshed on request (`strata repo update`),
-/// with the server's ETag, so an unchanged index costs one small request. The copy is checked to be
-/// an index before it replaces the old one, atomically.
+/// The index is fetched when the mirror is made and refreshed on request (`strata repo update`).
+/// Whether it changed is read from SQLite's own file header — the change counter and page count
+/// (bytes 24–31), which every commit in rollback-journal mode updates — with a 100-byte range
+/// request: exact, where ETags built from whole-second times and sizes miss quick successive
+/// imports. The copy is checked to be an index before it replaces the old one, atomically.
 public enum RepositoryMirror {
     static let originFile = "origin"
-    static let etagFile = "index.etag"
+    /// The served index's header stamp when it was fetched.
+    static let stampFile = "index.stamp"
     static let indexFile = "index.sqlite"
 
     /// The mirror of `url` at `path`, made (and its index fetched) the first time, or again when the
@@ -30,7 +33,7 @@ public enum RepositoryMirror {
         }
         try makeDirectories(path)
         _ = try ObjectStore(root: path, create: true)
-        try? FileManager.default.removeItem(atPath: path + "/" + etagFile)
+        try? FileManager.default.removeItem(atPath: path + "/" + stampFile)
         try refreshIndex(at: path, from: location, client: client)
         try AtomicFile.write(location.description + "\n", to: path + "/" + originFile)
         try AtomicFile.write(marker, to: path + "/" + Repository.marker)
@@ -51,10 +54,14 @@ public enum RepositoryMirror {
 
     @discardableResult
     private static func refreshIndex(at path: String, from location: HTTPLocation, client: HTTPClient) throws -> Bool {
-        let etag = try? String(contentsOfFile: path + "/" + etagFile, encoding: .utf8)
-        let conditional = etag.map { [("If-None-Match", $0)] } ?? []
-        let response = try client.send("GET", indexFile, headers: FileManager.default.fileExists(atPath: path + "/" + indexFile) ? conditional : [])
-        if response.status == 304 { return false }
+        let known = FileManager.default.fileExists(atPath: path + "/" + indexFile)
+            ? try? String(contentsOfFile: path + "/" + stampFile, encoding: .utf8) : nil
+        var response = try client.send("GET", indexFile, headers: [("Range", "bytes=0-99")])
+        if response.status == 206 {
+            let header = try client.readWholeBody(limit: 100, of: indexFile)
+            if let known, stamp(ofHeader: header) == known { return false }
+            response = try client.send("GET", indexFile)
+        }
         guard response.status == 200 else {
             throw LayerError("\(location.url(indexFile)): the server answered \(response.status) \(response.reason)")
         }
@@ -71,14 +78,18 @@ public enum RepositoryMirror {
             try file.sync()
         }
         try checkIndex(download, from: location.url(indexFile))
+        var header = [UInt8](repeating: 0, count: 100)
+        let headerLength = try header.withUnsafeMutableBytes { try FileDescriptor.open(download, O_RDONLY).read(into: $0) }
         guard rename(download, path + "/" + indexFile) == 0 else { throw SystemError("rename", path + "/" + indexFile) }
         try AtomicFile.syncDirectory(path)
-        if let tag = response.headers["ETag"] {
-            try AtomicFile.write(tag, to: path + "/" + etagFile)
-        } else {
-            unlink(path + "/" + etagFile)
-        }
+        try AtomicFile.write(stamp(ofHeader: Array(header.prefix(headerLength))) ?? "", to: path + "/" + stampFile)
         return true
+    }
+
+    /// SQLite's change counter and page count, from the first 100 bytes of a database file.
+    static func stamp(ofHeader header: [UInt8]) -> String? {
+        guard header.count >= 32, header.starts(with: Array("SQLite format 3\0".utf8)) else { return nil }
+        return header[24..<32].map { String(format: "%02x", $0) }.joined()
     }
 
     /// Refuses a download that is not a layer index (an error page, a truncated file).

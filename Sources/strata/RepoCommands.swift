@@ -129,13 +129,16 @@ struct RepoCommand: ParsableCommand {
                 """)
         @Argument(help: "The repository's directory.") var path: String
         @Option(help: "HOST:PORT, :PORT (every interface) or [IPv6]:PORT; port 0 picks a free port.") var listen = "127.0.0.1:8080"
+        @Option(name: .customLong("limit-rate"), help: "Bytes per second per connection (0: no limit).") var limitRate = 0
         @Flag(help: "Do not log requests.") var quiet = false
 
         func run() throws {
             guard FileManager.default.fileExists(atPath: path + "/strata-repository") else {
                 throw LayerError("\(path): not a Strata repository (no strata-repository file)")
             }
-            let server = try StaticFileServer(root: path, listen: listen)
+            let server = try StaticFileServer(root: path, listen: listen, rateLimit: limitRate)
+            // A client that goes away mid-transfer must cost its connection, not the server.
+            signal(SIGPIPE, SIG_IGN)
             FileHandle.standardOutput.write(Data("http://\(server.address)/\n".utf8))
             let quiet = quiet
             server.run { line in if !quiet { printError(line) } }
