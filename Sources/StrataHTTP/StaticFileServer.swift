@@ -84,6 +84,10 @@ public final class StaticFileServer: Sendable {
             if fd < 0 { continue }
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             Socket.setTimeout(fd, seconds: idleTimeout)
+            // A response is a head then a body: without this, Nagle's algorithm holds the body
+            // back until the client's delayed ACK of the head, some 40 ms per small object.
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             Thread { [self] in self.serve(Socket(fd: fd, peer: "client"), log: log) }.start()
         }
     }

@@ -15,34 +15,41 @@ public struct FetchProgress: Sendable {
 public typealias FetchObserver = @Sendable (FetchProgress) -> Void
 
 extension Repository {
-    /// Makes sure every object of a layer is in this repository's store. Nothing to do for a
-    /// repository of its own; a mirror fetches what it lacks — the layer manifest, its trees, then
-    /// the blobs — several objects at once, each verified against its digest.
+    /// Makes sure every object of the given layers is in this repository's store. Nothing to do for
+    /// a repository of its own; a mirror fetches what it lacks — the layer manifests, their trees
+    /// level by level, then the blobs of all of them in one pass — several objects at once, each
+    /// verified against its digest.
     ///
     /// Manifests are stored only after everything they refer to, so a mirror that holds a layer
     /// manifest holds the whole layer, and a fetch cut short leaves no manifest whose children are
     /// missing: running it again fetches only the rest.
-    public func fetchLayer(_ record: LayerRecord, progress: FetchObserver? = nil) throws {
-        guard let origin, !store.has(record.digest) else { return }
+    public func fetchLayers(_ records: [LayerRecord], progress: FetchObserver? = nil) throws {
+        guard let origin else { return }
+        let wanted = records.filter { !store.has($0.digest) }
+        if wanted.isEmpty { return }
         let fetcher = ObjectFetcher(location: origin, store: store, partialDirectory: path + "/partial")
-        let label = "\(record.name) \(record.version)"
+        let label = wanted.count == 1 ? "\(wanted[0].name) \(wanted[0].version)" : "\(wanted.count) layers"
         let tally = FetchTally(FetchProgress(layer: label), observer: progress)
-        let layerBytes = try fetcher.manifests([record.digest])[record.digest]!
-        let manifest = try LayerManifest(decoding: layerBytes, what: "layer \(label) from \(origin)")
-        tally.add(objects: 1, bytes: layerBytes.count)
+        let layers = try fetcher.manifests(wanted.map(\.digest))
+        tally.add(objects: layers.count, bytes: layers.values.reduce(0) { $0 + $1.count })
 
-        var fetchedTrees: [Digest: [UInt8]] = [:]
+        var trees: [Digest: [UInt8]] = [:]
         var blobs: [Digest: UInt64] = [:]
-        var level = [manifest.filesystem.digest!] + (manifest.scripts?.digest.map { [$0] } ?? [])
+        var level: [Digest] = []
+        for record in wanted {
+            let manifest = try LayerManifest(decoding: layers[record.digest]!, what: "layer \(record.name) \(record.version) from \(origin)")
+            level += [manifest.filesystem.digest!] + (manifest.scripts?.digest.map { [$0] } ?? [])
+        }
         var seen = Set(level)
+        level = Array(seen)
         while !level.isEmpty {
             let fetched = try fetcher.manifests(level.filter { !store.has($0) })
             tally.add(objects: fetched.count, bytes: fetched.values.reduce(0) { $0 + $1.count })
             var next: [Digest] = []
             for digest in level {
                 let bytes = try fetched[digest] ?? store.read(digest)
-                fetchedTrees[digest] = fetched[digest]
-                for entry in try Tree(decoding: bytes, what: "tree \(digest) of layer \(label)").entries {
+                trees[digest] = fetched[digest]
+                for entry in try Tree(decoding: bytes, what: "tree \(digest) from \(origin)").entries {
                     guard let child = entry.digest else { continue }
                     if entry.kind == .directory {
                         if seen.insert(child).inserted { next.append(child) }
@@ -53,11 +60,11 @@ extension Repository {
             }
             level = next
         }
-        tally.expect(objects: 1 + fetchedTrees.count + blobs.count, bytes: Int64(layerBytes.count) + blobs.values.reduce(0) { $0 + Int64($1) }
-                     + Int64(fetchedTrees.values.reduce(0) { $0 + $1.count }))
+        let manifestBytes = layers.values.reduce(0) { $0 + $1.count } + trees.values.reduce(0) { $0 + $1.count }
+        tally.expect(objects: layers.count + trees.count + blobs.count, bytes: Int64(manifestBytes) + blobs.values.reduce(0) { $0 + Int64($1) })
         try fetcher.blobs(blobs, received: { tally.add(objects: $0 ? 1 : 0, bytes: $1) })
 
-        for group in [Array(fetchedTrees.values), [layerBytes]] {
+        for group in [Array(trees.values), Array(layers.values)] {
             let batch = try store.beginBatch()
             for bytes in group { try batch.put(bytes) }
             try batch.commit()

@@ -6,7 +6,7 @@ import StrataStore
 /// The local mirror of a repository served over HTTP (any static file server will do): a repository
 /// directory, `$STRATA_HOME/mirrors/NAME`, holding a copy of the served `index.sqlite`, the objects
 /// fetched so far, and `origin`, the URL it mirrors. Everything reads it as a local repository;
-/// `Repository.fetchLayer` fills in a layer's objects the first time the layer is needed.
+/// `Repository.fetchLayers` fills in a layer's objects the first time the layer is needed.
 ///
 /// The index is fetched when the mirror is made and refreshed on request (`strata repo update`).
 /// Whether it changed is read from SQLite's own file header — the change counter and page count

@@ -56,7 +56,7 @@ public enum Composition {
         let entries = expanded.entries.map { ($0.entry, $0.source.description) }
             + expanded.root.implicitEntries.map { ($0, "\(ldf):\(expanded.root.lineNumber(ofLayer: $0.layer) ?? 0)") }
         var repositories: [String: Repository] = [:]
-        var layers: [SharedLayer] = []
+        var found: [(entry: LDFEntry, repository: Repository, record: LayerRecord)] = []
         var seen = Set<String>()
         for (entry, source) in entries where seen.insert(entry.layer).inserted {
             let repository: Repository
@@ -73,14 +73,19 @@ public enum Composition {
             guard let record = try repository.find(entry.layer, version: entry.version?.description) else {
                 throw LayerError("\(source): layer \(entry.repository)/\(entry.layer)\(entry.version.map { " \($0)" } ?? "") is not in \(repository.path)")
             }
-            try repository.fetchLayer(record, progress: progress)
+            found.append((entry, repository, record))
+        }
+        // All of a mirror's missing layers in one fetch: objects flow at full width, and commits are few.
+        for (name, repository) in repositories {
+            try repository.fetchLayers(found.filter { $0.entry.repository == name }.map(\.record), progress: progress)
+        }
+        return try found.map { entry, repository, record in
             let manifest = try repository.layerManifest(record)
             let metadata = try record.parsedMetadata()
             let isConfig = metadata.extraFields.contains { $0.name.caseInsensitiveCompare(layerTypeField) == .orderedSame && $0.value == "config" }
-            layers.append(SharedLayer(repository: entry.repository, metadata: metadata, digest: record.digest, root: manifest.filesystem,
-                                      store: repository.store, kind: isConfig ? .config : .software))
+            return SharedLayer(repository: entry.repository, metadata: metadata, digest: record.digest, root: manifest.filesystem,
+                               store: repository.store, kind: isConfig ? .config : .software)
         }
-        return layers
     }
 
     /// The stack for a VLFS's LDF, with its whiteout layers from the VLFS's state.

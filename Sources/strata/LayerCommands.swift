@@ -124,7 +124,7 @@ struct LayerCommand: ParsableCommand {
         func run() throws {
             let repo = try options.repository(repository)
             let record = try layer.find(in: repo)
-            try repo.fetchLayer(record, progress: Progress().fetchObserver)
+            try repo.fetchLayers([record], progress: Progress().fetchObserver)
             try repo.checkout(record, to: directory, layerFormat: layerFormat)
         }
     }

@@ -127,16 +127,18 @@ struct RepoCommand: ParsableCommand {
                 nothing outside PATH. Prints the URL on the first line of stdout (useful with port 0), \
                 then logs one line per request on stderr. Runs until interrupted.
                 """)
-        @Argument(help: "The repository's directory.") var path: String
+        @OptionGroup var options: HomeOptions
+        @Argument(help: "The repository's directory, or its name in the Strata home.") var path: String
         @Option(help: "HOST:PORT, :PORT (every interface) or [IPv6]:PORT; port 0 picks a free port.") var listen = "127.0.0.1:8080"
         @Option(name: .customLong("limit-rate"), help: "Bytes per second per connection (0: no limit).") var limitRate = 0
         @Flag(help: "Do not log requests.") var quiet = false
 
         func run() throws {
-            guard FileManager.default.fileExists(atPath: path + "/strata-repository") else {
-                throw LayerError("\(path): not a Strata repository (no strata-repository file)")
+            let repository = try options.repository(path)
+            if let origin = repository.origin {
+                throw LayerError("'\(path)' is a mirror of \(origin), holding only what was fetched; serve the repository there")
             }
-            let server = try StaticFileServer(root: path, listen: listen, rateLimit: limitRate)
+            let server = try StaticFileServer(root: repository.path, listen: listen, rateLimit: limitRate)
             // A client that goes away mid-transfer must cost its connection, not the server.
             signal(SIGPIPE, SIG_IGN)
             FileHandle.standardOutput.write(Data("http://\(server.address)/\n".utf8))

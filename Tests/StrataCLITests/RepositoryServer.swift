@@ -38,9 +38,7 @@ final class RepositoryServer: @unchecked Sendable {
             guard line.hasPrefix("http://") else { throw StoreError("strata repo serve printed '\(line)'") }
             url = line.trimmingCharacters(in: .whitespacesAndNewlines)
         case .nginx:
-            guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") else {
-                throw StoreError("nginx is not installed (apt-get install nginx-light, or run scripts/setup.sh)")
-            }
+            let nginx = try nginxExecutable()
             let port = try freePort()
             let configuration = """
                 daemon off;
@@ -51,6 +49,11 @@ final class RepositoryServer: @unchecked Sendable {
                 events {}
                 http {
                     access_log \(log);
+                    client_body_temp_path \(scratch)/nginx-body;
+                    proxy_temp_path \(scratch)/nginx-proxy;
+                    fastcgi_temp_path \(scratch)/nginx-fastcgi;
+                    uwsgi_temp_path \(scratch)/nginx-uwsgi;
+                    scgi_temp_path \(scratch)/nginx-scgi;
                     server {
                         listen 127.0.0.1:\(port);
                         root \(repository);
@@ -59,8 +62,8 @@ final class RepositoryServer: @unchecked Sendable {
                 }
                 """
             try AtomicFile.write(configuration, to: "\(scratch)/nginx.conf")
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
-            process.arguments = ["-p", scratch, "-c", "\(scratch)/nginx.conf"]
+            process.executableURL = URL(fileURLWithPath: nginx)
+            process.arguments = ["-p", scratch, "-e", "\(scratch)/nginx-error.log", "-c", "\(scratch)/nginx.conf"]
             try process.run()
             url = "http://127.0.0.1:\(port)"
             try waitUntilListening(port: port)
@@ -89,6 +92,18 @@ extension FileHandle {
         }
         return data
     }
+}
+
+/// The installed nginx, or else Debian's nginx unpacked (not installed: that would start a system
+/// service) from `apt-get download nginx` into a cache that survives between runs.
+func nginxExecutable() throws -> String {
+    if FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") { return "/usr/sbin/nginx" }
+    let cache = "/tmp/strata-test-nginx"
+    if !FileManager.default.isExecutableFile(atPath: cache + "/usr/sbin/nginx") {
+        try makeDirectories(cache + "/debs")
+        try shell("cd \(cache)/debs && chmod 777 . && apt-get download -q nginx >/dev/null 2>&1 && dpkg -x nginx_*.deb \(cache)")
+    }
+    return cache + "/usr/sbin/nginx"
 }
 
 /// A port nothing listens on right now, from the kernel.
