@@ -20,8 +20,9 @@ let package = Package(
         .systemLibrary(name: "CSolv", pkgConfig: "libsolvext", providers: [.apt(["libsolv-dev", "libsolvext-dev"])]),
 
         .target(name: "StrataStore", dependencies: ["CLinux", "COpenSSL", "CArchive"]),
+        .target(name: "StrataHTTP", dependencies: ["CLinux"]),
         .target(name: "StrataLayers", dependencies: [
-            "StrataStore",
+            "StrataStore", "StrataHTTP",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         .target(name: "StrataResolver", dependencies: ["StrataLayers", "StrataStore", "CSolv"]),
@@ -33,7 +34,7 @@ let package = Package(
         ]),
         .target(name: "Forensics", dependencies: ["VLFS", "Mirage", "StrataStore", "StrataLayers"]),
         .executableTarget(name: "strata", dependencies: [
-            "StrataStore", "StrataLayers", "StrataResolver", "VLFS", "VLFSFuse", "Forensics", "Mirage",
+            "StrataStore", "StrataLayers", "StrataResolver", "StrataHTTP", "VLFS", "VLFSFuse", "Forensics", "Mirage",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

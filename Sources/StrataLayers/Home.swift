@@ -1,4 +1,5 @@
 import Foundation
+import StrataHTTP
 import StrataStore
 
 /// The Strata home (`$STRATA_HOME`, default `/var/lib/strata`): the configuration naming repositories,
@@ -56,6 +57,39 @@ public struct StrataHome: Sendable {
             lines.append(entry)
         }
         try AtomicFile.write(lines.joined(separator: "\n") + "\n", to: repositoriesFile)
+    }
+
+    /// Where the mirror of the repository named `name` (by URL) keeps its index copy and objects.
+    public func mirrorPath(of name: String) -> String { path + "/mirrors/" + name }
+
+    /// Where Debian packages become layer units, the first time an LDF needs them.
+    public var debianRepositoryPath: String { path + "/debian" }
+
+    /// The local repository behind a repository name or path — the one way every verb, resolution and
+    /// mounting open a repository: a path (or a name for one) opens that directory; a name for an
+    /// `http://` URL opens its mirror under `mirrors/NAME`, made and its index fetched the first
+    /// time (objects come later, with `Repository.fetchLayers`); a name for `debian` opens the
+    /// repository of the Debian packages imported so far, made empty the first time.
+    public func repository(_ nameOrPath: String) throws -> Repository {
+        let location = try location(of: nameOrPath)
+        if HTTPLocation.isRemote(location) {
+            guard location != nameOrPath else {
+                throw LayerError("\(location): name a served repository first ('strata repo add NAME \(location)'), then use its name")
+            }
+            do {
+                return try RepositoryMirror.open(location, at: mirrorPath(of: nameOrPath))
+            } catch let error as NetworkError {
+                throw LayerError("repository '\(nameOrPath)' (\(location)): \(error)")
+            }
+        }
+        return location == "debian" ? try debianRepository() : try Repository(at: location)
+    }
+
+    /// The repository of the Debian packages imported so far, made empty the first time.
+    public func debianRepository() throws -> Repository {
+        if FileManager.default.fileExists(atPath: debianRepositoryPath + "/" + Repository.marker) { return try Repository(at: debianRepositoryPath) }
+        try makeDirectories(path)
+        return try Repository.create(at: debianRepositoryPath)
     }
 
     /// The location of a repository given by name or path: a name in `repositories` first, then a path.

@@ -10,6 +10,7 @@ extension Repository {
 
     /// Imports one source. `metadata` is required for plain directories and tarballs and refused otherwise.
     public func importLayer(from source: String, metadata: LayerMetadata? = nil) throws -> LayerRecord {
+        try refuseIfMirror()
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: source, isDirectory: &isDirectory) else { throw LayerError("\(source): no such file or directory") }
         let isLayerDirectory = isDirectory.boolValue && FileManager.default.fileExists(atPath: source + "/metadata")

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import StrataHTTP
 import StrataStore
 
 /// One layer unit as the index knows it.
@@ -25,9 +26,14 @@ public struct LayerRecord: Hashable, Sendable, Codable {
 /// A repository: a content-addressed store plus an SQLite index of its layer units. Objects are the
 /// truth; the index can be rebuilt from them. The index uses a rollback journal (not WAL) so the file
 /// is always whole, and a repository can be served as static files.
+///
+/// A repository with an `origin` is a mirror of one served over HTTP (`RepositoryMirror`): its index
+/// is a copy, its store holds what was fetched so far, and it is never written to but by fetching.
 public final class Repository: Sendable {
     public let path: String
     public let store: ObjectStore
+    /// Where a mirror's objects come from; nil for a repository of its own.
+    public let origin: HTTPLocation?
     let database: DatabaseQueue
 
     static let marker = "strata-repository"
@@ -68,6 +74,7 @@ public final class Repository: Sendable {
 
     private init(openingDatabaseAt path: String) throws {
         self.path = path
+        origin = try RepositoryMirror.origin(at: path).map(HTTPLocation.init)
         store = try ObjectStore(root: path, create: true)
         var configuration = Configuration()
         configuration.prepareDatabase { db in
@@ -151,6 +158,7 @@ public final class Repository: Sendable {
     /// Marks a unit withdrawn: it stays in the store (appliances using it keep working) but is no
     /// longer offered to resolution.
     public func withdraw(_ name: String, version: String) throws {
+        try refuseIfMirror()
         guard let record = try find(name, version: version) else { throw LayerError("\(path): no layer \(name) \(version)") }
         try database.write { db in
             try db.execute(sql: "UPDATE layers SET state = 'withdrawn' WHERE name = ? AND version = ? AND architecture = ?",
@@ -162,6 +170,7 @@ public final class Repository: Sendable {
     /// old index knew. Returns the number of layers indexed.
     @discardableResult
     public func rebuildIndex() throws -> Int {
+        try refuseIfMirror()
         let withdrawn = Set(((try? layers(includeWithdrawn: true)) ?? []).filter { $0.state == .withdrawn }.map(\.digest))
         var records: [LayerRecord] = []
         for digest in try store.allObjects() {
@@ -205,6 +214,11 @@ public final class Repository: Sendable {
         statistics.files = record.files
         statistics.bytes = record.bytes
         return try register(metadata, digest: digest, statistics: statistics)
+    }
+
+    /// A mirror's index and objects are copies: changes belong to the repository it mirrors.
+    func refuseIfMirror() throws {
+        if let origin { throw LayerError("\(path) is a mirror of \(origin): change the repository there, then 'strata repo update'") }
     }
 
     /// Index rows whose layer manifest is missing from the store, for `fsck`.

@@ -21,7 +21,7 @@ public struct DebianArchive: Sendable {
     var imagePath: String { cacheDirectory + "/debian.solv" }
     var keyPath: String { cacheDirectory + "/debian.key" }
     /// Where imported Debian packages live as layer units.
-    public var repositoryPath: String { home.path + "/debian" }
+    public var repositoryPath: String { home.debianRepositoryPath }
 
     static let aptHelper = "/usr/lib/apt/apt-helper"
     static let sourcesFiles = ["/etc/apt/sources.list", "/etc/apt/sources.list.d"]

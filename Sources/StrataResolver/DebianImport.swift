@@ -5,11 +5,7 @@ import StrataStore
 extension DebianArchive {
     /// The local repository holding imported Debian packages, created on first use.
     public func repository() throws -> Repository {
-        if FileManager.default.fileExists(atPath: repositoryPath + "/strata-repository") {
-            return try Repository(at: repositoryPath)
-        }
-        try makeDirectories(home.path)
-        return try Repository.create(at: repositoryPath)
+        try home.debianRepository()
     }
 
     /// The layer unit of a resolved Debian package, importing it the first time: the `.deb` is

@@ -4,14 +4,10 @@ import StrataStore
 
 /// Where a named repository's layers come from.
 public enum RepositoryLocation: Hashable, Sendable {
-    /// A Strata repository directory.
+    /// A Strata repository directory (for a served repository, its mirror).
     case local(path: String)
     /// The machine's configured apt sources; units become layers on first use (`DebianArchive`).
     case debian
-
-    init(_ location: String) {
-        self = location == "debian" ? .debian : .local(path: location)
-    }
 }
 
 /// What the pool knows about one solvable beyond libsolv: where it comes from and its metadata.
@@ -53,9 +49,6 @@ final class LayerPool {
     }
 
     private func addLocal(name: String, path: String, priority: Int32) throws {
-        if path.contains("://") {
-            throw LayerError("repository '\(name)' is remote (\(path)): resolving against remote repositories is not supported yet; mirror it locally")
-        }
         let records = try Repository(at: path).layers()
         var text = ""
         var metadata: [LayerMetadata] = []

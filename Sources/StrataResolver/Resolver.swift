@@ -118,7 +118,9 @@ public struct Resolver {
             }
             needed.insert(entry.repository)
         }
-        return configured.filter { needed.contains($0.name) }.map { ($0.name, RepositoryLocation($0.location)) }
+        return try configured.filter { needed.contains($0.name) }.map { configured in
+            (configured.name, configured.location == "debian" ? .debian : .local(path: try home.repository(configured.name).path))
+        }
     }
 
     private func installableUnits(of entry: LDFEntry, at source: ExpandedLDF.Source, in pool: LayerPool) throws -> [SolvableID] {

@@ -172,7 +172,12 @@ public final class ObjectStore: Sendable {
 
         /// Names a finished staged file by its digest, or drops it when the object exists already.
         public func adopt(_ file: consuming StagedFile, as digest: Digest) throws {
-            let path = file.path
+            try adopt(fileAt: file.path, as: digest)
+        }
+
+        /// Moves a finished file whose content hashes to `digest` into the batch (or drops it when the
+        /// object exists already). The file must be on the store's filesystem: it is renamed, not copied.
+        public func adopt(fileAt path: String, as digest: Digest) throws {
             if store.has(digest) || !staged.withLock({ $0.insert(digest).inserted }) {
                 unlink(path)
                 return

@@ -52,16 +52,17 @@ public struct VLFSState: Sendable {
 }
 
 /// Turns an LDF into the shared layers of a VLFS: every layer it names (explicit, through its
-/// includes, and implicit) found in its repository — the pinned version, or the newest one.
+/// includes, and implicit) found in its repository — the pinned version, or the newest one. A layer
+/// of a served repository is fetched whole into its mirror the first time (`progress` hears how far).
 public enum Composition {
     public static let layerTypeField = "Layer-Type"
 
-    public static func layers(ldf: String, home: StrataHome) throws -> [SharedLayer] {
+    public static func layers(ldf: String, home: StrataHome, progress: FetchObserver? = nil) throws -> [SharedLayer] {
         let expanded = try LDF.loadExpanded(URL(fileURLWithPath: ldf), resolveInclude: LDF.defaultIncludeResolver)
         let entries = expanded.entries.map { ($0.entry, $0.source.description) }
             + expanded.root.implicitEntries.map { ($0, "\(ldf):\(expanded.root.lineNumber(ofLayer: $0.layer) ?? 0)") }
         var repositories: [String: Repository] = [:]
-        var layers: [SharedLayer] = []
+        var found: [(entry: LDFEntry, repository: Repository, record: LayerRecord)] = []
         var seen = Set<String>()
         for (entry, source) in entries where seen.insert(entry.layer).inserted {
             let repository: Repository
@@ -69,7 +70,7 @@ public enum Composition {
                 repository = open
             } else {
                 do {
-                    repository = try Repository(at: try home.location(of: entry.repository))
+                    repository = try home.repository(entry.repository)
                 } catch {
                     throw LayerError("\(source): repository '\(entry.repository)': \(error)")
                 }
@@ -78,13 +79,19 @@ public enum Composition {
             guard let record = try repository.find(entry.layer, version: entry.version?.description) else {
                 throw LayerError("\(source): layer \(entry.repository)/\(entry.layer)\(entry.version.map { " \($0)" } ?? "") is not in \(repository.path)")
             }
+            found.append((entry, repository, record))
+        }
+        // All of a mirror's missing layers in one fetch: objects flow at full width, and commits are few.
+        for (name, repository) in repositories {
+            try repository.fetchLayers(found.filter { $0.entry.repository == name }.map(\.record), progress: progress)
+        }
+        return try found.map { entry, repository, record in
             let manifest = try repository.layerManifest(record)
             let metadata = try record.parsedMetadata()
             let isConfig = metadata.extraFields.contains { $0.name.caseInsensitiveCompare(layerTypeField) == .orderedSame && $0.value == "config" }
-            layers.append(SharedLayer(repository: entry.repository, metadata: metadata, digest: record.digest, root: manifest.filesystem,
-                                      store: repository.store, kind: isConfig ? .config : .software))
+            return SharedLayer(repository: entry.repository, metadata: metadata, digest: record.digest, root: manifest.filesystem,
+                               store: repository.store, kind: isConfig ? .config : .software)
         }
-        return layers
     }
 
     /// The union of a VLFS as its state stands (when no daemon serves it, or to read it alongside one).
@@ -93,7 +100,7 @@ public enum Composition {
     }
 
     /// The stack for a VLFS's LDF, with its whiteout layers from the VLFS's state.
-    public static func stack(ldf: String, home: StrataHome, state: VLFSState) throws -> LayerStack {
-        try LayerStack(layers: try layers(ldf: ldf, home: home), whiteoutDirectory: state.whiteouts)
+    public static func stack(ldf: String, home: StrataHome, state: VLFSState, progress: FetchObserver? = nil) throws -> LayerStack {
+        try LayerStack(layers: try layers(ldf: ldf, home: home, progress: progress), whiteoutDirectory: state.whiteouts)
     }
 }

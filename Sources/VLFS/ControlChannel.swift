@@ -9,6 +9,9 @@ public enum ControlChannel {
     /// Replies start with "ok" or "error: ".
     public typealias Handler = @Sendable (String) -> String
 
+    /// Whether `path` fits a Unix socket address (108 bytes on Linux, with its terminating zero).
+    public static func fits(_ path: String) -> Bool { path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) }
+
     /// Listens on `path` on a background thread until the process exits.
     public static func serve(at path: String, handler: @escaping Handler) throws {
         unlink(path)

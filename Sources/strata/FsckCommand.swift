@@ -8,9 +8,9 @@ struct Fsck: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Verify repositories and the image catalog: re-hash every object, and check that every indexed layer and catalog image is whole.",
         discussion: """
-            Without arguments, checks every local repository named in the Strata home, and the home's \
-            store against its catalog (every active image version must be whole; deleted ones may be \
-            collected). Exits non-zero on any problem.
+            Without arguments, checks every repository named in the Strata home but 'debian' (for a served \
+            repository, its mirror: the layers fetched so far), and the home's store against its catalog \
+            (every active image version must be whole; deleted ones may be collected). Exits non-zero on any problem.
             """)
     @OptionGroup var options: HomeOptions
     @Argument(help: "Repository names or paths.") var repositories: [String] = []
@@ -25,7 +25,7 @@ struct Fsck: ParsableCommand {
 
     func run() throws {
         let targets = repositories.isEmpty
-            ? try options.strataHome.repositories().filter { $0.location.hasPrefix("/") }.map(\.location)
+            ? try options.strataHome.repositories().filter { $0.location != "debian" }.map(\.name)
             : repositories
         var reports: [Report] = []
         for target in targets {
@@ -33,7 +33,9 @@ struct Fsck: ParsableCommand {
             var report = Report(repository: repo.path)
             report.objects = try repo.store.allObjects().count
             report.corrupt = try repo.store.corruptObjects().map(\.description)
-            let roots = try repo.layers(includeWithdrawn: true).map { (name: "\($0.name) \($0.version)", digest: $0.digest) }
+            // A mirror holds the layers fetched so far, each whole; the others are not missing.
+            let roots = try repo.layers(includeWithdrawn: true).filter { repo.origin == nil || repo.store.has($0.digest) }
+                .map { (name: "\($0.name) \($0.version)", digest: $0.digest) }
             report.missing = Reachability(store: repo.store, roots: roots).missing.map { "\($0.digest) (needed by \($0.referrer))" }
             reports.append(report)
         }

@@ -123,7 +123,9 @@ struct LayerCommand: ParsableCommand {
 
         func run() throws {
             let repo = try options.repository(repository)
-            try repo.checkout(try layer.find(in: repo), to: directory, layerFormat: layerFormat)
+            let record = try layer.find(in: repo)
+            try repo.fetchLayers([record], progress: Progress().fetchObserver)
+            try repo.checkout(record, to: directory, layerFormat: layerFormat)
         }
     }
 

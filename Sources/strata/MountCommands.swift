@@ -37,8 +37,11 @@ struct Mount: ParsableCommand {
         }
         guard access("/dev/fuse", R_OK | W_OK) == 0 else { throw LayerError("/dev/fuse is not available: cannot mount a FUSE filesystem here") }
         if isMounted(mountpoint) { throw LayerError("\(mountpoint) is busy: something is mounted there already") }
+        guard ControlChannel.fits(state.controlSocket) else {
+            throw LayerError("\(state.controlSocket): too long for a Unix socket (108 bytes); use a shorter Strata home or VLFS name")
+        }
         // Compose first, so that a bad LDF or a conflict is reported here and not in a daemon log.
-        let stack = try Composition.stack(ldf: ldfPath, home: home, state: state)
+        let stack = try Composition.stack(ldf: ldfPath, home: home, state: state, progress: Progress().fetchObserver)
         if foreground {
             try serve(stack: stack, state: state, ldfPath: ldfPath, home: home)
         } else {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import StrataHTTP
 import StrataLayers
 import StrataResolver
 import StrataStore
@@ -7,7 +8,7 @@ import StrataStore
 struct RepoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "repo", abstract: "Create and name layer repositories.",
-        subcommands: [Init.self, Add.self, List.self, Reindex.self, Index.self])
+        subcommands: [Init.self, Add.self, List.self, Update.self, Reindex.self, Index.self, Serve.self])
 
     struct Init: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an empty repository at PATH.")
@@ -23,18 +24,52 @@ struct RepoCommand: ParsableCommand {
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Name a repository in the Strata home.",
-            discussion: "LOCATION is a path, an http(s):// URL, or 'debian' for the machine's apt sources.")
+            discussion: """
+                LOCATION is a path, an http:// URL of a repository served as static files (its index is \
+                fetched now into $STRATA_HOME/mirrors/NAME; layers' objects are fetched when first needed), \
+                or 'debian' for the machine's apt sources.
+                """)
         @OptionGroup var options: HomeOptions
         @Argument var name: String
         @Argument var location: String
 
         func run() throws {
+            let home = options.strataHome
             var resolved = location
-            if !location.contains("://") && location != "debian" {
+            if HTTPLocation.isRemote(location) {
+                try StrataHome.checkName(name)
+                resolved = try HTTPLocation(location).description
+                do {
+                    _ = try RepositoryMirror.open(resolved, at: home.mirrorPath(of: name))
+                } catch let error as NetworkError {
+                    throw LayerError("\(location): \(error)")
+                }
+            } else if location != "debian" {
                 resolved = URL(fileURLWithPath: location).standardizedFileURL.path
                 _ = try Repository(at: resolved)
             }
-            try options.strataHome.addRepository(name: name, location: resolved)
+            try home.addRepository(name: name, location: resolved)
+        }
+    }
+
+    struct Update: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Fetch the index of served repositories again, where it changed.",
+            discussion: "Without arguments, updates every repository the Strata home names by URL. Prints one line per repository.")
+        @OptionGroup var options: HomeOptions
+        @Argument(help: "Repository names.") var names: [String] = []
+
+        func run() throws {
+            let home = options.strataHome
+            let served = try home.repositories().filter { HTTPLocation.isRemote($0.location) }
+            for name in names where !served.contains(where: { $0.name == name }) {
+                throw LayerError("'\(name)' is not a repository the Strata home names by URL")
+            }
+            for repository in served where names.isEmpty || names.contains(repository.name) {
+                let mirror = try home.repository(repository.name)
+                let changed = try RepositoryMirror.refreshIndex(of: mirror)
+                print("\(repository.name)\t\(changed ? "updated" : "unchanged")\t\(try home.repository(repository.name).layers().count) layers")
+            }
         }
     }
 
@@ -78,8 +113,37 @@ struct RepoCommand: ParsableCommand {
             let location = try options.strataHome.location(of: repository)
             let count = location == "debian"
                 ? try DebianArchive(home: options.strataHome).loadIndex(rebuild: rebuild)
-                : try Repository(at: location).layers().count
+                : try options.repository(repository).layers().count
             print(count)
+        }
+    }
+
+    struct Serve: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Serve a repository read-only over HTTP, as static files.",
+            discussion: """
+                Answers GET and HEAD for the repository's files (strata-repository, index.sqlite, \
+                objects/sha256/…), with Content-Length, ETags and single byte ranges; no listings, and \
+                nothing outside PATH. Prints the URL on the first line of stdout (useful with port 0), \
+                then logs one line per request on stderr. Runs until interrupted.
+                """)
+        @OptionGroup var options: HomeOptions
+        @Argument(help: "The repository's directory, or its name in the Strata home.") var path: String
+        @Option(help: "HOST:PORT, :PORT (every interface) or [IPv6]:PORT; port 0 picks a free port.") var listen = "127.0.0.1:8080"
+        @Option(name: .customLong("limit-rate"), help: "Bytes per second per connection (0: no limit).") var limitRate = 0
+        @Flag(help: "Do not log requests.") var quiet = false
+
+        func run() throws {
+            let repository = try options.repository(path)
+            if let origin = repository.origin {
+                throw LayerError("'\(path)' is a mirror of \(origin), holding only what was fetched; serve the repository there")
+            }
+            let server = try StaticFileServer(root: repository.path, listen: listen, rateLimit: limitRate)
+            // A client that goes away mid-transfer must cost its connection, not the server.
+            signal(SIGPIPE, SIG_IGN)
+            FileHandle.standardOutput.write(Data("http://\(server.address)/\n".utf8))
+            let quiet = quiet
+            server.run { line in if !quiet { printError(line) } }
         }
     }
 }

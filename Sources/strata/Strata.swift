@@ -18,9 +18,9 @@ struct HomeOptions: ParsableArguments {
 
     var strataHome: StrataHome { StrataHome(explicit: home) }
 
-    /// Opens a repository given by name (in the home's configuration) or by path.
+    /// Opens a repository given by name (in the home's configuration) or by path; a served one as its mirror.
     func repository(_ nameOrPath: String) throws -> Repository {
-        try Repository(at: try strataHome.location(of: nameOrPath))
+        try strataHome.repository(nameOrPath)
     }
 }
 
@@ -36,6 +36,16 @@ struct Progress {
     func finish() {
         guard enabled else { return }
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+
+    /// Shows how far fetching a layer into a mirror has come; clears the line when it is done.
+    var fetchObserver: FetchObserver {
+        { fetch in
+            let megabytes = { (bytes: Int64) in String(format: "%.1f", Double(bytes) / 1_000_000) }
+            let total = fetch.totalObjects > 0 ? "\(fetch.objects)/\(fetch.totalObjects) objects, \(megabytes(fetch.bytes))/\(megabytes(fetch.totalBytes)) MB"
+                : "\(fetch.objects) objects"
+            fetch.totalObjects > 0 && fetch.objects == fetch.totalObjects ? finish() : show("fetching \(fetch.layer): \(total)")
+        }
     }
 }
 

@@ -1,0 +1,162 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failed network call, naming the call and the peer or address it was for.
+public struct NetworkError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+
+    init(_ call: String, _ peer: String, errno code: Int32 = errno) {
+        let reason = code == EAGAIN ? "timed out" : String(cString: strerror(code))
+        description = "\(call) \(peer): \(reason)"
+    }
+}
+
+/// An owned TCP socket with a read buffer, closed when it goes away. Used by one thread at a time.
+final class Socket {
+    let fd: Int32
+    /// Who is at the other end, for error messages.
+    let peer: String
+    private var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+    private var start = 0
+    private var end = 0
+
+    init(fd: Int32, peer: String) {
+        self.fd = fd
+        self.peer = peer
+    }
+
+    deinit { close(fd) }
+
+    /// Connects to `host:port`, trying each address the name resolves to; `timeout` bounds the
+    /// connect and every later read or write, so a stalled peer ends in an error, not a hang.
+    static func connect(host: String, port: Int, timeout: Int) throws -> Socket {
+        let peer = "\(host):\(port)"
+        for address in try addresses(host: host, port: port, passive: false) {
+            let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { continue }
+            setTimeout(fd, seconds: timeout)
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            let connected = address.storage.withUnsafeBytes {
+                Glibc.connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), address.length)
+            }
+            if connected == 0 { return Socket(fd: fd, peer: peer) }
+            let code = errno
+            close(fd)
+            if address.isLast { throw NetworkError("connect", peer, errno: code) }
+        }
+        throw NetworkError("connect \(peer): no usable address")
+    }
+
+    static func setTimeout(_ fd: Int32, seconds: Int) {
+        var time = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    struct Address {
+        var family: Int32
+        var storage: [UInt8]
+        var length: socklen_t
+        var isLast: Bool
+    }
+
+    static func addresses(host: String?, port: Int, passive: Bool) throws -> [Address] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = passive ? AI_PASSIVE : 0
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &list)
+        guard status == 0, let first = list else {
+            throw NetworkError("cannot resolve \(host ?? "*"):\(port): \(String(cString: gai_strerror(status)))")
+        }
+        defer { freeaddrinfo(list) }
+        var result: [Address] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let info = cursor {
+            let bytes = UnsafeRawBufferPointer(start: info.pointee.ai_addr, count: Int(info.pointee.ai_addrlen))
+            result.append(Address(family: info.pointee.ai_family, storage: Array(bytes), length: info.pointee.ai_addrlen, isLast: false))
+            cursor = info.pointee.ai_next
+        }
+        result[result.count - 1].isLast = true
+        return result
+    }
+
+    // MARK: Writing
+
+    func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw NetworkError("send to", peer)
+                }
+                offset += n
+            }
+        }
+    }
+
+    func write(_ text: String) throws { try write(Array(text.utf8)) }
+
+    // MARK: Reading
+
+    /// Fills the buffer when it is empty; false at end of stream.
+    private func fill() throws -> Bool {
+        if start < end { return true }
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw NetworkError("receive from", peer)
+            }
+            start = 0
+            end = n
+            return n > 0
+        }
+    }
+
+    /// Whether buffered or incoming bytes are waiting, without blocking: an idle keep-alive
+    /// connection with something to read has been closed (or spoken out of turn) by the peer.
+    var isReadable: Bool {
+        if start < end { return true }
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&poller, 1, 0) != 0
+    }
+
+    /// Reads up to `into.count` bytes; 0 at end of stream.
+    func read(into destination: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard try fill() else { return 0 }
+        let count = min(destination.count, end - start)
+        buffer.withUnsafeBytes { source in
+            destination.baseAddress!.copyMemory(from: source.baseAddress! + start, byteCount: count)
+        }
+        start += count
+        return count
+    }
+
+    /// One line without its CR LF; nil at end of stream before any byte. Lines are bounded, so a
+    /// peer cannot make us buffer without end.
+    func readLine(limit: Int = 16 * 1024) throws -> String? {
+        var line: [UInt8] = []
+        while true {
+            guard try fill() else {
+                if line.isEmpty { return nil }
+                throw NetworkError("\(peer) closed the connection in the middle of a line")
+            }
+            if let newline = buffer[start..<end].firstIndex(of: 0x0A) {
+                line += buffer[start..<newline]
+                start = newline + 1
+                if line.last == 0x0D { line.removeLast() }
+                return String(decoding: line, as: UTF8.self)
+            }
+            line += buffer[start..<end]
+            start = end
+            if line.count > limit { throw NetworkError("\(peer) sent a line longer than \(limit) bytes") }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import GRDB
+import StrataHTTP
+import StrataStore
+
+/// The local mirror of a repository served over HTTP (any static file server will do): a repository
+/// directory, `$STRATA_HOME/mirrors/NAME`, holding a copy of the served `index.sqlite`, the objects
+/// fetched so far, and `origin`, the URL it mirrors. Everything reads it as a local repository;
+/// `Repository.fetchLayers` fills in a layer's objects the first time the layer is needed.
+///
+/// The index is fetched when the mirror is made and refreshed on request (`strata repo update`).
+/// Whether it changed is read from SQLite's own file header — the change counter and page count
+/// (bytes 24–31), which every commit in rollback-journal mode updates — with a 100-byte range
+/// request: exact, where ETags built from whole-second times and sizes miss quick successive
+/// imports. The copy is checked to be an index before it replaces the old one, atomically.
+public enum RepositoryMirror {
+    static let originFile = "origin"
+    /// The served index's header stamp when it was fetched.
+    static let stampFile = "index.stamp"
+    static let indexFile = "index.sqlite"
+
+    /// The mirror of `url` at `path`, made (and its index fetched) the first time, or again when the
+    /// name now points at another URL (objects fetched before stay: they are named by content).
+    public static func open(_ url: String, at path: String) throws -> Repository {
+        let location = try HTTPLocation(url)
+        if origin(at: path) == location.description, FileManager.default.fileExists(atPath: path + "/" + Repository.marker) {
+            return try Repository(at: path)
+        }
+        let client = HTTPClient(location: location)
+        let (response, marker) = try client.get(Repository.marker, limit: 4096)
+        guard response.status == 200, marker.starts(with: Array("\(Repository.marker) ".utf8)) else {
+            throw LayerError("\(location.url(Repository.marker)): \(response.status == 200 ? "not a Strata repository marker" : "the server answered \(response.status) \(response.reason)"); is \(url) a Strata repository?")
+        }
+        try makeDirectories(path)
+        _ = try ObjectStore(root: path, create: true)
+        try? FileManager.default.removeItem(atPath: path + "/" + stampFile)
+        try refreshIndex(at: path, from: location, client: client)
+        try AtomicFile.write(location.description + "\n", to: path + "/" + originFile)
+        try AtomicFile.write(marker, to: path + "/" + Repository.marker)
+        return try Repository(at: path)
+    }
+
+    /// The URL a mirror at `path` copies, if it is one.
+    static func origin(at path: String) -> String? {
+        (try? String(contentsOfFile: path + "/" + originFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Fetches the served index again if it changed. Returns whether it did.
+    @discardableResult
+    public static func refreshIndex(of repository: Repository) throws -> Bool {
+        guard let location = repository.origin else { throw LayerError("\(repository.path) is not a mirror of a served repository") }
+        return try refreshIndex(at: repository.path, from: location, client: HTTPClient(location: location))
+    }
+
+    @discardableResult
+    private static func refreshIndex(at path: String, from location: HTTPLocation, client: HTTPClient) throws -> Bool {
+        let known = FileManager.default.fileExists(atPath: path + "/" + indexFile)
+            ? try? String(contentsOfFile: path + "/" + stampFile, encoding: .utf8) : nil
+        var response = try client.send("GET", indexFile, headers: [("Range", "bytes=0-99")])
+        if response.status == 206 {
+            let header = try client.readWholeBody(limit: 100, of: indexFile)
+            if let known, stamp(ofHeader: header) == known { return false }
+            response = try client.send("GET", indexFile)
+        }
+        guard response.status == 200 else {
+            throw LayerError("\(location.url(indexFile)): the server answered \(response.status) \(response.reason)")
+        }
+        let download = "\(path)/.\(indexFile).download-\(getpid())"
+        defer { unlink(download) }
+        do {
+            let file = try FileDescriptor.open(download, O_WRONLY | O_CREAT | O_TRUNC)
+            var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+            while true {
+                let n = try buffer.withUnsafeMutableBytes { try client.readBody(into: $0) }
+                if n == 0 { break }
+                try buffer.withUnsafeBytes { try file.write(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+            }
+            try file.sync()
+        }
+        try checkIndex(download, from: location.url(indexFile))
+        var header = [UInt8](repeating: 0, count: 100)
+        let headerLength = try header.withUnsafeMutableBytes { try FileDescriptor.open(download, O_RDONLY).read(into: $0) }
+        guard rename(download, path + "/" + indexFile) == 0 else { throw SystemError("rename", path + "/" + indexFile) }
+        try AtomicFile.syncDirectory(path)
+        try AtomicFile.write(stamp(ofHeader: Array(header.prefix(headerLength))) ?? "", to: path + "/" + stampFile)
+        return true
+    }
+
+    /// SQLite's change counter and page count, from the first 100 bytes of a database file.
+    static func stamp(ofHeader header: [UInt8]) -> String? {
+        guard header.count >= 32, header.starts(with: Array("SQLite format 3\0".utf8)) else { return nil }
+        return header[24..<32].map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Refuses a download that is not a layer index (an error page, a truncated file).
+    private static func checkIndex(_ file: String, from url: String) throws {
+        let verdict: String
+        do {
+            var configuration = Configuration()
+            configuration.readonly = true
+            verdict = try DatabaseQueue(path: file, configuration: configuration).read { db in
+                _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM layers")
+                return try String.fetchOne(db, sql: "PRAGMA quick_check") ?? "no answer"
+            }
+        } catch {
+            verdict = "\(error)"
+        }
+        guard verdict == "ok" else { throw LayerError("\(url): not a layer index (\(verdict)); the mirror keeps its previous index") }
+    }
+}
