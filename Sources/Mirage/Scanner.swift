@@ -27,6 +27,14 @@ public struct Finding: Hashable, Sendable, Codable {
     public var path: String
     public var detail: String
     public var digest: Digest?
+
+    public init(rule: String, severity: Severity, path: String, detail: String, digest: Digest?) {
+        self.rule = rule
+        self.severity = severity
+        self.path = path
+        self.detail = detail
+        self.digest = digest
+    }
 }
 
 /// The offline scanner: built-in rules over a stored tree, without mounting or booting it. Rules that

@@ -22,7 +22,9 @@ struct Scan: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        let findings = try Scanner.scan(try scanTree(target), base: try base.map(scanTree), deny: try deny.map { try DenyList(file: $0) } ?? DenyList())
+        let denyList = try deny.map { try DenyList(file: $0) } ?? DenyList()
+        var findings = try Scanner.scan(try scanTree(target), base: try base.map(scanTree), deny: denyList)
+        if target.hasPrefix("vlfs:") { findings = (findings + (try privateLayerFindings(String(target.dropFirst(5)), deny: denyList))).sorted { ($0.severity, $0.path, $0.rule) < ($1.severity, $1.path, $1.rule) } }
         if json {
             try printJSON(findings)
         } else {
@@ -31,6 +33,23 @@ struct Scan: ParsableCommand {
             printError("\(target): \(findings.count) findings (\(counts.joined(separator: ", ")))")
         }
         if let failOn, findings.contains(where: { $0.severity <= failOn }) { throw ExitCode(2) }
+    }
+
+    /// What the VLFS's private layer changed relative to its shared layers (a file shadowing a shared
+    /// binary or library, executables added to system directories, changed configuration, deletions),
+    /// as `private status` judges it.
+    private func privateLayerFindings(_ name: String, deny: DenyList) throws -> [Finding] {
+        let home = options.strataHome
+        let state = try VLFSState(home: home, name: name)
+        let catalog = try options.catalog()
+        let batch = try catalog.store.beginBatch()
+        var noCache: StatCache? = nil
+        let privateTree = try DirectoryImporter.importTree(at: state.privateRoot, into: batch, statCache: &noCache).root
+        try batch.commit()
+        return try PrivateStatus.changes(of: try Composition.union(of: state, home: home), privateTree: privateTree, store: catalog.store, deny: deny)
+            .filter { $0.severity < .info }
+            .map { Finding(rule: "private-\($0.kind.rawValue)", severity: $0.severity, path: $0.path,
+                           detail: ($0.layer.map { "\($0): " } ?? "") + $0.reasons.joined(separator: "; "), digest: $0.digest) }
     }
 
     /// A VLFS as `vlfs:NAME`; a layer when the text has a '/' (REPO/NAME[=VERSION]; image names

@@ -80,5 +80,11 @@ extension CompromiseDrillTests {
         let findings = try #require(try JSONSerialization.jsonObject(with: Data(scan.utf8)) as? [[String: Any]])
         #expect(findings.contains { $0["path"] as? String == "/usr/bin/dropper" && $0["rule"] as? String == "setuid" })
         #expect(findings.contains { $0["path"] as? String == "/usr/bin/dropper" && $0["rule"] as? String == "world-writable" })
+        // Relative to its shared layers: a file that shadows a shared binary, an executable added.
+        try vlfs.write("usr/bin/app", "#!/bin/sh\necho trojan\n")
+        let again = expectSuccess(try vlfs.workspace.strata("scan", "vlfs:\(vlfs.name)", "--json")).stdout
+        let more = try #require(try JSONSerialization.jsonObject(with: Data(again.utf8)) as? [[String: Any]])
+        #expect(more.contains { $0["path"] as? String == "/usr/bin/app" && $0["rule"] as? String == "private-modified" && $0["severity"] as? String == "critical" })
+        #expect(more.contains { $0["path"] as? String == "/usr/bin/dropper" && $0["rule"] as? String == "private-added" && ["high", "critical"].contains($0["severity"] as? String ?? "") })
     }
 }
