@@ -62,6 +62,8 @@ func transferLayer(_ unit: String, from source: Repository, to destination: Repo
     guard let record = try source.find(parts[0], version: parts.count > 1 ? parts[1] : nil) else {
         throw LayerError("\(unit): no such layer in \(source.path)")
     }
+    // A served repository's mirror fetches (and verifies) what it lacks first; a local one has it all.
+    try source.fetchLayers([record])
     let report = try ObjectTransfer.copy([record.digest], from: source.store, to: destination.store)
     let registered = try destination.registerStoredLayer(record.digest)
     print("\(registered.name) \(registered.version) \(registered.digest)")

@@ -72,6 +72,20 @@ final class RemoteWorkspace: Sendable {
 }
 
 @Suite(.serialized) struct RemoteRepositoryTests {
+    @Test func pullOfALayerFromAServedRepositoryCopiesOnlyWhatIsMissing() throws {
+        let remote = try RemoteWorkspace(.strata, label: "remote-pull")
+        let local = remote.workspace.scratch.path + "/local"
+        expectSuccess(try remote.client("repo", "init", local))
+        let first = expectSuccess(try remote.client("pull", "--layer", "app", "remote", local)).stdout
+        #expect(first.contains("app 1 sha256:"))
+        let copied = try Repository(at: local)
+        #expect(Set(try copied.store.allObjects()) == (try remote.servedObjects(of: ["app"])))
+        #expect(try copied.find("app")?.version == "1")
+        // Pulling again copies nothing.
+        #expect(expectSuccess(try remote.client("pull", "--layer", "app", "remote", local)).stdout.contains("copied 0 objects"))
+        expectSuccess(try remote.client("fsck", local))
+    }
+
     @Test(arguments: ServerKind.allCases) func resolveAndMountFromAServedRepositoryFetchingOnlyWhatIsNeeded(_ kind: ServerKind) throws {
         let remote = try RemoteWorkspace(kind, label: "remote-mount")
         let listed = expectSuccess(try remote.client("layer", "list", "remote")).stdout
