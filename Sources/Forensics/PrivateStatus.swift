@@ -1,5 +1,6 @@
 import Foundation
 import Mirage
+import StrataLayers
 import StrataStore
 import VLFS
 #if canImport(Glibc)
@@ -31,6 +32,16 @@ public enum PrivateStatus {
                               "var/spool/cron", "etc/systemd/system", "etc/init.d", "etc/rc.local", "etc/profile.d", "root/.ssh"]
     static let sensitive = ["etc/passwd", "etc/shadow", "etc/group", "etc/gshadow", "etc/sudoers", "etc/sudoers.d", "etc/ssh", "etc/pam.d",
                             "etc/ld.so.preload", "etc/security"]
+
+    /// The changes of a VLFS as its state stands; its private layer is stored in the catalog's store
+    /// to be scanned (gc collects it again unless a snapshot keeps it).
+    public static func changes(of state: VLFSState, home: StrataHome, catalog: Catalog, deny: DenyList = DenyList()) throws -> [PrivateChange] {
+        let batch = try catalog.store.beginBatch()
+        var noCache: StatCache? = nil
+        let privateTree = try DirectoryImporter.importTree(at: state.privateRoot, into: batch, statCache: &noCache).root
+        try batch.commit()
+        return try changes(of: try Composition.union(of: state, home: home), privateTree: privateTree, store: catalog.store, deny: deny)
+    }
 
     /// `privateTree` is the private layer stored (for instance by a snapshot) in `store`.
     public static func changes(of union: Union, privateTree: TreeEntry, store: ObjectStore, deny: DenyList = DenyList()) throws -> [PrivateChange] {

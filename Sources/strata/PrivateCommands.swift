@@ -21,14 +21,7 @@ struct PrivateCommand: ParsableCommand {
 
         func run() throws {
             let home = options.strataHome
-            let state = try VLFSState(home: home, name: name)
-            let union = try Composition.union(of: state, home: home)
-            let catalog = try Catalog(home: home)
-            let batch = try catalog.store.beginBatch()
-            var noCache: StatCache? = nil
-            let privateTree = try DirectoryImporter.importTree(at: state.privateRoot, into: batch, statCache: &noCache).root
-            try batch.commit()
-            let changes = try PrivateStatus.changes(of: union, privateTree: privateTree, store: catalog.store,
+            let changes = try PrivateStatus.changes(of: try VLFSState(home: home, name: name), home: home, catalog: try Catalog(home: home),
                                                     deny: try deny.map { try DenyList(file: $0) } ?? DenyList())
             if json { return try printJSON(changes) }
             for change in changes {

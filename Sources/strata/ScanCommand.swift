@@ -40,13 +40,7 @@ struct Scan: ParsableCommand {
     /// as `private status` judges it.
     private func privateLayerFindings(_ name: String, deny: DenyList) throws -> [Finding] {
         let home = options.strataHome
-        let state = try VLFSState(home: home, name: name)
-        let catalog = try options.catalog()
-        let batch = try catalog.store.beginBatch()
-        var noCache: StatCache? = nil
-        let privateTree = try DirectoryImporter.importTree(at: state.privateRoot, into: batch, statCache: &noCache).root
-        try batch.commit()
-        return try PrivateStatus.changes(of: try Composition.union(of: state, home: home), privateTree: privateTree, store: catalog.store, deny: deny)
+        return try PrivateStatus.changes(of: try VLFSState(home: home, name: name), home: home, catalog: try options.catalog(), deny: deny)
             .filter { $0.severity < .info }
             .map { Finding(rule: "private-\($0.kind.rawValue)", severity: $0.severity, path: $0.path,
                            detail: ($0.layer.map { "\($0): " } ?? "") + $0.reasons.joined(separator: "; "), digest: $0.digest) }
