@@ -141,19 +141,10 @@ public struct LayerMetadata: Hashable, Sendable {
         guard let version else {
             throw ParseError(file: file, line: stanza.line, message: "missing 'Version' field")
         }
-        self.name = name
-        self.version = version
-        self.architecture = architecture
-        self.depends = depends
-        self.preDepends = preDepends
-        self.conflicts = conflicts
-        self.breaks = breaks
-        self.replaces = replaces
-        self.provides = provides
-        self.description = description
-        self.essential = essential
-        self.multiArch = multiArch
-        self.extraFields = extraFields
+        // Every field was checked above with its line; the memberwise initializer's checks pass again.
+        try self.init(name: name, version: version, architecture: architecture, depends: depends, preDepends: preDepends,
+                      conflicts: conflicts, breaks: breaks, replaces: replaces, provides: provides, description: description,
+                      essential: essential, multiArch: multiArch, extraFields: extraFields)
     }
 
     /// The canonical metadata file: Layer, Version, Architecture, the relation fields in a fixed order,
