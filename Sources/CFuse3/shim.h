@@ -1,3 +1,57 @@
 // FUSE_USE_VERSION 314 makes fuse_session_loop_mt a real function taking the opaque loop config.
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+
+// FUSE passthrough (kernel ABI 7.40): the kernel reads and maps a file straight from a backing file
+// the daemon registered. Neither libfuse 3.14 nor the installed kernel headers (7.38) know it, so the
+// few pieces it takes are spelled out here.
+
+struct strata_fuse_backing_map {
+    int32_t fd;
+    uint32_t flags;
+    uint64_t padding;
+};
+
+/// Registers `backing_fd` with the FUSE connection; returns the backing id, or -1 with errno.
+static inline int strata_fuse_backing_open(int session_fd, int backing_fd) {
+    struct strata_fuse_backing_map map = { .fd = backing_fd, .flags = 0, .padding = 0 };
+    return ioctl(session_fd, _IOW(229, 1, struct strata_fuse_backing_map), &map);
+}
+
+static inline int strata_fuse_backing_close(int session_fd, int32_t backing_id) {
+    uint32_t id = (uint32_t)backing_id;
+    return ioctl(session_fd, _IOW(229, 2, uint32_t), &id);
+}
+
+/// Asks for passthrough in libfuse's reply to INIT (`iov` as libfuse writes it: header, then
+/// fuse_init_out), with a stacking depth of 1: backing files on a plain filesystem, and the mount
+/// itself still usable under overlayfs. Returns 1 if the reply was a successful INIT reply it changed.
+static inline int strata_fuse_init_reply_request_passthrough(struct iovec *iov, int count) {
+    // fuse_out_header: uint32_t len, int32_t error, uint64_t unique.
+    int32_t error;
+    if (count < 2 || iov[0].iov_len < 16 || iov[1].iov_len < 40) return 0;
+    memcpy(&error, (const unsigned char *)iov[0].iov_base + 4, 4);
+    if (error != 0) return 0;
+    unsigned char *out = (unsigned char *)iov[1].iov_base;
+    uint32_t flags, flags2, depth = 1;
+    memcpy(&flags, out + 12, 4);
+    if (!(flags & (1u << 30))) return 0;            // FUSE_INIT_EXT: the kernel reads flags2
+    memcpy(&flags2, out + 32, 4);
+    flags2 |= 1u << (37 - 32);                        // FUSE_PASSTHROUGH
+    memcpy(out + 32, &flags2, 4);
+    memcpy(out + 36, &depth, 4);                      // max_stack_depth
+    return 1;
+}
+
+/// Answers OPEN with FOPEN_PASSTHROUGH and a registered backing id (fuse_open_out of ABI 7.40).
+static inline int strata_fuse_reply_open_passthrough(fuse_req_t request, uint64_t fh, int32_t backing_id) {
+    struct { uint64_t fh; uint32_t open_flags; int32_t backing_id; } out = { fh, 1u << 7, backing_id };
+    return fuse_reply_buf(request, (const char *)&out, sizeof out);
+}
+
+// Only the custom I/O needs these (glibc declares them behind _GNU_SOURCE).
+ssize_t splice(int fd_in, off_t *off_in, int fd_out, off_t *off_out, size_t len, unsigned int flags);

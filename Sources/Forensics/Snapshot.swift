@@ -47,7 +47,7 @@ public enum Snapshot {
         let view = try union.view(path)
         if let reusable = view.reusableSharedDirectory { return reusable }
         var entries: [TreeEntry] = []
-        for child in try union.list(try union.inodeNumber(path)) {
+        for child in try union.list(try union.nodeID(path)) {
             let childPath = path.isEmpty ? child.name : path + "/" + child.name
             let childView = try union.view(childPath)
             if childView.isDirectory {

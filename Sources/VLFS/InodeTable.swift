@@ -3,8 +3,16 @@ import Synchronization
 /// Inode numbers for the union namespace. A number names one file for the life of the mount: it
 /// follows the file through copy-up and rename, hard links share one, and numbers are never reused,
 /// so `st_ino` pairs never collide.
+///
+/// The kernel knows a file by its node id: the inode number in the low 48 bits and a generation above
+/// them. The generation is 0 until `renew` gives a file a fresh node id, so that the kernel makes a new
+/// inode for it while open files keep the old one (which keeps answering for its path).
 final class InodeTable: Sendable {
     static let rootInode: UInt64 = 1
+    private static let generationShift: UInt64 = 48
+
+    /// The `st_ino` of a node id.
+    static func number(of node: UInt64) -> UInt64 { node & ((1 << generationShift) - 1) }
 
     /// What makes two paths one file: the private layer's inode, or a hard-link group of a shared layer.
     enum Identity: Hashable {
@@ -121,6 +129,28 @@ final class InodeTable: Sendable {
         renamed(a, to: temporary)
         renamed(b, to: a)
         renamed(temporary, to: b)
+    }
+
+    /// Moves every name of `node` (and its identities) to a new node id with the same inode number.
+    /// Returns nil when no name leads to `node` any more (it was renewed already, or unlinked).
+    func renew(_ node: UInt64) -> UInt64? {
+        state.withLock { state in
+            guard let old = state.nodes[node], state.byPath[old.path] == node else { return nil }
+            var generation = (node >> InodeTable.generationShift) &+ 1
+            var fresh: UInt64
+            repeat {
+                fresh = InodeTable.number(of: node) | (generation << InodeTable.generationShift)
+                generation &+= 1
+            } while state.nodes[fresh] != nil || fresh == node
+            state.nodes[fresh] = Node(path: old.path, lookups: 0)
+            // Hard links share the node: every name moves, or the kernel would keep finding the old one.
+            for (path, inode) in state.byPath where inode == node { state.byPath[path] = fresh }
+            let identities = state.identities.removeValue(forKey: node) ?? []
+            for identity in identities where state.byIdentity[identity] == node { state.byIdentity[identity] = fresh }
+            state.identities[fresh] = identities
+            if old.lookups == 0 { state.nodes[node] = nil }
+            return fresh
+        }
     }
 
     /// Every known path and inode whose path is `path` or lies beneath it, for cache invalidation.

@@ -17,7 +17,7 @@ extension Union {
         do {
             try own(path, caller: caller)
             let entry = try newEntry(path)
-            let file = OpenFile(descriptor: fd, isShared: false)
+            let file = OpenFile(descriptor: fd, blob: nil)
             registerOpen(entry.inode, file, attributes: entry.attributes)
             return (entry, file)
         } catch {

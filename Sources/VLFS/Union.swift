@@ -164,8 +164,8 @@ public final class Union: Sendable {
         }
     }
 
-    /// The inode number of a path, without counting a kernel reference.
-    public func inodeNumber(_ path: String) throws -> UInt64 {
+    /// The node id of a path, without counting a kernel reference.
+    public func nodeID(_ path: String) throws -> UInt64 {
         let resolved = try resolve(path)
         return inodes.inode(for: path, identity: identity(of: resolved), countLookup: false)
     }
@@ -237,11 +237,11 @@ public final class Union: Sendable {
     func attributes(of resolved: Resolved, inode: UInt64) throws(FSError) -> stat {
         switch resolved.top {
         case .privateFile(var st):
-            st.st_ino = UInt(inode)
+            st.st_ino = UInt(InodeTable.number(of: inode))
             return st
         case .shared(let layer, let entry):
             var st = stat()
-            st.st_ino = UInt(inode)
+            st.st_ino = UInt(InodeTable.number(of: inode))
             st.st_mode = entry.statMode
             st.st_uid = entry.uid
             st.st_gid = entry.gid
@@ -302,6 +302,14 @@ public final class Union: Sendable {
 
     public func forget(_ inode: UInt64, count: UInt64) { inodes.forget(inode, count: count) }
 
+    /// Gives the file a new node id (same inode number): the kernel's next lookup of its names makes a
+    /// new inode, while files open on the old one keep it. Returns nil if the old id no longer names it.
+    @discardableResult
+    public func renew(_ inode: UInt64) -> UInt64? { inodes.renew(inode) }
+
+    /// The `st_ino` of a node id.
+    public static func inodeNumber(ofNode node: UInt64) -> UInt64 { InodeTable.number(of: node) }
+
     public func retain(_ inode: UInt64) { inodes.retain(inode) }
 
     /// The kernel's (parent inode, name) and inode for each path it may have cached, to invalidate.
@@ -332,7 +340,7 @@ public final class Union: Sendable {
             var st = open.attributes
             // A private file's descriptor tells its current size and times; a shared blob never changes.
             if !open.isShared, let fd = open.descriptors.first, fstat(fd, &st) != 0 { throw error }
-            st.st_ino = UInt(inode)
+            st.st_ino = UInt(InodeTable.number(of: inode))
             st.st_nlink = 0
             return st
         }
@@ -399,7 +407,7 @@ public final class Union: Sendable {
                 if withAttributes {
                     var st = stat()
                     if fstatat(dirfd(handle), name, &st, AT_SYMLINK_NOFOLLOW) == 0 {
-                        st.st_ino = UInt(child)
+                        st.st_ino = UInt(InodeTable.number(of: child))
                         attributes = st
                     }
                 }
@@ -423,10 +431,12 @@ public final class Union: Sendable {
     }
 
     /// An open file: a private file, or a shared file's blob in the store (which never changes, so the
-    /// kernel may keep its pages across opens).
+    /// kernel may keep its pages across opens, or read the blob itself).
     public struct OpenFile: Sendable {
         public var descriptor: Int32
-        public var isShared: Bool
+        /// The blob's digest, for a shared file (opened read-only).
+        public var blob: Digest?
+        public var isShared: Bool { blob != nil }
     }
 
     public func open(_ inode: UInt64, flags: Int32) throws(FSError) -> OpenFile {
@@ -441,11 +451,11 @@ public final class Union: Sendable {
         switch resolved.top {
         case .privateFile:
             let fd = try check { Glibc.open(privatePath(path), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC | O_NOFOLLOW) }
-            file = OpenFile(descriptor: fd, isShared: false)
+            file = OpenFile(descriptor: fd, blob: nil)
         case .shared(let layer, let entry):
             guard entry.kind == .regular else { throw FSError.invalid }
             let fd = try check { Glibc.open(resolved.stack.layers[layer].blobPath(entry), O_RDONLY | O_CLOEXEC) }
-            file = OpenFile(descriptor: fd, isShared: true)
+            file = OpenFile(descriptor: fd, blob: entry.digest)
         }
         registerOpen(inode, file, attributes: try attributes(of: resolved, inode: inode))
         return file

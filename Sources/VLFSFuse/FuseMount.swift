@@ -23,12 +23,16 @@ public final class FuseMount: Sendable {
     nonisolated(unsafe) private let session: OpaquePointer
     /// Open directories: their listing, taken at the first readdir (the kernel often answers from its
     /// own cache and never asks, so opendir stays cheap).
+    /// How the kernel has each inode open: passthrough or through this daemon.
+    private let opens: KernelOpens
     private let directories = Mutex<(next: UInt64, listings: [UInt64: [Union.DirectoryEntry]?])>((1, [:]))
     static let timeout = 86_400.0
 
     /// Mounts `union` at `mountpoint`. The filesystem answers once `run()` is called. A read-only mount
     /// (an image's virtual mount) has the kernel refuse every change with EROFS before it reaches the union.
-    public init(union: Union, mountpoint: String, fsName: String, readOnly: Bool = false) throws {
+    /// With `passthrough`, shared files opened for reading are read by the kernel straight from their
+    /// blobs, where the kernel supports it (see `KernelOpens`).
+    public init(union: Union, mountpoint: String, fsName: String, readOnly: Bool = false, passthrough: Bool = true) throws {
         self.union = union
         self.mountpoint = mountpoint
         let options = "fsname=\(fsName),subtype=strata,default_permissions,allow_other" + (readOnly ? ",ro" : "")
@@ -50,11 +54,33 @@ public final class FuseMount: Sendable {
             throw FSError(EINVAL)
         }
         session = made
-        box.mount = self
         guard fuse_session_mount(session, mountpoint) == 0 else {
             fuse_session_destroy(session)
             throw MountError("cannot mount at \(mountpoint) (is it an existing directory, not already mounted, and is /dev/fuse available?)")
         }
+        opens = KernelOpens(sessionDescriptor: fuse_session_fd(session))
+        box.mount = self
+        if passthrough { FuseMount.requestPassthrough(session) }
+    }
+
+    /// libfuse 3.14 predates passthrough: its messages go through this I/O, which adds the request for
+    /// passthrough to its INIT reply (the first message it writes) and otherwise does what libfuse does.
+    private static func requestPassthrough(_ session: OpaquePointer) {
+        var io = fuse_custom_io()
+        io.writev = { descriptor, vector, count, userdata in
+            let box = Unmanaged<MountBox>.fromOpaque(userdata!).takeUnretainedValue()
+            if !box.initAnswered.load(ordering: .relaxed) {
+                box.initAnswered.store(true, ordering: .relaxed)
+                _ = strata_fuse_init_reply_request_passthrough(vector, count)
+            }
+            return Glibc.writev(descriptor, vector, count)
+        }
+        io.read = { descriptor, buffer, length, _ in Glibc.read(descriptor, buffer, length) }
+        io.splice_receive = { input, inputOffset, output, outputOffset, length, flags, _ in
+            CFuse3.splice(input, inputOffset, output, outputOffset, length, flags)
+        }
+        io.splice_send = io.splice_receive
+        _ = fuse_session_custom_io(session, &io, fuse_session_fd(session))
     }
 
     /// Serves requests on several threads until the filesystem is unmounted or a signal arrives.
@@ -228,18 +254,24 @@ public final class FuseMount: Sendable {
         }
         ops.open = { request, inode, info in
             FuseMount.reply(request) { mount in
-                let file = try mount.union.open(UInt64(inode), flags: info!.pointee.flags)
-                info!.pointee.fh = UInt64(file.descriptor)
+                let node = UInt64(inode)
+                let file = try mount.union.open(node, flags: info!.pointee.flags)
+                let (handle, backingID) = try mount.admit(node, file)
+                if let backingID {
+                    if strata_fuse_reply_open_passthrough(request, handle, backingID) != 0 { mount.closeFile(node, handle: handle) }
+                    return
+                }
+                info!.pointee.fh = handle
                 info!.pointee.keep_cache = file.isShared ? 1 : 0
-                if fuse_reply_open(request, info) != 0 { mount.union.release(UInt64(inode), descriptor: file.descriptor) }
+                if fuse_reply_open(request, info) != 0 { mount.closeFile(node, handle: handle) }
             }
         }
         ops.create = { request, parent, name, mode, info in
             FuseMount.change(request) { mount in
                 let (entry, file) = try mount.union.create(parent: UInt64(parent), name: FuseMount.string(name), mode: mode, flags: info!.pointee.flags, caller: FuseMount.caller(request))
-                info!.pointee.fh = UInt64(file.descriptor)
+                info!.pointee.fh = try mount.admit(entry.inode, file).handle
                 var parameter = FuseMount.entryParameter(entry)
-                if fuse_reply_create(request, &parameter, info) != 0 { mount.union.release(entry.inode, descriptor: file.descriptor) }
+                if fuse_reply_create(request, &parameter, info) != 0 { mount.closeFile(entry.inode, handle: info!.pointee.fh) }
             }
         }
         ops.read = { request, _, size, offset, info in
@@ -259,7 +291,7 @@ public final class FuseMount: Sendable {
         }
         ops.flush = { request, _, _ in fuse_reply_err(request, 0) }
         ops.release = { request, inode, info in
-            FuseMount.mount(request).union.release(UInt64(inode), descriptor: Int32(truncatingIfNeeded: info!.pointee.fh))
+            FuseMount.mount(request).closeFile(UInt64(inode), handle: info!.pointee.fh)
             fuse_reply_err(request, 0)
         }
         ops.fsync = { request, _, dataOnly, info in
@@ -349,6 +381,28 @@ public final class FuseMount: Sendable {
         return ops
     }
 
+    /// Counts an open file with `opens` and returns its file handle, and the backing id to answer with
+    /// for passthrough; on a conflict, closes it, renews the node and fails with ESTALE so that the
+    /// kernel retries on a new inode.
+    func admit(_ node: UInt64, _ file: Union.OpenFile) throws(FSError) -> (handle: UInt64, backingID: Int32?) {
+        let descriptor = UInt64(UInt32(bitPattern: file.descriptor))
+        switch opens.admit(node, file) {
+        case .cached:
+            return (descriptor, nil)
+        case .passthrough(let backingID):
+            return (descriptor | KernelOpens.passthroughHandle, backingID)
+        case .conflict:
+            union.release(node, descriptor: file.descriptor)
+            union.renew(node)
+            throw FSError(ESTALE)
+        }
+    }
+
+    func closeFile(_ node: UInt64, handle: UInt64) {
+        opens.release(node, passthrough: handle & KernelOpens.passthroughHandle != 0)
+        union.release(node, descriptor: Int32(truncatingIfNeeded: handle))
+    }
+
     /// getxattr/listxattr protocol: a zero size asks for the length only.
     static func replyAttributeData(_ request: fuse_req_t?, _ bytes: [UInt8], size: Int) {
         if size == 0 {
@@ -383,7 +437,7 @@ public final class FuseMount: Sendable {
                 var entry: Union.Entry?
                 if position < 2 {
                     name = position == 0 ? "." : ".."
-                    attributes.st_ino = position == 0 ? UInt(inode) : 1
+                    attributes.st_ino = position == 0 ? UInt(Union.inodeNumber(ofNode: UInt64(inode))) : 1
                     attributes.st_mode = S_IFDIR
                 } else {
                     let item = listing[position - 2]
@@ -392,7 +446,7 @@ public final class FuseMount: Sendable {
                         entry = Union.Entry(inode: item.inode, attributes: itemAttributes)
                         attributes = itemAttributes
                     } else {
-                        attributes.st_ino = UInt(item.inode)
+                        attributes.st_ino = UInt(Union.inodeNumber(ofNode: item.inode))
                         attributes.st_mode = item.type
                     }
                 }
@@ -418,6 +472,7 @@ public final class FuseMount: Sendable {
 /// Holds the mount for libfuse's userdata; set once, before the session serves a request.
 final class MountBox: @unchecked Sendable {
     var mount: FuseMount?
+    let initAnswered = Atomic<Bool>(false)
 }
 
 public struct MountError: Error, CustomStringConvertible, Sendable {

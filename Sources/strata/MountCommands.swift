@@ -23,6 +23,8 @@ struct Mount: ParsableCommand {
     @Argument(help: "An existing, empty directory.") var mountpoint: String
     @Option(help: "The VLFS's name (default: the LDF's file name without extension).") var name: String?
     @Flag(help: "Serve in this process until unmounted.") var foreground = false
+    @Flag(help: "Serve every read through the daemon, never letting the kernel read shared files from their blobs (FUSE passthrough); for comparisons and kernels that misbehave.")
+    var noPassthrough = false
 
     var vlfsName: String { name ?? URL(fileURLWithPath: ldf).deletingPathExtension().lastPathComponent }
 
@@ -52,7 +54,8 @@ struct Mount: ParsableCommand {
     private func serve(stack: LayerStack, state: VLFSState, ldfPath: String, home: StrataHome) throws {
         try state.recordLDF(ldfPath)
         let union = try Union(stack: stack, privateRoot: state.privateRoot, whiteoutDirectory: state.whiteouts)
-        let fuse = try FuseMount(union: union, mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, fsName: "strata:\(state.name)")
+        let fuse = try FuseMount(union: union, mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, fsName: "strata:\(state.name)",
+                                 passthrough: !noPassthrough)
         let updates = Mutex(())
         let update: @Sendable () -> String = {
             updates.withLock { _ in
@@ -100,7 +103,7 @@ struct Mount: ParsableCommand {
     private func startDaemon(state: VLFSState) throws {
         try makeDirectories(state.directory, mode: 0o700)
         let arguments = ["strata", "mount", URL(fileURLWithPath: ldf).standardizedFileURL.path, URL(fileURLWithPath: mountpoint).standardizedFileURL.path,
-                         "--name", state.name, "--foreground", "--home", options.strataHome.path]
+                         "--name", state.name, "--foreground", "--home", options.strataHome.path] + (noPassthrough ? ["--no-passthrough"] : [])
         try startMountDaemon(arguments: arguments, log: state.log, mountpoint: mountpoint)
     }
 }

@@ -61,7 +61,7 @@ struct PrivateCommand: ParsableCommand {
             guard version.name == PrivateReset.evidenceName(name) else {
                 throw LayerError("\(archived) is not an archived private layer of VLFS '\(name)' (it is image \(version.reference))")
             }
-            var mount = try ImageMount.parse([archived, mountpoint, "--private-layer", "--home", options.strataHome.path])
+            let mount = try ImageMount.parse([archived, mountpoint, "--private-layer", "--home", options.strataHome.path])
             try mount.run()
         }
     }

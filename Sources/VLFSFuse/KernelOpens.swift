@@ -1,0 +1,89 @@
+import CFuse3
+import StrataStore
+import Synchronization
+import VLFS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How the kernel has each inode open, which decides how the next open of it is answered.
+///
+/// A shared file opened for reading is best served by passthrough: the kernel reads and maps the CAS
+/// blob itself, from the blob's own page cache, as overlayfs reads its lower layers. The kernel refuses
+/// to mix, on one inode, passthrough opens with opens it reads through this daemon ("cached" opens),
+/// and passthrough opens on two different backing files. Such an open (a write that copied the file up
+/// while readers hold the blob, or a live update that changed the file under them) is a `conflict`: the
+/// file gets a new node id and the open fails with ESTALE, which makes the kernel look the path up again
+/// and retry the open once, on a new inode; the readers keep the old one.
+final class KernelOpens: Sendable {
+    enum Admission: Equatable {
+        case passthrough(backingID: Int32)
+        case cached
+        case conflict
+    }
+
+    private struct Modes {
+        var backing: (id: Int32, blob: Digest)?
+        var passthrough = 0
+        var cached = 0
+    }
+
+    private let sessionDescriptor: Int32
+    private let modes = Mutex<[UInt64: Modes]>([:])
+    /// Off once the kernel refused to register a backing file: it did not grant passthrough at INIT.
+    private let passthroughWorks = Atomic<Bool>(true)
+
+    init(sessionDescriptor: Int32) {
+        self.sessionDescriptor = sessionDescriptor
+    }
+
+    /// Decides how to answer an open of `inode` that opened `file`, and counts it.
+    func admit(_ inode: UInt64, _ file: Union.OpenFile) -> Admission {
+        modes.withLock { modes in
+            var current = modes[inode] ?? Modes()
+            defer { modes[inode] = current }
+            guard let blob = file.blob, current.cached == 0, passthroughWorks.load(ordering: .relaxed) else {
+                if current.passthrough > 0 { return .conflict }
+                current.cached += 1
+                return .cached
+            }
+            if let backing = current.backing {
+                guard backing.blob == blob else { return .conflict }
+                current.passthrough += 1
+                return .passthrough(backingID: backing.id)
+            }
+            let id = strata_fuse_backing_open(sessionDescriptor, file.descriptor)
+            guard id >= 0 else {
+                // EPERM: passthrough was not negotiated; other failures (a blob store stacked too deep) are
+                // per file, and the file is simply served through this daemon.
+                if errno == EPERM || errno == EOPNOTSUPP || errno == ENOTTY { passthroughWorks.store(false, ordering: .relaxed) }
+                current.cached += 1
+                return .cached
+            }
+            current.backing = (id, blob)
+            current.passthrough += 1
+            return .passthrough(backingID: id)
+        }
+    }
+
+    /// Counts an open that `admit` let through as closed (or never answered); the last passthrough
+    /// open of an inode unregisters its backing file.
+    func release(_ inode: UInt64, passthrough: Bool) {
+        modes.withLock { modes in
+            guard var current = modes[inode] else { return }
+            if passthrough {
+                current.passthrough -= 1
+                if current.passthrough == 0, let backing = current.backing {
+                    _ = strata_fuse_backing_close(sessionDescriptor, backing.id)
+                    current.backing = nil
+                }
+            } else {
+                current.cached -= 1
+            }
+            modes[inode] = current.passthrough == 0 && current.cached == 0 ? nil : current
+        }
+    }
+
+    /// File handles carry the descriptor in their low 32 bits and this bit for passthrough opens.
+    static let passthroughHandle: UInt64 = 1 << 32
+}

@@ -1,0 +1,96 @@
+import Foundation
+import StrataStore
+import StrataTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Shared files are read by the kernel straight from their CAS blobs (FUSE passthrough), and the
+/// kernel's rule that one inode is never open both ways must not show to users.
+extension MountTests {
+    /// Two VLFSs sharing a layer keep one copy of its files in memory: the blob's pages.
+    @Test func sharedFilesAreTheirBlobsPages() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        let second = vlfs.workspace.scratch.path + "/mnt2"
+        try makeDirectories(second)
+        expectSuccess(try vlfs.workspace.strata("mount", vlfs.ldf, second, "--name", "second"))
+        defer { _ = try? vlfs.workspace.strata("umount", second) }
+
+        let digest = try #require(try shell("getfattr --only-values -n user.strata.digest '\(vlfs.path("usr/bin/app"))'").split(separator: ":").last)
+        let blob = "\(vlfs.workspace.repository)/objects/sha256/\(digest.prefix(2))/\(digest.dropFirst(2))"
+        let frames = try [blob, vlfs.path("usr/bin/app"), second + "/usr/bin/app"].map(pageFrame(ofFirstPageOf:))
+        #expect(frames[0] != 0)
+        #expect(frames[1] == frames[0] && frames[2] == frames[0], "one copy in memory, the blob's: \(frames)")
+        // A private file is its own.
+        try vlfs.write("etc/app.conf", "edited\n")
+        #expect(try pageFrame(ofFirstPageOf: vlfs.path("etc/app.conf")) != frames[0])
+    }
+
+    /// Copy-up of an inode that readers hold through passthrough: the writer gets a new inode (same number).
+    @Test func writeWhileReadersHoldTheBlob() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        let path = vlfs.path("etc/app.conf")
+        let before = try inodeNumber(path)
+        let reader = try #require(FileHandle(forReadingAtPath: path))
+        defer { try? reader.close() }
+        #expect(try reader.readToEnd() == Data("conf one\n".utf8))
+
+        // The writer opens the inode the reader holds: it is copied up, and the open succeeds.
+        let writer = try #require(FileHandle(forUpdatingAtPath: path))
+        try writer.seekToEnd()
+        try writer.write(contentsOf: Data("appended\n".utf8))
+        try writer.close()
+
+        #expect(try vlfs.read("etc/app.conf") == "conf one\nappended\n")
+        #expect(try inodeNumber(path) == before)
+        // The reader keeps the file it opened, as with overlayfs.
+        try reader.seek(toOffset: 0)
+        #expect(try reader.readToEnd() == Data("conf one\n".utf8))
+        // Reading again, writing again and reverting all work on the new inode.
+        #expect(try vlfs.read("etc/app.conf") == "conf one\nappended\n")
+        try vlfs.write("etc/app.conf", "rewritten\n")
+        #expect(try vlfs.read("etc/app.conf") == "rewritten\n")
+        expectSuccess(try vlfs.workspace.strata("private", "revert", vlfs.name, "/etc/app.conf"))
+        #expect(try vlfs.read("etc/app.conf") == "conf one\n")
+    }
+
+    /// A live update gives the file another blob: new opens get a new inode, open ones keep the old blob.
+    @Test func updateWhileReadersHoldTheBlob() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        let reader = try #require(FileHandle(forReadingAtPath: vlfs.path("usr/bin/app")))
+        defer { try? reader.close() }
+        #expect(try reader.readToEnd() == Data("app one\n".utf8))
+        try vlfs.setLDF(["main/app 2", "main/base 1"])
+        try vlfs.update()
+        #expect(try vlfs.read("usr/bin/app") == "app two\n")
+        try reader.seek(toOffset: 0)
+        #expect(try reader.readToEnd() == Data("app one\n".utf8))
+        try vlfs.setLDF(["main/app 1", "main/base 1"])
+        try vlfs.update()
+        #expect(try vlfs.read("usr/bin/app") == "app one\n")
+    }
+
+    /// The physical page frame behind a file's first page, through a shared read-only mapping.
+    private func pageFrame(ofFirstPageOf path: String) throws -> UInt64 {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw SystemError("open", path) }
+        defer { close(fd) }
+        let size = Int(getpagesize())
+        guard let view = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), view != MAP_FAILED else { throw SystemError("mmap", path) }
+        defer { munmap(view, size) }
+        _ = view.load(as: UInt8.self)
+        let pagemap = open("/proc/self/pagemap", O_RDONLY)
+        guard pagemap >= 0 else { throw SystemError("open", "/proc/self/pagemap") }
+        defer { close(pagemap) }
+        var entry: UInt64 = 0
+        guard pread(pagemap, &entry, 8, off_t(UInt(bitPattern: view) / UInt(size) * 8)) == 8 else { throw SystemError("pread", "/proc/self/pagemap") }
+        return entry >> 63 == 1 ? entry & ((1 << 55) - 1) : 0
+    }
+
+    private func inodeNumber(_ path: String) throws -> UInt64 {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw SystemError("stat", path) }
+        return UInt64(st.st_ino)
+    }
+}
