@@ -29,9 +29,11 @@ fi
 scratch="$(mktemp -d /var/tmp/strata-bench-vlfs.XXXXXX)"
 work="$scratch/fs"
 ovl="$work/overlayfs/mnt" fovl="$work/fuse-overlayfs/mnt" vlfs="$work/vlfs/mnt" ext4="$work/ext4"
+# The same VLFS served without passthrough: every read answered by the daemon (spliced from the blob).
+served="$work/served/mnt"
 cleanup() {
     set +e
-    mountpoint -q "$vlfs" && { "$strata" umount "$vlfs" || umount -l "$vlfs"; }
+    for mnt in "$vlfs" "$served"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
     for mnt in "$fovl" "$ovl" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
     rm -rf "$scratch"
 }
@@ -104,6 +106,8 @@ for fs in overlayfs fuse-overlayfs vlfs; do mkdir -p "$work/$fs/upper" "$work/$f
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs/upper,workdir=$work/overlayfs/work" "$ovl"
 fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs/upper,workdir=$work/fuse-overlayfs/work" "$fovl"
 "$strata" mount "$work/bench.ldf" "$vlfs" --name bench
+mkdir -p "$served"
+"$strata" mount "$work/bench.ldf" "$served" --name served --no-passthrough
 # ext4: the layer directories themselves for reading, copies of them for writing.
 mkdir -p "$ext4"
 cp -a "$work/layers/copyup/copyup" "$work/layers/src/src" "$ext4/"
@@ -143,6 +147,7 @@ read_ext4=$(seqread "$work/layers/big/big/shared.bin")
 read_ovl=$(seqread "$ovl/big/shared.bin")
 read_fovl=$(seqread "$fovl/big/shared.bin")
 read_vlfs=$(seqread "$vlfs/big/shared.bin")
+read_served=$(seqread "$served/big/shared.bin")
 find_ext4=$(finddu $(for layer in $layers; do case $layer in tree*) echo "$work/layers/$layer/tree";; esac; done))
 find_ovl=$(finddu "$ovl/tree")
 find_fovl=$(finddu "$fovl/tree")
@@ -178,6 +183,7 @@ row "copy-up: append a byte to $copyup_files shared 4 KiB files (s)" "$copyup_ex
 row "Postmark, $postmark_files files of 512 B-10 KB, $postmark_transactions transactions (s)" "$postmark_ext4" "$postmark_ovl" "$postmark_fovl" "$postmark_vlfs"
 row "compile $((sources + 1)) generated C files, make -j2, best of 3 (s)" "$compile_ext4" "$compile_ovl" "$compile_fovl" "$compile_vlfs"
 echo
+awk -v s="$read_served" -v o="$read_ovl" 'BEGIN { printf "Sequential read from the same VLFS mounted --no-passthrough (daemon-served): %s GB/s, %.2f of overlayfs.\n", s, s / o }'
 awk -v ro="$read_ovl" -v rf="$read_fovl" -v rv="$read_vlfs" -v ff="$find_fovl" -v fv="$find_vlfs" \
     -v cf="$copyup_fovl" -v cv="$copyup_vlfs" -v pf="$postmark_fovl" -v pv="$postmark_vlfs" \
     -v me="$compile_ext4" -v mf="$compile_fovl" -v mv="$compile_vlfs" 'BEGIN {

@@ -21,11 +21,14 @@ public final class FuseMount: Sendable {
     /// `struct fuse_session *`, alive from mount to `close()`. libfuse's notify calls are safe from
     /// any thread, which is all that other threads do with it.
     nonisolated(unsafe) private let session: OpaquePointer
-    /// Open directories: their listing, taken at the first readdir (the kernel often answers from its
-    /// own cache and never asks, so opendir stays cheap).
     /// How the kernel has each inode open: passthrough or through this daemon.
     private let opens: KernelOpens
-    private let directories = Mutex<(next: UInt64, listings: [UInt64: [Union.DirectoryEntry]?])>((1, [:]))
+    /// Directory listings being read, by directory inode: taken when a reader starts at offset 0, used
+    /// for the offsets that follow, dropped when a reader reaches the end. The kernel opens directories
+    /// without asking (see `opendir`) and keeps what it read in its own cache, so they are seldom asked for.
+    private let listings = Mutex<[UInt64: [Union.DirectoryEntry]]>([:])
+    /// Negotiated at INIT: the kernel opens directories without asking once opendir says ENOSYS.
+    private let opensDirectoriesItself = Atomic<Bool>(false)
     static let timeout = 86_400.0
 
     /// Mounts `union` at `mountpoint`. The filesystem answers once `run()` is called. A read-only mount
@@ -157,11 +160,13 @@ public final class FuseMount: Sendable {
 
     static func operations() -> fuse_lowlevel_ops {
         var ops = fuse_lowlevel_ops()
-        ops.`init` = { _, connection in
+        ops.`init` = { userdata, connection in
             guard let connection else { return }
             let wanted = UInt32(FUSE_CAP_SPLICE_READ) | UInt32(FUSE_CAP_SPLICE_WRITE) | UInt32(FUSE_CAP_SPLICE_MOVE)
-                | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_ASYNC_READ)
+                | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_ASYNC_READ) | UInt32(FUSE_CAP_NO_OPENDIR_SUPPORT)
             connection.pointee.want |= wanted & connection.pointee.capable
+            let mount = Unmanaged<MountBox>.fromOpaque(userdata!).takeUnretainedValue().mount!
+            mount.opensDirectoriesItself.store(connection.pointee.want & UInt32(FUSE_CAP_NO_OPENDIR_SUPPORT) != 0, ordering: .relaxed)
             connection.pointee.max_write = 1 << 20
             connection.pointee.max_readahead = 1 << 20
         }
@@ -317,28 +322,22 @@ public final class FuseMount: Sendable {
             }
             if copied < 0 { fuse_reply_err(request, errno) } else { fuse_reply_write(request, copied) }
         }
-        ops.opendir = { request, inode, info in
-            FuseMount.reply(request) { mount in
-                info!.pointee.fh = mount.directories.withLock { state in
-                    defer { state.next += 1 }
-                    state.listings[state.next] = .some(nil)
-                    return state.next
-                }
-                // Listings change only through this daemon: the kernel may keep them until told.
-                info!.pointee.cache_readdir = 1
-                info!.pointee.keep_cache = 1
-                fuse_reply_open(request, info)
+        ops.opendir = { request, _, info in
+            // Listings change only through this daemon: the kernel may keep them until told. Where the
+            // kernel can open directories by itself (and then caches the same way), it is told so.
+            if FuseMount.mount(request).opensDirectoriesItself.load(ordering: .relaxed) {
+                fuse_reply_err(request, ENOSYS)
+                return
             }
+            info!.pointee.cache_readdir = 1
+            info!.pointee.keep_cache = 1
+            fuse_reply_open(request, info)
         }
         ops.readdir = { request, inode, size, offset, info in
             FuseMount.readDirectory(request, inode: inode, size: size, offset: offset, info: info, plus: false)
         }
         ops.readdirplus = { request, inode, size, offset, info in
             FuseMount.readDirectory(request, inode: inode, size: size, offset: offset, info: info, plus: true)
-        }
-        ops.releasedir = { request, _, info in
-            _ = FuseMount.mount(request).directories.withLock { $0.listings.removeValue(forKey: info!.pointee.fh) }
-            fuse_reply_err(request, 0)
         }
         ops.fsyncdir = { request, _, _, _ in fuse_reply_err(request, 0) }
         ops.statfs = { request, _ in
@@ -414,18 +413,17 @@ public final class FuseMount: Sendable {
         }
     }
 
-    /// Answers readdir and readdirplus from the listing taken at opendir; offsets are positions in it,
-    /// after "." and "..". readdirplus counts a lookup only for the entries that fit.
+    /// Answers readdir and readdirplus from the directory's listing; offsets are positions in it, after
+    /// "." and "..". readdirplus counts a lookup only for the entries that fit.
     static func readDirectory(_ request: fuse_req_t?, inode: fuse_ino_t, size: Int, offset: off_t, info: UnsafeMutablePointer<fuse_file_info>?, plus: Bool) {
         reply(request) { mount in
-            let handle = info!.pointee.fh
-            guard let taken = mount.directories.withLock({ $0.listings[handle] }) else { throw FSError(EBADF) }
+            let directory = UInt64(inode)
             let listing: [Union.DirectoryEntry]
-            if let taken {
+            if offset != 0, let taken = mount.listings.withLock({ $0[directory] }) {
                 listing = taken
             } else {
-                listing = try mount.union.list(UInt64(inode), withAttributes: plus)
-                mount.directories.withLock { $0.listings[handle] = listing }
+                listing = try mount.union.list(directory, withAttributes: plus)
+                mount.listings.withLock { $0[directory] = listing }
             }
             var buffer = [CChar](repeating: 0, count: size)
             var used = 0
@@ -464,6 +462,7 @@ public final class FuseMount: Sendable {
                 used += needed
                 position += 1
             }
+            if position == total { _ = mount.listings.withLock { $0.removeValue(forKey: directory) } }
             fuse_reply_buf(request, buffer, used)
         }
     }
