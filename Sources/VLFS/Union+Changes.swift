@@ -108,9 +108,11 @@ extension Union {
         let (parent, name) = Union.split(path)
         guard let parentResolved = try? resolve(parent, in: stack) else { return }
         for (layer, directory) in parentResolved.contributors {
-            guard try trees.tree(directory, in: stack.layers[layer].store).entry(named: name) != nil else { continue }
-            do { try stack.whiteouts[layer].add(path) } catch { throw FSError(EIO) }
-            forgetDirectories()
+            guard let entry = try trees.tree(directory, in: stack.layers[layer].store).entry(named: name) else { continue }
+            // Only a directory's whiteout changes what directories are made of (unlinking files stays cheap).
+            let isDirectory = entry.kind == .directory
+            do { try stack.whiteouts[layer].add(path, isDirectory: isDirectory) } catch { throw FSError(EIO) }
+            if isDirectory { forgetDirectories() }
         }
     }
 

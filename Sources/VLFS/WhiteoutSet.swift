@@ -28,12 +28,14 @@ public final class WhiteoutSet: Sendable {
         paths.withLock { $0.contains(path) }
     }
 
-    /// Records a whiteout; paths beneath it become redundant and are dropped.
-    public func add(_ path: String) throws {
+    /// Records a whiteout; for a directory, the whiteouts beneath it become redundant and are dropped.
+    public func add(_ path: String, isDirectory: Bool) throws {
         let isNew = paths.withLock { set -> Bool in
             guard set.insert(path).inserted else { return false }
-            let prefix = path + "/"
-            set = set.filter { !$0.hasPrefix(prefix) }
+            if isDirectory {
+                let prefix = path + "/"
+                set = set.filter { !$0.hasPrefix(prefix) }
+            }
             return true
         }
         guard isNew else { return }

@@ -11,10 +11,13 @@ import Glibc
 ///
 /// Caching contract. Everything visible changes only through this daemon, so the kernel may cache
 /// entries, negative entries and attributes for a day; the daemon invalidates explicitly what changes
-/// behind the kernel's back (a live update of the layer stack, a revert, a reset). Shared files are
-/// opened on their CAS blobs with `keep_cache`, since a blob never changes: their pages survive across
-/// opens. Reads are answered from file descriptors with `fuse_reply_data`, which splices when the
-/// kernel allows. Every failure becomes exactly one `fuse_reply_err`, in `reply(_:_:)`.
+/// behind the kernel's back (a live update of the layer stack, a revert, a reset). Shared files opened
+/// for reading are handed to the kernel as passthrough files on their CAS blobs, which it then reads
+/// and maps itself (`KernelOpens`); otherwise they are opened with `keep_cache`, since a blob never
+/// changes and its pages may survive across opens. Reads that reach the daemon are answered from file
+/// descriptors with `fuse_reply_data`, which splices. Directories are opened by the kernel without
+/// asking, and their listings cached by it. Every failure becomes exactly one `fuse_reply_err`, in
+/// `reply(_:_:)`.
 public final class FuseMount: Sendable {
     public let union: Union
     public let mountpoint: String

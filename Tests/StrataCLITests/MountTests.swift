@@ -252,4 +252,17 @@ extension MountTests {
         }
         #expect(try vlfs.read("etc/os-release") == "strata\n")
     }
+
+    /// As on any Linux filesystem: another user's write to a setuid/setgid file drops those bits.
+    @Test func writesByOtherUsersDropSetuid() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        chmod(vlfs.workspace.scratch.path, 0o755)
+        try vlfs.write("usr/bin/helper", "#!/bin/sh\n")
+        #expect(chmod(vlfs.path("usr/bin/helper"), 0o6777) == 0)
+        _ = try shell("setpriv --reuid=1000 --regid=1000 --clear-groups sh -c 'echo x >> \(vlfs.path("usr/bin/helper"))'")
+        var st = stat()
+        #expect(stat(vlfs.path("usr/bin/helper"), &st) == 0)
+        #expect(st.st_mode & 0o7777 == 0o777, "mode \(String(st.st_mode & 0o7777, radix: 8))")
+        #expect(try vlfs.read("usr/bin/helper") == "#!/bin/sh\nx\n")
+    }
 }
