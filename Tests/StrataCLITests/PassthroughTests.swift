@@ -1,6 +1,7 @@
 import Foundation
 import StrataStore
 import StrataTestSupport
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -69,6 +70,60 @@ extension MountTests {
         try vlfs.setLDF(["main/app 1", "main/base 1"])
         try vlfs.update()
         #expect(try vlfs.read("usr/bin/app") == "app one\n")
+    }
+
+    /// Readers and appenders on the same shared files at once, while reverts keep bringing the shared
+    /// originals back: every open succeeds (the ESTALE retry stays inside the kernel) and every read
+    /// sees the original first line.
+    @Test func readersWritersAndRevertsAtOnce() throws {
+        let files = (0..<6).map { ("srv/data/f\($0)", "original \($0)\n") }
+        let vlfs = try MountedWorkspace(layers: [("data", "1", Dictionary(uniqueKeysWithValues: files))], ldf: ["main/data 1"])
+        let failures = Mutex<[String]>([])
+        let opens = Atomic<Int>(0)
+        let done = Atomic<Bool>(false)
+        let readers = (0..<3).map { index in
+            Thread {
+                var round = index
+                while !done.load(ordering: .relaxed) {
+                    round += 1
+                    let (path, original) = files[round % files.count]
+                    let fd = open(vlfs.path(path), O_RDONLY)
+                    guard fd >= 0 else { failures.withLock { $0.append("read open \(path): errno \(errno)") }; continue }
+                    opens.add(1, ordering: .relaxed)
+                    var buffer = [UInt8](repeating: 0, count: 4096)
+                    let count = read(fd, &buffer, buffer.count)
+                    if count < original.utf8.count || !buffer[..<count].starts(with: Array(original.utf8)) {
+                        failures.withLock { $0.append("read \(path): \(count) bytes") }
+                    }
+                    close(fd)
+                }
+            }
+        }
+        let writers = (0..<2).map { index in
+            Thread {
+                var round = index * 3
+                while !done.load(ordering: .relaxed) {
+                    round += 1
+                    let (path, _) = files[round % files.count]
+                    let fd = open(vlfs.path(path), O_WRONLY | O_APPEND)
+                    guard fd >= 0 else { failures.withLock { $0.append("write open \(path): errno \(errno)") }; continue }
+                    opens.add(1, ordering: .relaxed)
+                    let line = Array("w\(index)-\(round)\n".utf8)
+                    if write(fd, line, line.count) != line.count { failures.withLock { $0.append("write \(path): errno \(errno)") } }
+                    close(fd)
+                    usleep(2_000)
+                }
+            }
+        }
+        (readers + writers).forEach { $0.start() }
+        for round in 0..<12 {
+            expectSuccess(try vlfs.workspace.strata("private", "revert", vlfs.name, "/" + files[round % files.count].0))
+        }
+        done.store(true, ordering: .relaxed)
+        while (readers + writers).contains(where: { !$0.isFinished }) { usleep(10_000) }
+        #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0.prefix(5) })")
+        #expect(opens.load(ordering: .relaxed) > 100)
+        for (path, original) in files { #expect(try vlfs.read(path).hasPrefix(original)) }
     }
 
     /// The physical page frame behind a file's first page, through a shared read-only mapping.
