@@ -439,9 +439,14 @@ public final class Union: Sendable {
         public var isShared: Bool { blob != nil }
     }
 
+    /// Whether an open with these flags changes the file (and so copies a shared file up).
+    public static func opensForWriting(_ flags: Int32) -> Bool {
+        (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0
+    }
+
     public func open(_ inode: UInt64, flags: Int32) throws(FSError) -> OpenFile {
         let path = try path(of: inode)
-        let writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0
+        let writing = Union.opensForWriting(flags)
         var resolved = try resolve(path)
         if writing && !resolved.isPrivate {
             try copyUp(path, withData: (flags & O_TRUNC) == 0)

@@ -261,7 +261,9 @@ public final class FuseMount: Sendable {
             }
         }
         ops.open = { request, inode, info in
-            FuseMount.reply(request) { mount in
+            // An open for writing may copy the file up: a change, which snapshots must see whole.
+            let run = Union.opensForWriting(info!.pointee.flags) ? FuseMount.change : FuseMount.reply
+            run(request) { mount in
                 let node = UInt64(inode)
                 let file = try mount.union.open(node, flags: info!.pointee.flags)
                 let (handle, backingID) = try mount.admit(node, file)
