@@ -126,6 +126,29 @@ extension MountTests {
         for (path, original) in files { #expect(try vlfs.read(path).hasPrefix(original)) }
     }
 
+    /// Where passthrough is off (or the kernel lacks it), the daemon serves shared files from their
+    /// blobs itself: into the FUSE page cache, not the blob's.
+    @Test func noPassthroughServesThroughTheDaemon() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        try vlfs.unmount()
+        expectSuccess(try vlfs.workspace.strata("mount", vlfs.ldf, vlfs.mountpoint, "--name", vlfs.name, "--no-passthrough"))
+        let big = String(repeating: "0123456789abcdef", count: 1 << 16)
+        try vlfs.workspace.scratch.write("trees/bulk/var/lib/bulk", big)
+        expectSuccess(try vlfs.workspace.strata("layer", "import", "main", vlfs.workspace.scratch.path + "/trees/bulk", "--name", "bulk", "--version", "1"))
+        try vlfs.setLDF(["main/app 1", "main/base 1", "main/bulk 1"])
+        try vlfs.update()
+        #expect(try vlfs.read("var/lib/bulk") == big)
+        #expect(try vlfs.read("usr/bin/app") == "app one\n")
+        let digest = try #require(try shell("getfattr --only-values -n user.strata.digest '\(vlfs.path("usr/bin/app"))'").split(separator: ":").last)
+        let blob = "\(vlfs.workspace.repository)/objects/sha256/\(digest.prefix(2))/\(digest.dropFirst(2))"
+        #expect(try pageFrame(ofFirstPageOf: vlfs.path("usr/bin/app")) != pageFrame(ofFirstPageOf: blob))
+        try vlfs.write("usr/bin/app", "patched\n")
+        #expect(try vlfs.read("usr/bin/app") == "patched\n")
+        try vlfs.setLDF(["main/app 2", "main/base 1", "main/bulk 1"])
+        try vlfs.update()
+        #expect(try vlfs.read("etc/app.conf") == "conf two\n")
+    }
+
     /// The physical page frame behind a file's first page, through a shared read-only mapping.
     private func pageFrame(ofFirstPageOf path: String) throws -> UInt64 {
         let fd = open(path, O_RDONLY)
