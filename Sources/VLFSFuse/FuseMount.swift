@@ -64,7 +64,7 @@ public final class FuseMount: Sendable {
             fuse_session_destroy(session)
             throw MountError("cannot mount at \(mountpoint) (is it an existing directory, not already mounted, and is /dev/fuse available?)")
         }
-        opens = KernelOpens(sessionDescriptor: fuse_session_fd(session))
+        opens = KernelOpens(sessionDescriptor: fuse_session_fd(session), passthrough: passthrough)
         box.mount = self
         if passthrough { FuseMount.requestPassthrough(session) }
     }

@@ -30,11 +30,13 @@ final class KernelOpens: Sendable {
 
     private let sessionDescriptor: Int32
     private let modes = Mutex<[UInt64: Modes]>([:])
-    /// Off once the kernel refused to register a backing file: it did not grant passthrough at INIT.
-    private let passthroughWorks = Atomic<Bool>(true)
+    /// Off when not asked for, or once the kernel refused to register a backing file (it did not grant
+    /// passthrough at INIT).
+    private let passthroughWorks: Atomic<Bool>
 
-    init(sessionDescriptor: Int32) {
+    init(sessionDescriptor: Int32, passthrough: Bool) {
         self.sessionDescriptor = sessionDescriptor
+        passthroughWorks = Atomic(passthrough)
     }
 
     /// Decides how to answer an open of `inode` that opened `file`, and counts it.
@@ -56,7 +58,13 @@ final class KernelOpens: Sendable {
             guard id >= 0 else {
                 // EPERM: passthrough was not negotiated; other failures (a blob store stacked too deep) are
                 // per file, and the file is simply served through this daemon.
-                if errno == EPERM || errno == EOPNOTSUPP || errno == ENOTTY { passthroughWorks.store(false, ordering: .relaxed) }
+                let error = errno
+                if error == EPERM || error == EOPNOTSUPP || error == ENOTTY,
+                   passthroughWorks.exchange(false, ordering: .relaxed) {
+                    // Goes to the daemon's log: the one sign that reads cost more than they should.
+                    let message = "strata: the kernel did not grant FUSE passthrough (\(String(cString: strerror(error)))): shared files are served through the daemon\n"
+                    _ = message.withCString { Glibc.write(STDERR_FILENO, $0, strlen($0)) }
+                }
                 current.cached += 1
                 return .cached
             }
