@@ -447,23 +447,31 @@ public final class Union: Sendable {
     public func open(_ inode: UInt64, flags: Int32) throws(FSError) -> OpenFile {
         let path = try path(of: inode)
         let writing = Union.opensForWriting(flags)
-        var resolved = try resolve(path)
-        if writing && !resolved.isPrivate {
-            try copyUp(path, withData: (flags & O_TRUNC) == 0)
-            resolved = try resolve(path)
+        // A revert may drop the private copy between resolving and opening it; the shared original
+        // then shows, so resolve again (a second loss in a row is reported).
+        var attempts = 0
+        while true {
+            attempts += 1
+            var resolved = try resolve(path)
+            if writing && !resolved.isPrivate {
+                try copyUp(path, withData: (flags & O_TRUNC) == 0)
+                resolved = try resolve(path)
+            }
+            let file: OpenFile
+            switch resolved.top {
+            case .privateFile:
+                let fd = Glibc.open(privatePath(path), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC | O_NOFOLLOW)
+                if fd < 0 && (errno == EINTR || (errno == ENOENT && attempts < 3)) { continue }
+                guard fd >= 0 else { throw FSError.last }
+                file = OpenFile(descriptor: fd, blob: nil)
+            case .shared(let layer, let entry):
+                guard entry.kind == .regular else { throw FSError.invalid }
+                let fd = try check { Glibc.open(resolved.stack.layers[layer].blobPath(entry), O_RDONLY | O_CLOEXEC) }
+                file = OpenFile(descriptor: fd, blob: entry.digest)
+            }
+            registerOpen(inode, file, attributes: try attributes(of: resolved, inode: inode))
+            return file
         }
-        let file: OpenFile
-        switch resolved.top {
-        case .privateFile:
-            let fd = try check { Glibc.open(privatePath(path), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC | O_NOFOLLOW) }
-            file = OpenFile(descriptor: fd, blob: nil)
-        case .shared(let layer, let entry):
-            guard entry.kind == .regular else { throw FSError.invalid }
-            let fd = try check { Glibc.open(resolved.stack.layers[layer].blobPath(entry), O_RDONLY | O_CLOEXEC) }
-            file = OpenFile(descriptor: fd, blob: entry.digest)
-        }
-        registerOpen(inode, file, attributes: try attributes(of: resolved, inode: inode))
-        return file
     }
 
     public func statistics() throws(FSError) -> statvfs {
