@@ -16,7 +16,7 @@ import Glibc
 /// file gets a new node id and the open fails with ESTALE, which makes the kernel look the path up again
 /// and retry the open once, on a new inode; the readers keep the old one.
 final class KernelOpens: Sendable {
-    enum Admission: Equatable {
+    enum Admission {
         case passthrough(backingID: Int32)
         case cached
         case conflict
