@@ -31,10 +31,12 @@ work="$scratch/fs"
 ovl="$work/overlayfs/mnt" fovl="$work/fuse-overlayfs/mnt" vlfs="$work/vlfs/mnt" ext4="$work/ext4"
 # The same VLFS served without passthrough: every read answered by the daemon (spliced from the blob).
 served="$work/served/mnt"
+# Second mounts of the same layers, as a second appliance on the host would have, for the memory line.
+ovl2="$work/overlayfs2/mnt" fovl2="$work/fuse-overlayfs2/mnt" vlfs2="$work/vlfs2/mnt" served2="$work/served2/mnt"
 cleanup() {
     set +e
-    for mnt in "$vlfs" "$served"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
-    for mnt in "$fovl" "$ovl" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
+    for mnt in "$vlfs" "$served" "$vlfs2" "$served2"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
+    for mnt in "$fovl" "$ovl" "$fovl2" "$ovl2" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
     rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -102,12 +104,16 @@ for layer in $layers; do
     echo "main/$layer 1" >>"$work/bench.ldf"
 done
 lowerdir=$(for layer in $layers; do printf '%s:' "$work/layers/$layer"; done | sed 's/:$//')
-for fs in overlayfs fuse-overlayfs vlfs; do mkdir -p "$work/$fs/upper" "$work/$fs/work" "$work/$fs/mnt"; done
+for fs in overlayfs fuse-overlayfs overlayfs2 fuse-overlayfs2; do mkdir -p "$work/$fs/upper" "$work/$fs/work" "$work/$fs/mnt"; done
+mkdir -p "$vlfs" "$served" "$vlfs2" "$served2"
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs/upper,workdir=$work/overlayfs/work" "$ovl"
+mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs2/upper,workdir=$work/overlayfs2/work" "$ovl2"
 fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs/upper,workdir=$work/fuse-overlayfs/work" "$fovl"
+fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs2/upper,workdir=$work/fuse-overlayfs2/work" "$fovl2"
 "$strata" mount "$work/bench.ldf" "$vlfs" --name bench
-mkdir -p "$served"
+"$strata" mount "$work/bench.ldf" "$vlfs2" --name bench2
 "$strata" mount "$work/bench.ldf" "$served" --name served --no-passthrough
+"$strata" mount "$work/bench.ldf" "$served2" --name served2 --no-passthrough
 # ext4: the layer directories themselves for reading, copies of them for writing.
 mkdir -p "$ext4"
 cp -a "$work/layers/copyup/copyup" "$work/layers/src/src" "$ext4/"
@@ -168,6 +174,20 @@ for round in 1 2 3; do
     compile_vlfs="${compile_vlfs:-} $(compile "$vlfs")"
 done
 compile_ext4=$(best $compile_ext4) compile_ovl=$(best $compile_ovl) compile_fovl=$(best $compile_fovl) compile_vlfs=$(best $compile_vlfs)
+# Page cache that the 1 GiB file costs when two mounts of the same layers (two appliances on one host)
+# read it from cold, MiB. Last, since it empties the page cache.
+cached_mib() { awk '/^Cached:/ { printf "%d", $2 / 1024 }' /proc/meminfo; }
+pagecache() {
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+    before=$(cached_mib)
+    cat "$1/big/shared.bin" "$2/big/shared.bin" >/dev/null
+    echo $(($(cached_mib) - before))
+}
+memory_ovl=$(pagecache "$ovl" "$ovl2")
+memory_fovl=$(pagecache "$fovl" "$fovl2")
+memory_vlfs=$(pagecache "$vlfs" "$vlfs2")
+memory_served=$(pagecache "$served" "$served2")
 
 tree_dirs=$(find "$ovl/tree" -type d | wc -l)
 echo
@@ -184,6 +204,7 @@ row "Postmark, $postmark_files files of 512 B-10 KB, $postmark_transactions tran
 row "compile $((sources + 1)) generated C files, make -j2, best of 3 (s)" "$compile_ext4" "$compile_ovl" "$compile_fovl" "$compile_vlfs"
 echo
 awk -v s="$read_served" -v o="$read_ovl" 'BEGIN { printf "Sequential read from the same VLFS mounted --no-passthrough (daemon-served): %s GB/s, %.2f of overlayfs.\n", s, s / o }'
+echo "Page cache for the 1 GiB file read through two mounts of the same layers (MiB, lower is better): kernel overlayfs $memory_ovl, fuse-overlayfs $memory_fovl, strata VLFS $memory_vlfs, strata --no-passthrough $memory_served."
 awk -v ro="$read_ovl" -v rf="$read_fovl" -v rv="$read_vlfs" -v ff="$find_fovl" -v fv="$find_vlfs" \
     -v cf="$copyup_fovl" -v cv="$copyup_vlfs" -v pf="$postmark_fovl" -v pv="$postmark_vlfs" \
     -v me="$compile_ext4" -v mf="$compile_fovl" -v mv="$compile_vlfs" 'BEGIN {

@@ -19,10 +19,8 @@ public final class TemporaryDirectory: Sendable {
 
     /// Detaches anything a failed test left mounted beneath the directory, then removes it.
     deinit {
-        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
-        for line in mounts.split(separator: "\n").reversed() {
-            let mountpoint = line.split(separator: " ").dropFirst().first.map(String.init) ?? ""
-            if mountpoint.hasPrefix(path + "/") { umount2(mountpoint, Int32(MNT_DETACH)) }
+        for mount in MountTable.current().reversed() where mount.mountpoint.hasPrefix(path + "/") {
+            umount2(mount.mountpoint, Int32(MNT_DETACH))
         }
         try? removeTree(path)
     }

@@ -139,12 +139,7 @@ struct Umount: ParsableCommand {
 
     /// The VLFS name a `strata mount` daemon gave its filesystem (`strata:NAME`).
     private func vlfsName(mountedAt path: String) -> String? {
-        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
-        for line in mounts.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            if fields.count > 1, fields[1] == path, fields[0].hasPrefix("strata:") { return String(fields[0].dropFirst(7)) }
-        }
-        return nil
+        MountTable.current().last { $0.mountpoint == path && $0.source.hasPrefix("strata:") }.map { String($0.source.dropFirst(7)) }
     }
 }
 
@@ -167,12 +162,7 @@ struct Update: ParsableCommand {
 
 /// True when a FUSE filesystem of ours answers at `path`.
 func isMounted(_ path: String) -> Bool {
-    let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
-    guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
-    return mounts.split(separator: "\n").contains { line in
-        let fields = line.split(separator: " ")
-        return fields.count > 2 && fields[1] == absolute.replacingOccurrences(of: " ", with: "\\040")
-    }
+    MountTable.isMounted(URL(fileURLWithPath: path).standardizedFileURL.path)
 }
 
 /// Watches an LDF for rewrites (editors and `strata ldf` replace it by rename) and calls back.

@@ -34,7 +34,7 @@ final class MountedWorkspace: Sendable {
     }
 
     var isMounted: Bool {
-        ((try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? "").contains(" \(mountpoint) fuse.strata ")
+        MountTable.isMounted(mountpoint, type: "fuse.strata")
     }
 
     func setLDF(_ lines: [String]) throws { try AtomicFile.write(lines.joined(separator: "\n") + "\n", to: ldf) }

@@ -51,7 +51,7 @@ final class RemoteWorkspace: Sendable {
     }
 
     var isMounted: Bool {
-        ((try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? "").contains(" \(mountpoint) fuse.strata ")
+        MountTable.isMounted(mountpoint, type: "fuse.strata")
     }
 
     func read(_ relative: String) throws -> String { try String(contentsOfFile: mountpoint + "/" + relative, encoding: .utf8) }

@@ -1,0 +1,51 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The mounts this process sees, from `/proc/self/mounts`. Read with plain `read` calls to the end:
+/// the file reports no size, and Foundation's `String(contentsOfFile:)` stops after its first 4 KiB,
+/// which on a host with a few dozen mounts hides the newest ones.
+public enum MountTable {
+    public struct Mount: Sendable, Equatable {
+        public let source: String
+        public let mountpoint: String
+        public let type: String
+    }
+
+    public static func current() -> [Mount] {
+        guard let file = try? FileDescriptor.open("/proc/self/mounts", O_RDONLY) else { return [] }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while let count = try? chunk.withUnsafeMutableBytes({ try file.read(into: $0) }), count > 0 {
+            bytes += chunk[..<count]
+        }
+        return bytes.split(separator: UInt8(ascii: "\n")).compactMap { line in
+            let fields = line.split(separator: UInt8(ascii: " "))
+            guard fields.count > 2 else { return nil }
+            return Mount(source: unescaped(fields[0]), mountpoint: unescaped(fields[1]), type: unescaped(fields[2]))
+        }
+    }
+
+    /// Whether something is mounted at `path` (absolute, as the kernel reports it).
+    public static func isMounted(_ path: String, type: String? = nil) -> Bool {
+        current().contains { $0.mountpoint == path && (type == nil || $0.type == type) }
+    }
+
+    /// The kernel writes space, tab, newline and backslash in a field as `\ooo` octal escapes.
+    static func unescaped(_ field: ArraySlice<UInt8>) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(field.count)
+        var index = field.startIndex
+        while index < field.endIndex {
+            let digits = field[index...].dropFirst().prefix(3)
+            if field[index] == UInt8(ascii: "\\"), digits.count == 3, digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "7")).contains($0) }) {
+                out.append(digits.reduce(0) { $0 &* 8 &+ ($1 - UInt8(ascii: "0")) })
+                index += 4
+            } else {
+                out.append(field[index])
+                index += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
