@@ -40,8 +40,11 @@ public struct FileDescriptor: ~Copyable {
         }
     }
 
+    /// The whole file: as many bytes as `fstat` reports, or, for files that report no size (`/proc`),
+    /// everything up to the end.
     public func readAll() throws -> [UInt8] {
         let size = Int(try stat().st_size)
+        if size == 0 { return try readToEnd() }
         var out = [UInt8](repeating: 0, count: size)
         var filled = 0
         try out.withUnsafeMutableBytes { buffer in
@@ -53,6 +56,16 @@ public struct FileDescriptor: ~Copyable {
         }
         if filled < size { out.removeLast(size - filled) }
         return out
+    }
+
+    private func readToEnd() throws -> [UInt8] {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = try chunk.withUnsafeMutableBytes { try read(into: $0) }
+            if count == 0 { return out }
+            out += chunk[..<count]
+        }
     }
 }
 

@@ -2,9 +2,9 @@
 import Glibc
 #endif
 
-/// The mounts this process sees, from `/proc/self/mounts`. Read with plain `read` calls to the end:
-/// the file reports no size, and Foundation's `String(contentsOfFile:)` stops after its first 4 KiB,
-/// which on a host with a few dozen mounts hides the newest ones.
+/// The mounts this process sees, from `/proc/self/mounts`. Read to the end with `readAll`: the file
+/// reports no size, and Foundation's `String(contentsOfFile:)` stops after its first 4 KiB, which on a
+/// host with a few dozen mounts hides the newest ones.
 public enum MountTable {
     public struct Mount: Sendable, Equatable {
         public let source: String
@@ -13,12 +13,7 @@ public enum MountTable {
     }
 
     public static func current() -> [Mount] {
-        guard let file = try? FileDescriptor.open("/proc/self/mounts", O_RDONLY) else { return [] }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while let count = try? chunk.withUnsafeMutableBytes({ try file.read(into: $0) }), count > 0 {
-            bytes += chunk[..<count]
-        }
+        guard let bytes = try? FileDescriptor.open("/proc/self/mounts", O_RDONLY).readAll() else { return [] }
         return bytes.split(separator: UInt8(ascii: "\n")).compactMap { line in
             let fields = line.split(separator: UInt8(ascii: " "))
             guard fields.count > 2 else { return nil }
