@@ -1,4 +1,5 @@
 import Foundation
+import StrataLayers
 import StrataStore
 import StrataTestSupport
 import Synchronization
@@ -18,8 +19,7 @@ extension MountTests {
         expectSuccess(try vlfs.workspace.strata("mount", vlfs.ldf, second, "--name", "second"))
         defer { _ = try? vlfs.workspace.strata("umount", second) }
 
-        let digest = try #require(try shell("getfattr --only-values -n user.strata.digest '\(vlfs.path("usr/bin/app"))'").split(separator: ":").last)
-        let blob = "\(vlfs.workspace.repository)/objects/sha256/\(digest.prefix(2))/\(digest.dropFirst(2))"
+        let blob = try blobPath(of: vlfs, "usr/bin/app")
         let frames = try [blob, vlfs.path("usr/bin/app"), second + "/usr/bin/app"].map(pageFrame(ofFirstPageOf:))
         #expect(frames[0] != 0)
         #expect(frames[1] == frames[0] && frames[2] == frames[0], "one copy in memory, the blob's: \(frames)")
@@ -139,14 +139,20 @@ extension MountTests {
         try vlfs.update()
         #expect(try vlfs.read("var/lib/bulk") == big)
         #expect(try vlfs.read("usr/bin/app") == "app one\n")
-        let digest = try #require(try shell("getfattr --only-values -n user.strata.digest '\(vlfs.path("usr/bin/app"))'").split(separator: ":").last)
-        let blob = "\(vlfs.workspace.repository)/objects/sha256/\(digest.prefix(2))/\(digest.dropFirst(2))"
+        let blob = try blobPath(of: vlfs, "usr/bin/app")
         #expect(try pageFrame(ofFirstPageOf: vlfs.path("usr/bin/app")) != pageFrame(ofFirstPageOf: blob))
         try vlfs.write("usr/bin/app", "patched\n")
         #expect(try vlfs.read("usr/bin/app") == "patched\n")
         try vlfs.setLDF(["main/app 2", "main/base 1", "main/bulk 1"])
         try vlfs.update()
         #expect(try vlfs.read("etc/app.conf") == "conf two\n")
+    }
+
+    /// The CAS blob a shared file of the VLFS is served from, as its `user.strata.digest` names it.
+    private func blobPath(of vlfs: MountedWorkspace, _ relative: String) throws -> String {
+        let value = try shell("getfattr --only-values -n user.strata.digest '\(vlfs.path(relative))'")
+        let digest = try #require(Digest(value.split(separator: ":").last ?? ""))
+        return try Repository(at: vlfs.workspace.repository).store.path(of: digest)
     }
 
     /// The physical page frame behind a file's first page, through a shared read-only mapping.

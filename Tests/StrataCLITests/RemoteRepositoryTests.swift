@@ -66,8 +66,8 @@ final class RemoteWorkspace: Sendable {
         return Reachability(store: repository.store, roots: roots).reached
     }
 
-    func servedObjectPath(_ digest: Digest) -> String {
-        "\(workspace.repository)/objects/sha256/\(digest.hex.prefix(2))/\(digest.hex.dropFirst(2))"
+    func servedObjectPath(_ digest: Digest) throws -> String {
+        try Repository(at: workspace.repository).store.path(of: digest)
     }
 }
 
@@ -120,7 +120,7 @@ final class RemoteWorkspace: Sendable {
         let remote = try RemoteWorkspace(kind, label: "remote-corrupt")
         try AtomicFile.write("remote/app 1\nremote/base 1\n", to: remote.ldf)
         let blob = SHA256.hash(Array("app one\n".utf8))
-        let served = remote.servedObjectPath(blob)
+        let served = try remote.servedObjectPath(blob)
         chmod(served, 0o644)
 
         // Same length, other bytes: caught by the digest.
