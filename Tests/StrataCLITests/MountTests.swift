@@ -253,6 +253,13 @@ extension MountTests {
         #expect(try vlfs.read("etc/os-release") == "strata\n")
     }
 
+    @Test func busyMountpointIsRefused() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        let again = try vlfs.workspace.strata("mount", vlfs.ldf, vlfs.mountpoint, "--name", "other")
+        #expect(again.status != 0 && again.stderr.contains("\(vlfs.mountpoint) is busy"), "\(again.stderr)")
+        #expect(try vlfs.read("usr/bin/app") == "app one\n")
+    }
+
     /// As on any Linux filesystem: another user's write to a setuid/setgid file drops those bits.
     @Test func writesByOtherUsersDropSetuid() throws {
         let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
