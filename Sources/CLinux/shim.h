@@ -9,3 +9,21 @@ int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpa
 int fallocate(int fd, int mode, off_t offset, off_t len);
 #include <spawn.h>
 int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
+
+// Reaching files beneath a directory descriptor (openat2, Linux >= 5.6), and the flags the Glibc
+// module hides behind _GNU_SOURCE.
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define STRATA_O_PATH 010000000
+#define STRATA_O_TMPFILE (020000000 | 0200000)
+#define STRATA_AT_EMPTY_PATH 0x1000
+#define STRATA_RENAME_NOREPLACE 1
+
+/// openat2 with the resolve flags given; -1 and errno on failure.
+static inline int strata_openat2(int dirfd, const char *path, int flags, unsigned int mode, unsigned long long resolve) {
+    struct open_how how = { .flags = (unsigned long long)(unsigned int)flags, .mode = mode, .resolve = resolve };
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
