@@ -158,12 +158,23 @@ public enum DirectoryImporter {
 
     /// The entry for a file on disk, without its content digest.
     public static func entry(for st: stat, name: String, path: String) throws -> TreeEntry {
-        guard let kind = EntryKind(fileTypeBits: st.st_mode) else { throw StoreError("\(path): unknown file type") }
+        try entry(for: st, name: name, attributes: .path(path)) { size in try readLink(path, size: size) }
+    }
+
+    /// The entry of a file held open (O_PATH with O_NOFOLLOW: a symlink is the link itself).
+    public static func entry(for st: stat, name: String, descriptor: Int32) throws -> TreeEntry {
+        try entry(for: st, name: name, attributes: .descriptor(descriptor)) { size in
+            try readLink(size: size, what: name) { readlinkat(descriptor, "", $0, $1) }
+        }
+    }
+
+    private static func entry(for st: stat, name: String, attributes: ExtendedAttributes.Target, target: (Int) throws -> String) throws -> TreeEntry {
+        guard let kind = EntryKind(fileTypeBits: st.st_mode) else { throw StoreError("\(name): unknown file type") }
         var entry = TreeEntry(name: name, kind: kind, mode: st.st_mode, uid: st.st_uid, gid: st.st_gid, mtime: Timestamp(st.st_mtim),
-                              xattrs: try ExtendedAttributes.list(path))
+                              xattrs: try ExtendedAttributes.list(attributes))
         switch kind {
         case .regular: entry.size = UInt64(st.st_size)
-        case .symlink: entry.target = try readLink(path, size: Int(st.st_size))
+        case .symlink: entry.target = try target(Int(st.st_size))
         case .characterDevice, .blockDevice: entry.device = UInt64(st.st_rdev)
         default: break
         }
@@ -171,10 +182,14 @@ public enum DirectoryImporter {
     }
 
     static func readLink(_ path: String, size: Int) throws -> String {
-        var buffer = [UInt8](repeating: 0, count: max(size, 255) + 1)
-        let length = try sys("readlink", path) { readlink(path, &buffer, buffer.count) }
-        guard let target = String(validating: buffer[..<length], as: UTF8.self) else {
-            throw StoreError("\(path): symlink target is not valid UTF-8")
+        try readLink(size: size, what: path) { readlink(path, $0, $1) }
+    }
+
+    private static func readLink(size: Int, what: String, _ call: (UnsafeMutablePointer<CChar>, Int) -> Int) throws -> String {
+        var buffer = [CChar](repeating: 0, count: max(size, 255) + 1)
+        let length = try sys("readlink", what) { buffer.withUnsafeMutableBufferPointer { call($0.baseAddress!, $0.count) } }
+        guard let target = String(validating: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) else {
+            throw StoreError("\(what): symlink target is not valid UTF-8")
         }
         return target
     }

@@ -28,7 +28,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 
 /// Runs a system call, retrying on EINTR, and throws `SystemError` on failure.
 @inline(__always)
-func sys<T: BinaryInteger>(_ call: String, _ path: @autoclosure () -> String, _ body: () -> T) throws -> T {
+public func sys<T: BinaryInteger>(_ call: String, _ path: @autoclosure () -> String, _ body: () -> T) throws -> T {
     while true {
         let result = body()
         if result >= 0 { return result }

@@ -1,3 +1,4 @@
+import StrataStore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,6 +24,19 @@ public struct FSError: Error, Equatable, CustomStringConvertible, Sendable {
     public static let crossDevice = FSError(EXDEV)
 
     public var description: String { String(cString: strerror(code)) }
+
+    /// Runs a call that throws `SystemError` (the store's helpers), keeping its errno.
+    static func mapping<T>(_ body: () throws -> T) throws(FSError) -> T {
+        do {
+            return try body()
+        } catch let error as SystemError {
+            throw FSError(error.errno)
+        } catch let error as FSError {
+            throw error
+        } catch {
+            throw FSError(EIO)
+        }
+    }
 }
 
 /// Runs a libc call on the private layer, retrying EINTR and throwing its errno.

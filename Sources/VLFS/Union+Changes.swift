@@ -13,7 +13,7 @@ extension Union {
     /// Creates a file and opens it.
     public func create(parent: UInt64, name: String, mode: UInt32, flags: Int32, caller: Caller) throws(FSError) -> (Entry, OpenFile) {
         let path = try prepareNewName(parent: parent, name: name)
-        let fd = try check { Glibc.open(privatePath(path), (flags | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW) & ~O_NOCTTY, mode_t(mode & 0o7777)) }
+        let fd = try privateLayer.create(path, flags: flags, mode: mode)
         do {
             try own(path, caller: caller)
             let entry = try newEntry(path)
@@ -28,21 +28,21 @@ extension Union {
 
     public func makeDirectory(parent: UInt64, name: String, mode: UInt32, caller: Caller) throws(FSError) -> Entry {
         let path = try prepareNewName(parent: parent, name: name)
-        try check { mkdir(privatePath(path), mode_t(mode & 0o7777)) }
+        try privateLayer.makeDirectory(path, mode: mode)
         try own(path, caller: caller)
         return try newEntry(path)
     }
 
     public func makeNode(parent: UInt64, name: String, mode: UInt32, device: UInt64, caller: Caller) throws(FSError) -> Entry {
         let path = try prepareNewName(parent: parent, name: name)
-        try check { mknod(privatePath(path), mode_t(mode), dev_t(device)) }
+        try privateLayer.makeNode(path, mode: mode, device: device)
         try own(path, caller: caller)
         return try newEntry(path)
     }
 
     public func makeSymlink(parent: UInt64, name: String, target: String, caller: Caller) throws(FSError) -> Entry {
         let path = try prepareNewName(parent: parent, name: name)
-        try check { symlink(target, privatePath(path)) }
+        try privateLayer.makeSymlink(path, target: target)
         try own(path, caller: caller)
         return try newEntry(path)
     }
@@ -53,7 +53,7 @@ extension Union {
         guard !(try resolve(source)).isDirectory else { throw FSError.notPermitted }
         try copyUp(source, withData: true)
         let path = try prepareNewName(parent: parent, name: name)
-        try check { Glibc.link(privatePath(source), privatePath(path)) }
+        try privateLayer.link(source, to: path)
         return try newEntry(path)
     }
 
@@ -68,10 +68,9 @@ extension Union {
 
     /// The new file belongs to the caller; its group is the parent's when the parent is setgid.
     private func own(_ path: String, caller: Caller) throws(FSError) {
-        var parent = stat()
-        try check { lstat(privatePath(Union.split(path).parent), &parent) }
+        guard let parent = try privateLayer.status(Union.split(path).parent) else { throw FSError.notFound }
         let gid = (parent.st_mode & S_ISGID) != 0 ? parent.st_gid : caller.gid
-        try check { lchown(privatePath(path), caller.uid, gid) }
+        try privateLayer.setOwner(path, uid: caller.uid, gid: gid)
     }
 
     private func newEntry(_ path: String) throws(FSError) -> Entry {
@@ -87,7 +86,7 @@ extension Union {
         let path = Union.join(try path(of: parent), name)
         let resolved = try resolve(path)
         guard !resolved.isDirectory else { throw FSError.isDirectory }
-        if resolved.isPrivate { try check { Glibc.unlink(privatePath(path)) } }
+        if resolved.isPrivate { try privateLayer.unlink(path) }
         try whiteOut(path, in: resolved.stack)
         inodes.unlinked(path, hasOtherLinks: resolved.isHardLinked)
     }
@@ -98,7 +97,8 @@ extension Union {
         guard resolved.isDirectory else { throw FSError.notDirectory }
         let inode = inodes.inode(for: path, identity: nil, countLookup: false)
         guard try list(inode).isEmpty else { throw FSError.notEmpty }
-        if resolved.isPrivate { try removePrivateTree(path) }
+        // Empty in the union, so empty in the private layer too.
+        if resolved.isPrivate { try privateLayer.removeDirectory(path) }
         try whiteOut(path, in: resolved.stack)
         inodes.unlinked(path)
     }
@@ -114,10 +114,6 @@ extension Union {
             do { try stack.whiteouts[layer].add(path, isDirectory: isDirectory) } catch { throw FSError(EIO) }
             if isDirectory { forgetDirectories() }
         }
-    }
-
-    private func removePrivateTree(_ path: String) throws(FSError) {
-        do { try removeTree(privatePath(path)) } catch let error as SystemError { throw FSError(error.errno) } catch { throw FSError(EIO) }
     }
 
     // MARK: Renaming
@@ -142,7 +138,7 @@ extension Union {
             guard let target else { throw FSError.notFound }
             try copyUpTree(from)
             try copyUpTree(to)
-            try check { renameat2(AT_FDCWD, privatePath(from), AT_FDCWD, privatePath(to), 2) }
+            try privateLayer.rename(from, to: to, flags: 2)  // RENAME_EXCHANGE
             try whiteOut(from, in: source.stack)
             try whiteOut(to, in: target.stack)
             inodes.exchanged(from, to)
@@ -159,8 +155,8 @@ extension Union {
         }
         try copyUpTree(from)
         try ensurePrivateDirectory(Union.split(to).parent)
-        if let target, target.isPrivate, target.isDirectory { try removePrivateTree(to) }
-        try check { Glibc.rename(privatePath(from), privatePath(to)) }
+        // A directory it replaces is empty (checked above), which rename(2) replaces by itself.
+        try privateLayer.rename(from, to: to)
         try whiteOut(from, in: source.stack)
         try whiteOut(to, in: source.stack)
         inodes.unlinked(to, hasOtherLinks: target?.isHardLinked ?? false)
@@ -189,13 +185,12 @@ extension Union {
     public func setAttributes(_ inode: UInt64, _ changes: AttributeChanges, openFile: Int32?) throws(FSError) -> stat {
         let path = try path(of: inode)
         try copyUp(path, withData: changes.size != 0)
-        let target = privatePath(path)
-        if let mode = changes.mode { try check { chmod(target, mode_t(mode & 0o7777)) } }
+        if let mode = changes.mode { try privateLayer.setMode(path, mode) }
         if changes.uid != nil || changes.gid != nil {
-            try check { lchown(target, changes.uid ?? UInt32.max, changes.gid ?? UInt32.max) }
+            try privateLayer.setOwner(path, uid: changes.uid ?? UInt32.max, gid: changes.gid ?? UInt32.max)
         }
         if let size = changes.size {
-            if let openFile { try check { ftruncate(openFile, off_t(size)) } } else { try check { truncate(target, off_t(size)) } }
+            if let openFile { try check { ftruncate(openFile, off_t(size)) } } else { try privateLayer.truncate(path, size: size) }
         }
         if changes.accessTime != nil || changes.modificationTime != nil {
             func spec(_ change: AttributeChanges.TimeChange?) -> timespec {
@@ -205,8 +200,7 @@ extension Union {
                 case .at(let time): time
                 }
             }
-            let times = [spec(changes.accessTime), spec(changes.modificationTime)]
-            try check { utimensat(AT_FDCWD, target, times, AT_SYMLINK_NOFOLLOW) }
+            try privateLayer.setTimes(path, access: spec(changes.accessTime), modification: spec(changes.modificationTime))
         }
         return try attributes(of: inode)
     }
@@ -215,21 +209,22 @@ extension Union {
         guard !name.hasPrefix("user.strata.") else { throw FSError.notPermitted }
         let path = try path(of: inode)
         try copyUp(path, withData: true)
-        try check { value.withUnsafeBytes { lsetxattr(privatePath(path), name, $0.baseAddress, $0.count, flags) } }
+        try privateLayer.setExtendedAttribute(path, name: name, value: value, flags: flags)
     }
 
     public func removeExtendedAttribute(_ inode: UInt64, name: String) throws(FSError) {
         guard !name.hasPrefix("user.strata.") else { throw FSError.notPermitted }
         let path = try path(of: inode)
         try copyUp(path, withData: true)
-        try check { lremovexattr(privatePath(path), name) }
+        try privateLayer.removeExtendedAttribute(path, name: name)
     }
 
     // MARK: Copy-up
 
     /// Makes `path` private, keeping type, mode, owner, times and xattrs; a regular file's bytes are
     /// copied from its blob in the kernel (`copy_file_range`) unless `withData` is false (truncation).
-    /// The copy is built under a temporary name and renamed into place, so a crash never leaves half a file.
+    /// The copy enters the private layer whole and durable (`PrivateLayer.place`), so a crash never
+    /// leaves half a file hiding an intact original.
     /// A hard link stays one file: its other visible names come up with it, linked to the copy (the
     /// kernel shares one inode between them, so it could not tell them apart afterwards anyway).
     func copyUp(_ path: String, withData: Bool) throws(FSError) {
@@ -239,43 +234,13 @@ extension Union {
         for name in [path] + links { try ensurePrivateDirectory(Union.split(name).parent) }
         try copyUpLock.withLock { _ throws(FSError) in
             guard !(try resolve(path)).isPrivate else { return }
-            let target = privatePath(path)
-            let temporary = privatePath(Union.join(Union.split(path).parent, ".strata-copy-up-\(UInt32.random(in: 0...UInt32.max))"))
-            switch entry.kind {
-            case .directory:
-                try check { mkdir(target, 0o700) }
-                try applyMetadata(entry, to: target)
-                return
-            case .regular:
-                let destination = try check { Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
-                defer { close(destination) }
-                if withData {
-                    let source = try check { Glibc.open(resolved.stack.layers[layer].blobPath(entry), O_RDONLY | O_CLOEXEC) }
-                    defer { close(source) }
-                    var remaining = Int(entry.size)
-                    while remaining > 0 {
-                        let copied = try check { copy_file_range(source, nil, destination, nil, remaining, 0) }
-                        if copied == 0 { break }
-                        remaining -= copied
-                    }
-                }
-            case .symlink:
-                try check { symlink(entry.target ?? "", temporary) }
-            case .characterDevice, .blockDevice, .fifo, .socket:
-                try check { mknod(temporary, mode_t(entry.statMode), dev_t(entry.device)) }
+            var contents: Int32?
+            if entry.kind == .regular && withData {
+                contents = try check { Glibc.open(resolved.stack.layers[layer].blobPath(entry), O_RDONLY | O_CLOEXEC) }
             }
-            do throws(FSError) {
-                try applyMetadata(entry, to: temporary)
-                for name in links { try check { Glibc.link(temporary, privatePath(name)) } }
-                try check { Glibc.rename(temporary, target) }
-            } catch {
-                Glibc.unlink(temporary)
-                throw error
-            }
-            if let inode = inodes.inode(at: path) {
-                var st = stat()
-                if lstat(target, &st) == 0 { inodes.alias(.privateInode(UInt64(st.st_ino)), to: inode) }
-            }
+            defer { if let contents { close(contents) } }
+            let copy = try privateLayer.place(entry, contents: contents, at: path, links: links)
+            if entry.kind != .directory, let inode = inodes.inode(at: path) { inodes.alias(.privateInode(UInt64(copy.st_ino)), to: inode) }
         }
     }
 
@@ -290,25 +255,13 @@ extension Union {
 
     /// Makes the directory at `path` exist in the private layer, copying up its ancestors as needed.
     func ensurePrivateDirectory(_ path: String) throws(FSError) {
-        var st = stat()
-        if lstat(privatePath(path), &st) == 0 {
+        if let st = try privateLayer.status(path) {
             guard (st.st_mode & S_IFMT) == S_IFDIR else { throw FSError.notDirectory }
             return
         }
-        guard !path.isEmpty else { throw FSError.last }
+        guard !path.isEmpty else { throw FSError.notFound }
         try ensurePrivateDirectory(Union.split(path).parent)
         try copyUp(path, withData: false)
-    }
-
-    /// Owner before mode (chown clears setuid), then xattrs and times.
-    private func applyMetadata(_ entry: TreeEntry, to target: String) throws(FSError) {
-        try check { lchown(target, entry.uid, entry.gid) }
-        if entry.kind != .symlink { try check { chmod(target, mode_t(entry.mode)) } }
-        for xattr in entry.xattrs {
-            try check { xattr.value.withUnsafeBytes { lsetxattr(target, xattr.name, $0.baseAddress, $0.count, 0) } }
-        }
-        let times = [entry.mtime.timespec, entry.mtime.timespec]
-        try check { utimensat(AT_FDCWD, target, times, AT_SYMLINK_NOFOLLOW) }
     }
 
     // MARK: Revert
@@ -316,17 +269,10 @@ extension Union {
     /// Drops the private copy of `path` (and everything beneath it) and every whiteout of it, so the
     /// shared original shows again. Returns the paths whose kernel caches must be dropped.
     public func revert(_ path: String) throws -> [String] {
-        let path = path.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
-        guard !path.isEmpty else { throw FSError.invalid }
-        var changed: Set<String> = []
-        var st = stat()
-        if lstat(privatePath(path), &st) == 0 {
-            changed.insert(path)
-            if (st.st_mode & S_IFMT) == S_IFDIR {
-                try FileManager.default.subpathsOfDirectory(atPath: privatePath(path)).forEach { changed.insert(Union.join(path, $0)) }
-            }
-            try removeTree(privatePath(path))
-        }
+        let path = try Beneath.normalize(path)
+        guard !path.isEmpty else { throw StoreError("revert needs a path inside the VLFS, not its root") }
+        var changed = Set(try privateLayer.paths(under: path).map(\.path))
+        try privateLayer.removeTree(path)
         for whiteouts in stack.whiteouts {
             let hidden = whiteouts.all.filter { $0 == path || $0.hasPrefix(path + "/") }
             if try whiteouts.remove(path) { changed.formUnion(hidden) }
@@ -342,14 +288,10 @@ extension Union {
     /// holds the gate closed and must then reload the stack (whiteout sets are read from their files).
     /// Returns every path that changed, for the kernel's caches.
     public func resetPrivateLayer(archivingTo archive: String) throws -> [String] {
-        var changed = Set(try FileManager.default.subpathsOfDirectory(atPath: privateRoot))
+        var changed = Set(try privateLayer.paths(under: "").map(\.path).dropFirst())
         for whiteouts in stack.whiteouts { changed.formUnion(whiteouts.all) }
-        var rootStat = stat()
-        _ = lstat(privateRoot, &rootStat)
-        guard Glibc.rename(privateRoot, archive + "/private") == 0 else { throw FSError.last }
+        try privateLayer.archive(to: archive + "/private")
         if Glibc.rename(whiteoutDirectory, archive + "/whiteouts") != 0 && errno != ENOENT { throw FSError.last }
-        try makeDirectories(privateRoot, mode: mode_t(rootStat.st_mode & 0o7777))
-        chown(privateRoot, rootStat.st_uid, rootStat.st_gid)
         try makeDirectories(whiteoutDirectory, mode: 0o700)
         forgetDirectories()
         for path in changed { inodes.unlinked(path) }

@@ -29,6 +29,7 @@ public struct Caller: Sendable {
 public final class Union: Sendable {
     public let privateRoot: String
     public let whiteoutDirectory: String
+    let privateLayer: PrivateLayer
     /// The stack, and what is known of its directories; both replaced together by a live update.
     private let current: Mutex<(stack: LayerStack, directories: DirectoryCache)>
     let inodes = InodeTable()
@@ -53,9 +54,13 @@ public final class Union: Sendable {
                 chmod(privateRoot, mode_t(root.mode))
             }
         }
+        privateLayer = try PrivateLayer(path: privateRoot, workPath: (privateRoot as NSString).deletingLastPathComponent + "/work")
     }
 
     public var stack: LayerStack { current.withLock { $0.stack } }
+
+    /// For the daemon, before it serves: see `PrivateLayer.discardUnfinishedCopies`.
+    public func discardUnfinishedCopies() throws { try privateLayer.discardUnfinishedCopies() }
 
     /// Whiteouts changed: directory contributions computed before may be wrong.
     func forgetDirectories() { current.withLock { $0.directories }.invalidate() }
@@ -69,14 +74,9 @@ public final class Union: Sendable {
         return try StackDiff.changedPaths(from: old, to: new)
     }
 
-    func privatePath(_ path: String) -> String { path.isEmpty ? privateRoot : privateRoot + "/" + path }
-
     static func join(_ parent: String, _ name: String) -> String { parent.isEmpty ? name : parent + "/" + name }
 
-    static func split(_ path: String) -> (parent: String, name: String) {
-        guard let slash = path.lastIndex(of: "/") else { return ("", path) }
-        return (String(path[..<slash]), String(path[path.index(after: slash)...]))
-    }
+    static func split(_ path: String) -> (parent: String, name: String) { Beneath.split(path) }
 
     // MARK: Resolution
 
@@ -121,11 +121,9 @@ public final class Union: Sendable {
             let (parent, name) = Union.split(path)
             (top, contributors) = try step(from: try sharedDirectory(parent, in: stack, directories: directories), name: name, path: path, in: stack)
         }
-        var st = stat()
-        if lstat(privatePath(path), &st) == 0 {
+        if let st = try privateLayer.status(path) {
             return Resolved(top: .privateFile(st), contributors: (st.st_mode & S_IFMT) == S_IFDIR ? contributors : [], stack: stack)
         }
-        guard errno == ENOENT || errno == ENOTDIR else { throw FSError.last }
         guard let top else { throw FSError.notFound }
         return Resolved(top: .shared(layer: top.layer, entry: top.entry), contributors: top.entry.kind == .directory ? contributors : [], stack: stack)
     }
@@ -151,8 +149,8 @@ public final class Union: Sendable {
     public func view(_ path: String) throws -> View {
         let resolved = try resolve(path)
         switch resolved.top {
-        case .privateFile(let st):
-            let entry = try DirectoryImporter.entry(for: st, name: Union.split(path).name, path: privatePath(path))
+        case .privateFile:
+            let entry = try privateLayer.treeEntry(path)
             return View(isDirectory: resolved.isDirectory, isPrivate: true, sharedEntry: nil, directoryEntry: entry, reusableSharedDirectory: nil)
         case .shared(let layer, let entry):
             var reusable: TreeEntry?
@@ -368,9 +366,7 @@ public final class Union: Sendable {
             guard entry.kind == .symlink else { throw FSError.invalid }
             return entry.target ?? ""
         case .privateFile:
-            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            let length = try check { readlink(privatePath(path), &buffer, buffer.count - 1) }
-            return String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            return try privateLayer.readLink(path)
         }
     }
 
@@ -392,26 +388,13 @@ public final class Union: Sendable {
         var seen = Set<String>()
         var entries: [DirectoryEntry] = []
         if resolved.isPrivate {
-            guard let handle = opendir(privatePath(path)) else { throw FSError.last }
-            defer { closedir(handle) }
-            while let dirent = readdir(handle) {
-                let name = withUnsafeBytes(of: dirent.pointee.d_name) { raw in
-                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if name == "." || name == ".." { continue }
-                let isDirectory = dirent.pointee.d_type == UInt8(DT_DIR)
-                let childPath = Union.join(path, name)
-                let child = inodes.inode(for: childPath, identity: isDirectory ? nil : .privateInode(UInt64(dirent.pointee.d_ino)), countLookup: false)
+            try privateLayer.list(path, withStatus: withAttributes) { name, type, privateInode, status in
+                let isDirectory = type == UInt8(DT_DIR)
+                let child = inodes.inode(for: Union.join(path, name), identity: isDirectory ? nil : .privateInode(privateInode), countLookup: false)
                 seen.insert(name)
-                var attributes: stat?
-                if withAttributes {
-                    var st = stat()
-                    if fstatat(dirfd(handle), name, &st, AT_SYMLINK_NOFOLLOW) == 0 {
-                        st.st_ino = UInt(InodeTable.number(of: child))
-                        attributes = st
-                    }
-                }
-                entries.append(DirectoryEntry(name: name, inode: child, type: UInt32(dirent.pointee.d_type) << 12, attributes: attributes))
+                var attributes = status
+                attributes?.st_ino = UInt(InodeTable.number(of: child))
+                entries.append(DirectoryEntry(name: name, inode: child, type: UInt32(type) << 12, attributes: attributes))
             }
         }
         for (layer, directory) in resolved.contributors {
@@ -460,9 +443,12 @@ public final class Union: Sendable {
             let file: OpenFile
             switch resolved.top {
             case .privateFile:
-                let fd = Glibc.open(privatePath(path), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_CLOEXEC | O_NOFOLLOW)
-                if fd < 0 && (errno == EINTR || (errno == ENOENT && attempts < 3)) { continue }
-                guard fd >= 0 else { throw FSError.last }
+                let fd: Int32
+                do {
+                    fd = try privateLayer.open(path, flags: flags)
+                } catch let error where error == .notFound && attempts < 3 {
+                    continue
+                }
                 file = OpenFile(descriptor: fd, blob: nil)
             case .shared(let layer, let entry):
                 guard entry.kind == .regular else { throw FSError.invalid }
@@ -474,10 +460,14 @@ public final class Union: Sendable {
         }
     }
 
+    /// Makes a directory's entries durable (shared directories never change).
+    public func syncDirectory(_ inode: UInt64) throws(FSError) {
+        let path = try path(of: inode)
+        if try privateLayer.status(path) != nil { try privateLayer.syncDirectory(path) }
+    }
+
     public func statistics() throws(FSError) -> statvfs {
-        var result = statvfs()
-        try check { statvfs(privateRoot, &result) }
-        return result
+        try privateLayer.statistics()
     }
 
     // MARK: Extended attributes
@@ -500,11 +490,7 @@ public final class Union: Sendable {
             guard (st.st_mode & S_IFMT) == S_IFREG else { throw FSError.noAttribute }
             return Array(try hashPrivateFile(path).description.utf8)
         case (_, .privateFile):
-            let size = lgetxattr(privatePath(path), name, nil, 0)
-            guard size >= 0 else { throw FSError.last }
-            var value = [UInt8](repeating: 0, count: size)
-            let length = try check { lgetxattr(privatePath(path), name, &value, value.count) }
-            return Array(value[..<length])
+            return try privateLayer.extendedAttribute(path, name: name)
         case (_, .shared(_, let entry)):
             guard let xattr = entry.xattrs.first(where: { $0.name == name }) else { throw FSError.noAttribute }
             return xattr.value
@@ -517,18 +503,12 @@ public final class Union: Sendable {
         case .shared(_, let entry):
             return entry.xattrs.map(\.name)
         case .privateFile:
-            do {
-                return try ExtendedAttributes.list(privatePath(path)).map(\.name)
-            } catch let error as SystemError {
-                throw FSError(error.errno)
-            } catch {
-                throw FSError(EIO)
-            }
+            return try privateLayer.extendedAttributeNames(path)
         }
     }
 
     private func hashPrivateFile(_ path: String) throws(FSError) -> Digest {
-        let fd = try check { Glibc.open(privatePath(path), O_RDONLY | O_CLOEXEC | O_NOFOLLOW) }
+        let fd = try privateLayer.open(path, flags: O_RDONLY)
         defer { close(fd) }
         var hasher = SHA256()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)

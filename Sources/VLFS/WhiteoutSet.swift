@@ -7,7 +7,7 @@ import Glibc
 
 /// The whiteout layer of one shared layer instance: the paths of that layer that are deleted in this
 /// VLFS. Kept in memory as a set and on disk as a list, one path a line: a whiteout appends a line (a
-/// single small `O_APPEND` write), a revert rewrites the list atomically.
+/// single small `O_APPEND` write, synced), a revert rewrites the list atomically.
 public final class WhiteoutSet: Sendable {
     public let file: String
     private let paths: Mutex<Set<String>>
@@ -44,6 +44,8 @@ public final class WhiteoutSet: Sendable {
         defer { Glibc.close(fd) }
         let line = Array((path + "\n").utf8)
         guard line.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) == line.count else { throw SystemError("write", file) }
+        // Durable before the unlink that made it returns: after a crash the name must stay deleted.
+        guard fdatasync(fd) == 0 else { throw SystemError("fdatasync", file) }
     }
 
     /// Removes the whiteout of `path` and of everything beneath it; true if any was removed.

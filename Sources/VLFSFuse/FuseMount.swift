@@ -41,6 +41,8 @@ public final class FuseMount: Sendable {
     public init(union: Union, mountpoint: String, fsName: String, readOnly: Bool = false, passthrough: Bool = true) throws {
         self.union = union
         self.mountpoint = mountpoint
+        // The kernel applied the caller's umask to every mode it sends; the daemon's own must not apply again.
+        umask(0)
         let options = "fsname=\(fsName),subtype=strata,default_permissions,allow_other" + (readOnly ? ",ro" : "")
         let arguments = ["strata", "-o", options]
         var ops = FuseMount.operations()
@@ -346,7 +348,12 @@ public final class FuseMount: Sendable {
         ops.readdirplus = { request, inode, size, offset, info in
             FuseMount.readDirectory(request, inode: inode, size: size, offset: offset, info: info, plus: true)
         }
-        ops.fsyncdir = { request, _, _, _ in fuse_reply_err(request, 0) }
+        ops.fsyncdir = { request, inode, _, _ in
+            FuseMount.reply(request) { mount in
+                try mount.union.syncDirectory(UInt64(inode))
+                fuse_reply_err(request, 0)
+            }
+        }
         ops.statfs = { request, _ in
             FuseMount.reply(request) { mount in
                 var statistics = try mount.union.statistics()

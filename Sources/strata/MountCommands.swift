@@ -54,6 +54,7 @@ struct Mount: ParsableCommand {
     private func serve(stack: LayerStack, state: VLFSState, ldfPath: String, home: StrataHome) throws {
         try state.recordLDF(ldfPath)
         let union = try Union(stack: stack, privateRoot: state.privateRoot, whiteoutDirectory: state.whiteouts)
+        try union.discardUnfinishedCopies()
         let fuse = try FuseMount(union: union, mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, fsName: "strata:\(state.name)",
                                  passthrough: !noPassthrough)
         let updates = Mutex(())

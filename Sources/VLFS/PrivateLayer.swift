@@ -1,0 +1,367 @@
+import CLinux
+import Foundation
+import StrataStore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The private layer of a VLFS: the directory the appliance writes, and so the one place where every
+/// name, symlink and byte may be hostile. Nothing else in the daemon touches it. Every path is resolved
+/// beneath a descriptor of the layer's root (`Beneath`: no symlinks, no `..`, no mount crossings) and
+/// the last name is acted on with a `*at()` call that does not follow it. Files are opened O_PATH first
+/// and reopened for I/O only once seen to be regular files, so a name swapped for a device node is never
+/// opened by root. Paths are relative to the root ("" is the root), as in `Union`, and may be as long as
+/// the kernel let the appliance make them.
+///
+/// Copies of shared files are built in a work directory beside the layer (same filesystem, outside the
+/// namespace), synced, and renamed into place whole: the namespace never shows half a copy, nor a
+/// temporary name, even after a crash.
+final class PrivateLayer: Sendable {
+    let path: String
+    let workPath: String
+    private let root: Atomic<Int32>
+    /// Roots replaced by a reset, kept open: an operation that began before the reset may still hold one.
+    private let retiredRoots = Mutex<[Int32]>([])
+    private let work: Int32
+    private let workNames = Atomic<UInt64>(0)
+    /// `/proc/self/fd`, through whose magic links an O_PATH descriptor is reopened or changed in place.
+    private static let processDescriptors = Glibc.open("/proc/self/fd", O_DIRECTORY | Beneath.pathOnly | O_CLOEXEC)
+
+    init(path: String, workPath: String) throws {
+        self.path = path
+        self.workPath = workPath
+        try makeDirectories(workPath, mode: 0o700)
+        let rootDescriptor = try sys("open", path) { Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        let workDescriptor = try sys("open", workPath) { Glibc.open(workPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        root = Atomic(rootDescriptor)
+        work = workDescriptor
+        var rootStatus = stat(), workStatus = stat()
+        guard fstat(rootDescriptor, &rootStatus) == 0, fstat(workDescriptor, &workStatus) == 0, rootStatus.st_dev == workStatus.st_dev else {
+            throw StoreError("\(workPath) and \(path) must be on one filesystem (copies are renamed from one to the other)")
+        }
+    }
+
+    deinit {
+        close(root.load(ordering: .relaxed))
+        close(work)
+        for fd in retiredRoots.withLock({ $0 }) { close(fd) }
+    }
+
+    private var rootDescriptor: Int32 { root.load(ordering: .acquiring) }
+
+    /// Opens `path` beneath the root: the caller closes the descriptor.
+    private func descriptor(_ path: String, _ flags: Int32) throws(FSError) -> Int32 {
+        let fd = Beneath.open(rootDescriptor, path, flags: flags)
+        guard fd >= 0 else { throw FSError(-fd) }
+        return fd
+    }
+
+    /// Runs `body` with the parent directory of `path` open and the last name.
+    @inline(__always)
+    private func atParent<T>(_ path: String, flags: Int32 = O_DIRECTORY | Beneath.pathOnly,
+                             _ body: (_ directory: Int32, _ name: String) throws(FSError) -> T) throws(FSError) -> T {
+        let (parent, name) = Beneath.split(path)
+        guard !name.isEmpty else { throw FSError.invalid }
+        let fd = try descriptor(parent, flags)
+        defer { close(fd) }
+        return try body(fd, name)
+    }
+
+    /// Runs `body` with the file at `path` itself open O_PATH (a symlink, not its target).
+    private func atFile<T>(_ path: String, _ body: (_ file: Int32, _ st: stat) throws(FSError) -> T) throws(FSError) -> T {
+        let fd = try descriptor(path, Beneath.pathOnly | O_NOFOLLOW)
+        defer { close(fd) }
+        var st = stat()
+        try check { fstat(fd, &st) }
+        return try body(fd, st)
+    }
+
+    // MARK: Reading
+
+    /// The file's status, or nil when the private layer has nothing at `path` (nor a real directory
+    /// on the way to it: a symlink on the way hides everything below it, as in the union).
+    func status(_ path: String) throws(FSError) -> stat? {
+        let fd = Beneath.open(rootDescriptor, path, flags: Beneath.pathOnly | O_NOFOLLOW)
+        if fd < 0 {
+            switch -fd {
+            case ENOENT, ENOTDIR, ELOOP: return nil
+            default: throw FSError(-fd)
+            }
+        }
+        defer { close(fd) }
+        var st = stat()
+        try check { fstat(fd, &st) }
+        return st
+    }
+
+    /// Opens a regular file for I/O (never a device, FIFO or symlink put in its place).
+    func open(_ path: String, flags: Int32) throws(FSError) -> Int32 {
+        try atFile(path) { file, st throws(FSError) in
+            switch st.st_mode & S_IFMT {
+            case S_IFREG: break
+            case S_IFDIR: throw FSError.isDirectory
+            case S_IFLNK: throw FSError(ELOOP)
+            default: throw FSError(ENXIO)
+            }
+            return try check { openat(PrivateLayer.processDescriptors, String(file), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC) }
+        }
+    }
+
+    func readLink(_ path: String) throws(FSError) -> String {
+        try atParent(path) { directory, name throws(FSError) in
+            var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+            let length = try check { buffer.withUnsafeMutableBufferPointer { readlinkat(directory, name, $0.baseAddress!, $0.count - 1) } }
+            return String(decoding: buffer[..<length], as: UTF8.self)
+        }
+    }
+
+    /// Calls `body` for each name in the directory at `path` with its `d_type`, its inode number in the
+    /// private layer and, when `withStatus`, its status (nil if it vanished meanwhile).
+    func list(_ path: String, withStatus: Bool, _ body: (_ name: String, _ type: UInt8, _ inode: UInt64, _ status: stat?) throws(FSError) -> Void) throws(FSError) {
+        let fd = try descriptor(path, O_RDONLY | O_DIRECTORY)
+        guard let handle = fdopendir(fd) else {
+            close(fd)
+            throw FSError.last
+        }
+        defer { closedir(handle) }
+        while let dirent = readdir(handle) {
+            let name = withUnsafeBytes(of: dirent.pointee.d_name) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+            if name == "." || name == ".." { continue }
+            var st = stat()
+            let status = withStatus && fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? st : nil
+            try body(name, dirent.pointee.d_type, UInt64(dirent.pointee.d_ino), status)
+        }
+    }
+
+    /// Every path at and beneath `path`, parents before children; symlinks are listed, not followed.
+    func paths(under path: String) throws(FSError) -> [(path: String, isDirectory: Bool)] {
+        guard let st = try status(path) else { return [] }
+        let isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
+        return isDirectory ? try paths(inDirectory: path) : [(path, false)]
+    }
+
+    private func paths(inDirectory path: String) throws(FSError) -> [(path: String, isDirectory: Bool)] {
+        var result = [(path: path, isDirectory: true)]
+        var children: [(path: String, isDirectory: Bool)] = []
+        try list(path, withStatus: false) { name, type, _, _ in children.append((Union.join(path, name), type == UInt8(DT_DIR))) }
+        for child in children {
+            if child.isDirectory { result += try paths(inDirectory: child.path) } else { result.append(child) }
+        }
+        return result
+    }
+
+    func extendedAttribute(_ path: String, name: String) throws(FSError) -> [UInt8] {
+        try atFile(path) { file, _ throws(FSError) in
+            guard let value = try FSError.mapping({ try ExtendedAttributes.get(.descriptor(file), name) }) else { throw FSError.noAttribute }
+            return value
+        }
+    }
+
+    func extendedAttributeNames(_ path: String) throws(FSError) -> [String] {
+        try atFile(path) { file, _ throws(FSError) in try FSError.mapping { try ExtendedAttributes.names(.descriptor(file)) } }
+    }
+
+    /// The file as a tree entry (its digest left unset), for building an image of the union.
+    func treeEntry(_ path: String) throws(FSError) -> TreeEntry {
+        try atFile(path) { file, st throws(FSError) in
+            try FSError.mapping { try DirectoryImporter.entry(for: st, name: Beneath.split(path).name, descriptor: file) }
+        }
+    }
+
+    func statistics() throws(FSError) -> statvfs {
+        var result = statvfs()
+        try check { fstatvfs(rootDescriptor, &result) }
+        return result
+    }
+
+    // MARK: Changing
+
+    func create(_ path: String, flags: Int32, mode: UInt32) throws(FSError) -> Int32 {
+        try atParent(path) { directory, name throws(FSError) in
+            try check { openat(directory, name, (flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC) & ~O_NOCTTY, mode_t(mode & 0o7777)) }
+        }
+    }
+
+    func makeDirectory(_ path: String, mode: UInt32) throws(FSError) {
+        try atParent(path) { directory, name throws(FSError) in try check { mkdirat(directory, name, mode_t(mode & 0o7777)) } }
+    }
+
+    func makeNode(_ path: String, mode: UInt32, device: UInt64) throws(FSError) {
+        try atParent(path) { directory, name throws(FSError) in try check { mknodat(directory, name, mode_t(mode), dev_t(device)) } }
+    }
+
+    func makeSymlink(_ path: String, target: String) throws(FSError) {
+        try atParent(path) { directory, name throws(FSError) in try check { symlinkat(target, directory, name) } }
+    }
+
+    func link(_ source: String, to path: String) throws(FSError) {
+        try atParent(source) { sourceDirectory, sourceName throws(FSError) in
+            try atParent(path) { directory, name throws(FSError) in try check { linkat(sourceDirectory, sourceName, directory, name, 0) } }
+        }
+    }
+
+    func unlink(_ path: String) throws(FSError) {
+        try atParent(path) { directory, name throws(FSError) in try check { unlinkat(directory, name, 0) } }
+    }
+
+    func removeDirectory(_ path: String) throws(FSError) {
+        try atParent(path) { directory, name throws(FSError) in try check { unlinkat(directory, name, AT_REMOVEDIR) } }
+    }
+
+    /// Removes `path` and everything beneath it, deepest first, each name through its parent's descriptor.
+    func removeTree(_ path: String) throws(FSError) {
+        for victim in try paths(under: path).reversed() {
+            try atParent(victim.path) { directory, name throws(FSError) in try check { unlinkat(directory, name, victim.isDirectory ? AT_REMOVEDIR : 0) } }
+        }
+    }
+
+    func rename(_ from: String, to: String, flags: UInt32 = 0) throws(FSError) {
+        try atParent(from) { sourceDirectory, sourceName throws(FSError) in
+            try atParent(to) { directory, name throws(FSError) in try check { renameat2(sourceDirectory, sourceName, directory, name, flags) } }
+        }
+    }
+
+    func setOwner(_ path: String, uid: UInt32, gid: UInt32) throws(FSError) {
+        try atParent(path) { directory, name throws(FSError) in try check { fchownat(directory, name, uid, gid, AT_SYMLINK_NOFOLLOW) } }
+    }
+
+    func setMode(_ path: String, _ mode: UInt32) throws(FSError) {
+        try atParent(path) { directory, name throws(FSError) in try PrivateLayer.setMode(directory, name, mode) }
+    }
+
+    func setTimes(_ path: String, access: timespec, modification: timespec) throws(FSError) {
+        try atParent(path) { directory, name throws(FSError) in try PrivateLayer.setTimes(directory, name, access: access, modification: modification) }
+    }
+
+    func truncate(_ path: String, size: Int) throws(FSError) {
+        let fd = try open(path, flags: O_WRONLY)
+        defer { close(fd) }
+        try check { ftruncate(fd, off_t(size)) }
+    }
+
+    func setExtendedAttribute(_ path: String, name: String, value: [UInt8], flags: Int32) throws(FSError) {
+        try atFile(path) { file, _ throws(FSError) in
+            try FSError.mapping { try ExtendedAttributes.set(.descriptor(file), ExtendedAttribute(name: name, value: value), flags: flags) }
+        }
+    }
+
+    func removeExtendedAttribute(_ path: String, name: String) throws(FSError) {
+        try atFile(path) { file, _ throws(FSError) in try FSError.mapping { try ExtendedAttributes.remove(.descriptor(file), name) } }
+    }
+
+    /// Makes the directory's entries durable.
+    func syncDirectory(_ path: String) throws(FSError) {
+        let fd = try descriptor(path, O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        try check { fsync(fd) }
+    }
+
+    // MARK: Copies of shared files
+
+    /// Puts a copy of a shared entry at `path` (and, for a hard-link group, at `links` too): built in the
+    /// work directory with all its metadata, synced, then linked and renamed into place without
+    /// replacing anything, each parent synced. `contents` is the blob to copy a regular file's bytes
+    /// from, nil for an empty file. Returns the copy's status.
+    @discardableResult
+    func place(_ entry: TreeEntry, contents: Int32?, at path: String, links: [String] = []) throws(FSError) -> stat {
+        let name = "copy-\(getpid())-\(workNames.wrappingAdd(1, ordering: .relaxed).newValue)"
+        do throws(FSError) {
+            try build(entry, contents: contents, named: name)
+            for link in links {
+                try atParent(link, flags: O_RDONLY | O_DIRECTORY) { directory, linkName throws(FSError) in
+                    try check { linkat(work, name, directory, linkName, 0) }
+                    try check { fsync(directory) }
+                }
+            }
+            return try atParent(path, flags: O_RDONLY | O_DIRECTORY) { directory, finalName throws(FSError) in
+                try check { renameat2(work, name, directory, finalName, Beneath.renameNoReplace) }
+                try check { fsync(directory) }
+                var st = stat()
+                try check { fstatat(directory, finalName, &st, AT_SYMLINK_NOFOLLOW) }
+                return st
+            }
+        } catch {
+            _ = unlinkat(work, name, entry.kind == .directory ? AT_REMOVEDIR : 0)
+            throw error
+        }
+    }
+
+    /// Drops what copies a crash interrupted left in the work directory (never part of the namespace).
+    /// Only the daemon calls this, before it serves: other processes may open the same VLFS meanwhile.
+    func discardUnfinishedCopies() throws(FSError) {
+        try FSError.mapping {
+            for name in try FileManager.default.contentsOfDirectory(atPath: workPath) { try StrataStore.removeTree(workPath + "/" + name) }
+        }
+    }
+
+    private func build(_ entry: TreeEntry, contents: Int32?, named name: String) throws(FSError) {
+        switch entry.kind {
+        case .regular:
+            let fd = try check { openat(work, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
+            defer { close(fd) }
+            if let contents {
+                var remaining = Int(entry.size)
+                while remaining > 0 {
+                    let copied = try check { copy_file_range(contents, nil, fd, nil, remaining, 0) }
+                    if copied == 0 { throw FSError(EIO) }
+                    remaining -= copied
+                }
+            }
+            try PrivateLayer.applyMetadata(entry, work, name)
+            try check { fsync(fd) }
+        case .directory:
+            try check { mkdirat(work, name, 0o700) }
+            try PrivateLayer.applyMetadata(entry, work, name)
+        case .symlink:
+            try check { symlinkat(entry.target ?? "", work, name) }
+            try PrivateLayer.applyMetadata(entry, work, name)
+        case .characterDevice, .blockDevice, .fifo, .socket:
+            try check { mknodat(work, name, mode_t(entry.kind.fileTypeBits) | 0o600, dev_t(entry.device)) }
+            try PrivateLayer.applyMetadata(entry, work, name)
+        }
+    }
+
+    /// Owner before mode (chown clears setuid), then xattrs, and times last.
+    private static func applyMetadata(_ entry: TreeEntry, _ directory: Int32, _ name: String) throws(FSError) {
+        try check { fchownat(directory, name, entry.uid, entry.gid, AT_SYMLINK_NOFOLLOW) }
+        if entry.kind != .symlink { try setMode(directory, name, entry.mode) }
+        if !entry.xattrs.isEmpty {
+            let fd = try check { openat(directory, name, Beneath.pathOnly | O_NOFOLLOW | O_CLOEXEC) }
+            defer { close(fd) }
+            for xattr in entry.xattrs { try FSError.mapping { try ExtendedAttributes.set(.descriptor(fd), xattr) } }
+        }
+        try setTimes(directory, name, access: entry.mtime.timespec, modification: entry.mtime.timespec)
+    }
+
+    /// chmod that never follows a symlink put in the file's place: the file is pinned O_PATH, checked,
+    /// and changed through its magic link.
+    private static func setMode(_ directory: Int32, _ name: String, _ mode: UInt32) throws(FSError) {
+        let fd = try check { openat(directory, name, Beneath.pathOnly | O_NOFOLLOW | O_CLOEXEC) }
+        defer { close(fd) }
+        var st = stat()
+        try check { fstat(fd, &st) }
+        guard (st.st_mode & S_IFMT) != S_IFLNK else { throw FSError(EOPNOTSUPP) }
+        try check { fchmodat(processDescriptors, String(fd), mode_t(mode & 0o7777), 0) }
+    }
+
+    private static func setTimes(_ directory: Int32, _ name: String, access: timespec, modification: timespec) throws(FSError) {
+        let times = [access, modification]
+        try check { utimensat(directory, name, times, AT_SYMLINK_NOFOLLOW) }
+    }
+
+    // MARK: Reset
+
+    /// Moves the whole layer to `archive` and starts an empty one with the same owner and mode.
+    func archive(to archive: String) throws(FSError) {
+        var rootStatus = stat()
+        try check { fstat(rootDescriptor, &rootStatus) }
+        try check { Glibc.rename(path, archive) }
+        try FSError.mapping { try makeDirectories(path, mode: mode_t(rootStatus.st_mode & 0o7777)) }
+        let fresh = try check { Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        try check { fchown(fresh, rootStatus.st_uid, rootStatus.st_gid) }
+        try check { fchmod(fresh, rootStatus.st_mode & 0o7777) }
+        let old = root.exchange(fresh, ordering: .acquiringAndReleasing)
+        retiredRoots.withLock { $0.append(old) }
+    }
+}
