@@ -13,8 +13,10 @@ public enum PrivateReset {
     /// Returns the evidence image and the paths whose kernel caches must be dropped. `reload` builds the
     /// stack again (its whiteout sets, now empty, are read from disk); it runs before any change can.
     public static func reset(_ union: Union, state: VLFSState, catalog: Catalog, reload: () throws -> LayerStack) throws -> (evidence: ImageVersion, changed: [String]) {
-        try union.gate.closed { () throws -> (ImageVersion, [String]) in
-            let evidence = try catalog.checkin(manifest: try Snapshot.capture(union, name: state.name, catalog: catalog), name: evidenceName(state.name))
+        let prepared = try Snapshot.Prepared(union, catalog: catalog)
+        return try union.gate.closed { () throws -> (ImageVersion, [String]) in
+            let evidence = try catalog.checkin(manifest: try Snapshot.capture(union, name: state.name, catalog: catalog, prepared: prepared),
+                                               name: evidenceName(state.name))
             let archive = "\(state.directory)/archive/\(evidence.digest.hex.prefix(16))"
             try makeDirectories(archive, mode: 0o700)
             let changed = try union.resetPrivateLayer(archivingTo: archive)

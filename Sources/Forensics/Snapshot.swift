@@ -10,14 +10,31 @@ import VLFS
 /// private layer and the merged directories, not the size of the VLFS.
 public enum Snapshot {
     public static func manifest(of union: Union, name: String, catalog: Catalog) throws -> ImageManifest {
-        try union.gate.closed { () throws -> ImageManifest in try capture(union, name: name, catalog: catalog) }
+        let prepared = try Prepared(union, catalog: catalog)
+        return try union.gate.closed { () throws -> ImageManifest in try capture(union, name: name, catalog: catalog, prepared: prepared) }
+    }
+
+    /// Hashing the private layer is the slow part of a snapshot. Done first while changes still flow,
+    /// it leaves only the files changed meanwhile to read once the gate is closed, so the appliance
+    /// waits for a walk of the private layer, not for its bytes to be hashed.
+    struct Prepared {
+        let batch: ObjectStore.Batch
+        var hashed = StatCache()
+
+        init(_ union: Union, catalog: Catalog) throws {
+            batch = try catalog.store.beginBatch()
+            var cache: StatCache? = hashed
+            // Files may change or vanish under this walk: whatever it misses, the capture reads.
+            _ = try? DirectoryImporter.importTree(at: union.privateRoot, into: batch, statCache: &cache)
+            hashed = cache ?? StatCache()
+        }
     }
 
     /// The snapshot itself; the caller holds the union's gate closed.
-    static func capture(_ union: Union, name: String, catalog: Catalog) throws -> ImageManifest {
-        let batch = try catalog.store.beginBatch()
-        var noCache: StatCache? = nil
-        let privateLayer = try DirectoryImporter.importTree(at: union.privateRoot, into: batch, statCache: &noCache).root
+    static func capture(_ union: Union, name: String, catalog: Catalog, prepared: Prepared) throws -> ImageManifest {
+        let batch = prepared.batch
+        var cache: StatCache? = prepared.hashed
+        let privateLayer = try DirectoryImporter.importTree(at: union.privateRoot, into: batch, statCache: &cache).root
         let stack = union.stack
         var layers: [ImageManifest.LayerReference] = []
         for (index, layer) in stack.layers.enumerated() {
@@ -47,7 +64,7 @@ public enum Snapshot {
         let view = try union.view(path)
         if let reusable = view.reusableSharedDirectory { return reusable }
         var entries: [TreeEntry] = []
-        for child in try union.list(try union.nodeID(path)) {
+        for child in try union.list(path: path) {
             let childPath = path.isEmpty ? child.name : path + "/" + child.name
             let childView = try union.view(childPath)
             if childView.isDirectory {

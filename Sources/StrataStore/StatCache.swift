@@ -21,6 +21,9 @@ public struct StatCache: Sendable {
     private var records: [Key: Record] = [:]
     public let path: String
 
+    /// An empty cache kept in memory only (`save` is not for it).
+    public init() { path = "" }
+
     /// Loads the cache at `path`; a missing or unreadable cache is an empty one (it is only a cache).
     public init(path: String) {
         self.path = path

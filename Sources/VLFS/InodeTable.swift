@@ -1,8 +1,10 @@
 import Synchronization
 
-/// Inode numbers for the union namespace. A number names one file for the life of the mount: it
+/// Inode numbers for the union namespace. A number names one file while the kernel knows it: it
 /// follows the file through copy-up and rename, hard links share one, and numbers are never reused,
-/// so `st_ino` pairs never collide.
+/// so `st_ino` pairs never collide. A node lives from the kernel's first lookup to its last forget, so
+/// the table holds what the kernel holds, not everything a walk ever touched; a file looked up again
+/// after that gets a new number, as on any filesystem that evicts inodes without stable numbers.
 ///
 /// The kernel knows a file by its node id: the inode number in the low 48 bits and a generation above
 /// them. The generation is 0 until `renew` gives a file a fresh node id, so that the kernel makes a new
@@ -32,6 +34,37 @@ final class InodeTable: Sendable {
         /// The reverse of `byIdentity`, so that dropping a file's identities costs what it has.
         var identities: [UInt64: [Identity]] = [:]
         var next: UInt64 = 2
+        /// Numbers shown in listings for names the kernel has not looked up, so that a lookup soon
+        /// after gives the same number (`ls -i`, `find -inum`). Bounded: listings need no lookups.
+        var provisional = BoundedCache<String, UInt64>(capacity: 1 << 16)
+
+        /// The node already known for a path or identity; a stale name (its node gone) is dropped.
+        mutating func known(_ path: String, _ identity: Identity?) -> UInt64? {
+            if let inode = byPath[path] {
+                if nodes[inode] != nil { return inode }
+                byPath[path] = nil
+            }
+            if let identity, let inode = byIdentity[identity], nodes[inode] != nil { return inode }
+            return nil
+        }
+
+        mutating func newNumber(for path: String) -> UInt64 {
+            if let number = provisional.value(path) {
+                provisional.removeValue(forKey: path)
+                if nodes[number] == nil { return number }
+            }
+            defer { next += 1 }
+            return next
+        }
+
+        /// The kernel holds the node no more and nothing open needs it: its names and identities go.
+        mutating func drop(_ inode: UInt64) {
+            guard let node = nodes.removeValue(forKey: inode) else { return }
+            if byPath[node.path] == inode { byPath[node.path] = nil }
+            for identity in identities.removeValue(forKey: inode) ?? [] where byIdentity[identity] == inode {
+                byIdentity[identity] = nil
+            }
+        }
     }
 
     private let state = Mutex(State())
@@ -40,17 +73,45 @@ final class InodeTable: Sendable {
         state.withLock { $0.nodes[inode]?.path }
     }
 
-    /// The inode for `path`, creating it if needed; counts a kernel lookup when `countLookup`.
+    /// The number to show for `path` in a listing: its node's, or a provisional one that its first
+    /// lookup will take. Creates no node.
+    func number(for path: String, identity: Identity?) -> UInt64 {
+        state.withLock { state in
+            if let known = state.known(path, identity) { return known }
+            if let number = state.provisional.value(path) { return number }
+            let number = state.next
+            state.next += 1
+            state.provisional.insert(number, for: path)
+            return number
+        }
+    }
+
+    /// Counts a lookup the kernel made through a listing (readdirplus) of `node`, the number the
+    /// listing showed for `path`.
+    func adopt(_ node: UInt64, path: String, identity: Identity?) {
+        state.withLock { state in
+            state.provisional.removeValue(forKey: path)
+            if state.nodes[node] == nil {
+                state.nodes[node] = Node(path: path, lookups: 0)
+                if state.byPath[path].map({ state.nodes[$0] == nil }) ?? true { state.byPath[path] = node }
+                if let identity, state.byIdentity[identity].map({ state.nodes[$0] == nil }) ?? true {
+                    state.byIdentity[identity] = node
+                    state.identities[node, default: []].append(identity)
+                }
+            }
+            state.nodes[node]!.lookups += 1
+        }
+    }
+
+    /// The inode for `path`, creating it if needed; counts a kernel lookup when `countLookup` (a node
+    /// nobody counts is dropped when its name goes, or at the next `forget` of it).
     func inode(for path: String, identity: Identity?, countLookup: Bool) -> UInt64 {
         state.withLock { state in
             let inode: UInt64
-            if let known = state.byPath[path] {
-                inode = known
-            } else if let identity, let known = state.byIdentity[identity], state.nodes[known] != nil {
+            if let known = state.known(path, identity) {
                 inode = known
             } else {
-                inode = state.next
-                state.next += 1
+                inode = state.newNumber(for: path)
                 state.nodes[inode] = Node(path: path, lookups: 0)
             }
             state.byPath[path] = inode
@@ -63,10 +124,6 @@ final class InodeTable: Sendable {
         }
     }
 
-    func retain(_ inode: UInt64) {
-        state.withLock { $0.nodes[inode]?.lookups += 1 }
-    }
-
     /// Makes `identity` another name for `inode` (after a copy-up gives the file a private inode).
     func alias(_ identity: Identity, to inode: UInt64) {
         state.withLock { state in
@@ -75,23 +132,27 @@ final class InodeTable: Sendable {
         }
     }
 
-    /// The kernel dropped `count` references; a node nobody references and no path names goes away.
+    /// The kernel dropped `count` references; at none, the node goes.
     func forget(_ inode: UInt64, count: UInt64) {
         state.withLock { state in
             guard inode != InodeTable.rootInode, var node = state.nodes[inode] else { return }
             node.lookups -= min(count, node.lookups)
-            if node.lookups == 0 && state.byPath[node.path] != inode {
-                state.nodes[inode] = nil
+            if node.lookups == 0 {
+                state.drop(inode)
             } else {
                 state.nodes[inode] = node
             }
         }
     }
 
+    /// How many nodes the table holds (for measuring the daemon's memory).
+    var count: Int { state.withLock { $0.nodes.count } }
+
     /// A name went away (unlink, rmdir, replaced by rename): the next file there gets a new number.
     /// A hard-linked file keeps its number under another name the kernel knows, which becomes its path.
     func unlinked(_ path: String, hasOtherLinks: Bool = false) {
         state.withLock { state in
+            state.provisional.removeValue(forKey: path)
             guard let inode = state.byPath.removeValue(forKey: path) else { return }
             if hasOtherLinks, let other = state.byPath.first(where: { $0.value == inode })?.key {
                 if state.nodes[inode]?.path == path { state.nodes[inode]?.path = other }

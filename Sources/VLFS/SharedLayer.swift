@@ -38,32 +38,37 @@ public struct SharedLayer: Sendable {
 }
 
 /// Decoded tree manifests, shared by every layer and every stack of a mount. Trees are immutable and
-/// named by digest, so an entry never goes stale; the cache only grows with the directories visited.
+/// named by digest, so an entry never goes stale; the cache keeps those used recently, up to a number
+/// of entries in all (a tree's cost is its size), so that walking a huge VLFS or replacing layer
+/// versions does not grow the daemon for good.
 final class TreeCache: Sendable {
-    private let trees = Mutex<[Digest: Tree]>([:])
+    private let trees = Mutex(BoundedCache<Digest, Tree>(capacity: 1 << 18))
 
     func tree(_ digest: Digest, in store: ObjectStore) throws(FSError) -> Tree {
-        if let tree = trees.withLock({ $0[digest] }) { return tree }
+        if let tree = trees.withLock({ $0.value(digest, cost: TreeCache.cost) }) { return tree }
         guard let bytes = try? store.read(digest), let tree = try? Tree(decoding: bytes, what: "tree \(digest)") else { throw FSError(EIO) }
-        trees.withLock { $0[digest] = tree }
+        trees.withLock { $0.insert(tree, for: digest, cost: TreeCache.cost(tree)) }
         return tree
     }
+
+    private static func cost(_ tree: Tree) -> Int { tree.entries.count + 1 }
 }
 
-/// Which shared layers' directories merge at each directory path visited, for one stack.
+/// Which shared layers' directories merge at each directory path visited, for one stack (the most
+/// recently used ones).
 final class DirectoryCache: Sendable {
     typealias Contributor = (layer: Int, tree: Digest)
 
-    private let state = Mutex<(version: Int, contributors: [String: [Contributor]])>((0, [:]))
+    private let state = Mutex<(version: Int, contributors: BoundedCache<String, [Contributor]>)>((0, BoundedCache(capacity: 1 << 16)))
 
     var version: Int { state.withLock { $0.version } }
 
-    func contributors(_ path: String) -> [Contributor]? { state.withLock { $0.contributors[path] } }
+    func contributors(_ path: String) -> [Contributor]? { state.withLock { $0.contributors.value(path) } }
 
     /// Remembers a result unless the cache was invalidated since `version` was read.
     func remember(_ path: String, _ contributors: [Contributor], version: Int) {
         state.withLock { state in
-            if state.version == version { state.contributors[path] = contributors }
+            if state.version == version { state.contributors.insert(contributors, for: path) }
         }
     }
 

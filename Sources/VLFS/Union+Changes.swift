@@ -95,8 +95,7 @@ extension Union {
         let path = Union.join(try path(of: parent), name)
         let resolved = try resolve(path)
         guard resolved.isDirectory else { throw FSError.notDirectory }
-        let inode = inodes.inode(for: path, identity: nil, countLookup: false)
-        guard try list(inode).isEmpty else { throw FSError.notEmpty }
+        guard try list(path: path).isEmpty else { throw FSError.notEmpty }
         // Empty in the union, so empty in the private layer too.
         if resolved.isPrivate { try privateLayer.removeDirectory(path) }
         try whiteOut(path, in: resolved.stack)
@@ -148,7 +147,7 @@ extension Union {
             if flags.contains(.noReplace) { throw FSError.exists }
             if target.isDirectory {
                 guard source.isDirectory else { throw FSError.isDirectory }
-                guard try list(inodes.inode(for: to, identity: nil, countLookup: false)).isEmpty else { throw FSError.notEmpty }
+                guard try list(path: to).isEmpty else { throw FSError.notEmpty }
             } else if source.isDirectory {
                 throw FSError.notDirectory
             }
@@ -249,8 +248,7 @@ extension Union {
         let resolved = try resolve(path)
         try copyUp(path, withData: true)
         guard resolved.isDirectory else { return }
-        let inode = inodes.inode(for: path, identity: nil, countLookup: false)
-        for child in try list(inode) { try copyUpTree(Union.join(path, child.name)) }
+        for child in try list(path: path) { try copyUpTree(Union.join(path, child.name)) }
     }
 
     /// Makes the directory at `path` exist in the private layer, copying up its ancestors as needed.
@@ -269,7 +267,10 @@ extension Union {
     /// Drops the private copy of `path` (and everything beneath it) and every whiteout of it, so the
     /// shared original shows again. Returns the paths whose kernel caches must be dropped.
     public func revert(_ path: String) throws -> [String] {
-        let path = try Beneath.normalize(path)
+        try gate.change { () throws -> [String] in try revertPassingGate(try Beneath.normalize(path)) }
+    }
+
+    private func revertPassingGate(_ path: String) throws -> [String] {
         guard !path.isEmpty else { throw StoreError("revert needs a path inside the VLFS, not its root") }
         var changed = Set(try privateLayer.paths(under: path).map(\.path))
         try privateLayer.removeTree(path)

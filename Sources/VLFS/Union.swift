@@ -162,12 +162,6 @@ public final class Union: Sendable {
         }
     }
 
-    /// The node id of a path, without counting a kernel reference.
-    public func nodeID(_ path: String) throws -> UInt64 {
-        let resolved = try resolve(path)
-        return inodes.inode(for: path, identity: identity(of: resolved), countLookup: false)
-    }
-
     /// The shared entry a whiteout at exactly `path` hides (what a private file that replaced it by
     /// rename, or a deletion, took the place of), from the topmost layer that has one.
     public func hiddenEntry(at path: String) -> (layer: SharedLayer, entry: TreeEntry)? {
@@ -289,7 +283,7 @@ public final class Union: Sendable {
     }
 
     /// Looks a name up, counting one kernel reference on success unless told not to (readdirplus
-    /// counts only the entries that fit its buffer, with `retain`).
+    /// counts only the entries that fit its buffer, with `adopt`).
     public func lookup(parent: UInt64, name: String, countLookup: Bool = true) throws(FSError) -> Entry {
         guard let parentPath = inodes.path(of: parent) else { throw FSError.notFound }
         let path = Union.join(parentPath, name)
@@ -308,7 +302,13 @@ public final class Union: Sendable {
     /// The `st_ino` of a node id.
     public static func inodeNumber(ofNode node: UInt64) -> UInt64 { InodeTable.number(of: node) }
 
-    public func retain(_ inode: UInt64) { inodes.retain(inode) }
+    /// Counts the kernel's reference to an entry that readdirplus handed it from the listing of `directory`.
+    public func adopt(_ entry: DirectoryEntry, in directory: UInt64) throws(FSError) {
+        inodes.adopt(entry.inode, path: Union.join(try path(of: directory), entry.name), identity: entry.identity)
+    }
+
+    /// How many nodes the daemon tracks.
+    public var nodeCount: Int { inodes.count }
 
     /// The kernel's (parent inode, name) and inode for each path it may have cached, to invalidate.
     public func cachedEntries(for paths: [String]) -> (entries: [(parent: UInt64, name: String)], inodes: [UInt64]) {
@@ -377,24 +377,29 @@ public final class Union: Sendable {
         public var type: UInt32
         /// Filled in when asked for (readdirplus), so the kernel need not look each name up.
         public var attributes: stat?
+        let identity: InodeTable.Identity?
     }
 
     /// The merged listing of a directory: private names first, then each shared layer's names not
     /// already seen and not whited out there.
     public func list(_ inode: UInt64, withAttributes: Bool = false) throws(FSError) -> [DirectoryEntry] {
-        let path = try path(of: inode)
+        try list(path: try path(of: inode), withAttributes: withAttributes)
+    }
+
+    /// The listing of a directory by path; the numbers it shows create no nodes (see `InodeTable.number`).
+    public func list(path: String, withAttributes: Bool = false) throws(FSError) -> [DirectoryEntry] {
         let resolved = try resolve(path)
         guard resolved.isDirectory else { throw FSError.notDirectory }
         var seen = Set<String>()
         var entries: [DirectoryEntry] = []
         if resolved.isPrivate {
             try privateLayer.list(path, withStatus: withAttributes) { name, type, privateInode, status in
-                let isDirectory = type == UInt8(DT_DIR)
-                let child = inodes.inode(for: Union.join(path, name), identity: isDirectory ? nil : .privateInode(privateInode), countLookup: false)
+                let identity: InodeTable.Identity? = type == UInt8(DT_DIR) ? nil : .privateInode(privateInode)
+                let child = inodes.number(for: Union.join(path, name), identity: identity)
                 seen.insert(name)
                 var attributes = status
                 attributes?.st_ino = UInt(InodeTable.number(of: child))
-                entries.append(DirectoryEntry(name: name, inode: child, type: UInt32(type) << 12, attributes: attributes))
+                entries.append(DirectoryEntry(name: name, inode: child, type: UInt32(type) << 12, attributes: attributes, identity: identity))
             }
         }
         for (layer, directory) in resolved.contributors {
@@ -404,10 +409,10 @@ public final class Union: Sendable {
                 if whiteouts.contains(childPath) { continue }
                 seen.insert(entry.name)
                 let identity: InodeTable.Identity? = entry.linkGroup == 0 ? nil : .sharedLink(layer: resolved.stack.layers[layer].whiteoutKey, group: entry.linkGroup)
-                let child = inodes.inode(for: childPath, identity: identity, countLookup: false)
+                let child = inodes.number(for: childPath, identity: identity)
                 let attributes = withAttributes
                     ? try self.attributes(of: Resolved(top: .shared(layer: layer, entry: entry), contributors: [], stack: resolved.stack), inode: child) : nil
-                entries.append(DirectoryEntry(name: entry.name, inode: child, type: entry.kind.fileTypeBits, attributes: attributes))
+                entries.append(DirectoryEntry(name: entry.name, inode: child, type: entry.kind.fileTypeBits, attributes: attributes, identity: identity))
             }
         }
         return entries

@@ -26,10 +26,14 @@ public final class FuseMount: Sendable {
     nonisolated(unsafe) private let session: OpaquePointer
     /// How the kernel has each inode open: passthrough or through this daemon.
     private let opens: KernelOpens
-    /// Directory listings being read, by directory inode: taken when a reader starts at offset 0, used
-    /// for the offsets that follow, dropped when a reader reaches the end. The kernel opens directories
-    /// without asking (see `opendir`) and keeps what it read in its own cache, so they are seldom asked for.
-    private let listings = Mutex<[UInt64: [Union.DirectoryEntry]]>([:])
+    /// Directory listings being read, by directory inode, in cookie order: taken when a reader starts at
+    /// offset 0, used for the offsets that follow, dropped when a reader reaches the end, and the most
+    /// recent few kept at most. The kernel opens directories without asking (see `opendir`), so there
+    /// is no handle to hang a listing on; instead an offset is the cookie of the last entry returned, a
+    /// hash of its name (as ext4 does), and a reader resumes after it in whatever listing is current:
+    /// readers that interleave, or a directory that changes between calls, never make an unchanged
+    /// entry show twice or not at all.
+    private let listings = Mutex(DirectoryListings())
     /// Negotiated at INIT: the kernel opens directories without asking once opendir says ENOSYS.
     private let opensDirectoriesItself = Atomic<Bool>(false)
     static let timeout = 86_400.0
@@ -427,33 +431,35 @@ public final class FuseMount: Sendable {
         }
     }
 
-    /// Answers readdir and readdirplus from the directory's listing; offsets are positions in it, after
-    /// "." and "..". readdirplus counts a lookup only for the entries that fit.
+    /// Answers readdir and readdirplus from the directory's listing, from the first entry whose cookie
+    /// follows `offset` ("." and ".." are 1 and 2). readdirplus counts a lookup only for the entries that fit.
     static func readDirectory(_ request: fuse_req_t?, inode: fuse_ino_t, size: Int, offset: off_t, info: UnsafeMutablePointer<fuse_file_info>?, plus: Bool) {
         reply(request) { mount in
             let directory = UInt64(inode)
-            let listing: [Union.DirectoryEntry]
-            if offset != 0, let taken = mount.listings.withLock({ $0[directory] }) {
+            let listing: DirectoryListings.Listing
+            if offset != 0, let taken = mount.listings.withLock({ $0.listing(directory, withAttributes: plus) }) {
                 listing = taken
             } else {
-                listing = try mount.union.list(directory, withAttributes: plus)
-                mount.listings.withLock { $0[directory] = listing }
+                listing = DirectoryListings.Listing(try mount.union.list(directory, withAttributes: plus), withAttributes: plus)
+                mount.listings.withLock { $0.keep(listing, for: directory) }
             }
             var buffer = [CChar](repeating: 0, count: size)
             var used = 0
-            var position = Int(offset)
-            let total = listing.count + 2
-            while position < total {
+            var position = offset < 2 ? Int(offset) - 2 : listing.firstIndex(after: UInt64(offset))
+            while position < listing.entries.count {
                 let name: String
                 var attributes = stat()
                 var entry: Union.Entry?
-                if position < 2 {
-                    name = position == 0 ? "." : ".."
-                    attributes.st_ino = position == 0 ? UInt(Union.inodeNumber(ofNode: UInt64(inode))) : 1
+                let cookie: UInt64
+                if position < 0 {
+                    name = position == -2 ? "." : ".."
+                    attributes.st_ino = position == -2 ? UInt(Union.inodeNumber(ofNode: UInt64(inode))) : 1
                     attributes.st_mode = S_IFDIR
+                    cookie = UInt64(position + 3)
                 } else {
-                    let item = listing[position - 2]
+                    let item = listing.entries[position]
                     name = item.name
+                    cookie = listing.cookies[position]
                     if plus, let itemAttributes = item.attributes {
                         entry = Union.Entry(inode: item.inode, attributes: itemAttributes)
                         attributes = itemAttributes
@@ -467,19 +473,64 @@ public final class FuseMount: Sendable {
                     let start = raw.baseAddress! + used
                     if plus {
                         var parameter = entry.map(entryParameter) ?? fuse_entry_param(ino: 0, generation: 0, attr: attributes, attr_timeout: 0, entry_timeout: 0)
-                        return fuse_add_direntry_plus(request, start, remaining, name, &parameter, off_t(position + 1))
+                        return fuse_add_direntry_plus(request, start, remaining, name, &parameter, off_t(cookie))
                     }
-                    return fuse_add_direntry(request, start, remaining, name, &attributes, off_t(position + 1))
+                    return fuse_add_direntry(request, start, remaining, name, &attributes, off_t(cookie))
                 }
                 if needed > remaining { break }
-                if let entry { mount.union.retain(entry.inode) }
+                if entry != nil { try mount.union.adopt(listing.entries[position], in: directory) }
                 used += needed
                 position += 1
             }
-            if position == total { _ = mount.listings.withLock { $0.removeValue(forKey: directory) } }
+            if position == listing.entries.count { mount.listings.withLock { $0.finished(directory) } }
             fuse_reply_buf(request, buffer, used)
         }
     }
+}
+
+/// The listings readers are going through (see `FuseMount.listings`).
+struct DirectoryListings {
+    struct Listing {
+        let entries: [Union.DirectoryEntry]
+        /// Each entry's offset: a hash of its name above the offsets of "." and "..", ascending.
+        let cookies: [UInt64]
+        let withAttributes: Bool
+
+        init(_ entries: [Union.DirectoryEntry], withAttributes: Bool) {
+            let keyed = entries.map { (Listing.cookie($0.name), $0) }.sorted { $0.0 < $1.0 }
+            self.entries = keyed.map(\.1)
+            cookies = keyed.map(\.0)
+            self.withAttributes = withAttributes
+        }
+
+        /// A stable 62-bit hash (within this process) moved above 2; off_t must stay positive.
+        static func cookie(_ name: String) -> UInt64 {
+            var hasher = Hasher()
+            hasher.combine(name)
+            return (UInt64(bitPattern: Int64(hasher.finalize())) >> 2) + 3
+        }
+
+        /// Where a reader whose last entry had `cookie` goes on.
+        func firstIndex(after cookie: UInt64) -> Int {
+            var low = 0, high = cookies.count
+            while low < high {
+                let middle = (low + high) / 2
+                if cookies[middle] <= cookie { low = middle + 1 } else { high = middle }
+            }
+            return low
+        }
+    }
+
+    private var listings = BoundedCache<UInt64, Listing>(capacity: 64)
+
+    mutating func listing(_ directory: UInt64, withAttributes: Bool) -> Listing? {
+        guard let listing = listings.value(directory), listing.withAttributes || !withAttributes else { return nil }
+        return listing
+    }
+
+    mutating func keep(_ listing: Listing, for directory: UInt64) { listings.insert(listing, for: directory) }
+
+    mutating func finished(_ directory: UInt64) { listings.removeValue(forKey: directory) }
 }
 
 /// Holds the mount for libfuse's userdata; set once, before the session serves a request.

@@ -154,3 +154,54 @@ import Glibc
         #expect(output == "0 666 777 666\n22 644 755 644\n77 600 700 600\nshared-dir 620\n")
     }
 }
+
+@Suite(.serialized) struct DirectoryListingTests {
+    static func names(in directory: String) -> [String] {
+        guard let handle = opendir(directory) else { return [] }
+        defer { closedir(handle) }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            names.append(withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
+        }
+        return names
+    }
+
+    /// Two readers going through one large directory at once, while names come and go beside the ones
+    /// they count, each see every unchanged entry exactly once.
+    @Test func concurrentReadersSeeEveryEntryOnce() throws {
+        var files: [String: String] = [:]
+        for index in 0..<1500 { files["big/shared-\(index)"] = "" }
+        let vlfs = try MountedWorkspace(layers: [("app", "1", files)], ldf: ["main/app 1"])
+        for index in 0..<1500 { try vlfs.write("big/private-\(index)", "") }
+        let stable = Set((0..<1500).flatMap { ["shared-\($0)", "private-\($0)"] })
+        let done = Atomic<Bool>(false)
+        let churn = Thread {
+            var round = 0
+            while !done.load(ordering: .relaxed) {
+                round += 1
+                close(open(vlfs.path("big/churn-\(round % 50)"), O_CREAT | O_WRONLY, 0o644))
+                unlink(vlfs.path("big/churn-\((round + 25) % 50)"))
+            }
+        }
+        churn.start()
+        let problems = Mutex<[String]>([])
+        let readers = (0..<2).map { reader in
+            Thread {
+                for pass in 0..<15 {
+                    var counts: [String: Int] = [:]
+                    for name in Self.names(in: vlfs.path("big")) { counts[name, default: 0] += 1 }
+                    let twice = counts.filter { $0.value > 1 }.map(\.key)
+                    let missing = stable.subtracting(counts.keys)
+                    if !twice.isEmpty || !missing.isEmpty {
+                        problems.withLock { $0.append("reader \(reader) pass \(pass): \(twice.count) twice (\(twice.prefix(3))), \(missing.count) missing") }
+                    }
+                }
+            }
+        }
+        readers.forEach { $0.start() }
+        while readers.contains(where: { !$0.isFinished }) { usleep(10_000) }
+        done.store(true, ordering: .relaxed)
+        while !churn.isFinished { usleep(10_000) }
+        #expect(problems.withLock { $0 }.isEmpty, "\(problems.withLock { $0 })")
+    }
+}
