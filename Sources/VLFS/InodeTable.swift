@@ -57,10 +57,15 @@ final class InodeTable: Sendable {
             return next
         }
 
-        /// The kernel holds the node no more and nothing open needs it: its names and identities go.
+        /// The kernel holds the node no more: its names and identities go, and its number stays
+        /// provisional for its path, since the kernel may look the path up again at once (it forgets a
+        /// node whose id a revalidation found changed, then looks it up afresh).
         mutating func drop(_ inode: UInt64) {
             guard let node = nodes.removeValue(forKey: inode) else { return }
-            if byPath[node.path] == inode { byPath[node.path] = nil }
+            if byPath[node.path] == inode {
+                byPath[node.path] = nil
+                provisional.insert(inode, for: node.path)
+            }
             for identity in identities.removeValue(forKey: inode) ?? [] where byIdentity[identity] == inode {
                 byIdentity[identity] = nil
             }
