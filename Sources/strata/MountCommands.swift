@@ -84,6 +84,8 @@ struct Mount: ParsableCommand {
                 }
             case "status":
                 return "ok " + union.stack.layers.map(\.label).joined(separator: ", ")
+            case "statistics":
+                return "ok nodes=\(union.nodeCount)"
             case "snapshot" where words.count == 2:
                 return VLFSRequests.snapshot(union, state: state, home: home, image: words[1])
             case "reset":
