@@ -43,6 +43,7 @@ let package = Package(
         // Helpers shared by the test targets: scratch directories, shell commands, tree comparison.
         .target(name: "StrataTestSupport", dependencies: ["StrataStore"]),
         .testTarget(name: "StrataStoreTests", dependencies: ["StrataStore", "StrataTestSupport"]),
+        .testTarget(name: "StrataHTTPTests", dependencies: ["StrataHTTP", "StrataTestSupport"]),
         .testTarget(name: "StrataLayersTests", dependencies: ["StrataLayers", "StrataTestSupport"]),
         .testTarget(name: "StrataResolverTests", dependencies: ["StrataResolver", "StrataLayers", "StrataStore", "StrataTestSupport"]),
         .testTarget(name: "VLFSTests", dependencies: ["VLFS", "StrataStore", "StrataLayers", "StrataTestSupport"]),

@@ -27,3 +27,13 @@ static inline int strata_openat2(int dirfd, const char *path, int flags, unsigne
     struct open_how how = { .flags = (unsigned long long)(unsigned int)flags, .mode = mode, .resolve = resolve };
     return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
 }
+
+// Hands freed heap memory back to the system (malloc.h is not in the Glibc module).
+int malloc_trim(size_t pad);
+
+// The answer to getsockopt(SO_PEERCRED), which <sys/socket.h> declares only under _GNU_SOURCE.
+struct ucred {
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+};

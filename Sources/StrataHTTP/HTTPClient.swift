@@ -8,23 +8,20 @@ public final class HTTPClient {
     public let location: HTTPLocation
     let timeout: Int
     private var socket: Socket?
-    private var body = Body.none
+    /// The response whose body is being read, with its URL for messages.
+    private var current: (url: String, body: ResponseBody)?
+
+    /// The longest body a request accepts unless its caller says less: beyond any file a repository
+    /// holds, but a bound on what a server's word can make us read.
+    public static let bodyLimit: Int64 = 1 << 40
+    static let statusLineLimit = 8 * 1024
 
     public struct Response: Sendable {
         public let status: Int
         public let reason: String
         public let headers: HTTPHeaders
-
-        /// The body's length when the server states it.
-        public var contentLength: Int64? { headers["Content-Length"].flatMap { Int64($0) } }
-    }
-
-    /// How the rest of the current response's body is delimited.
-    private enum Body {
-        case none
-        case length(Int64)
-        case chunked(remainingInChunk: Int64)
-        case untilClose
+        /// The body's length when the server states it: one plain number, within the request's limit.
+        public let contentLength: Int64?
     }
 
     /// - Parameter timeout: seconds any one connect, read or write may wait.
@@ -34,116 +31,95 @@ public final class HTTPClient {
     }
 
     /// Sends a request for a file of the repository and reads the response head; the body follows
-    /// through `readBody`. A kept-alive connection the server closed meanwhile is reopened and the
-    /// request sent again (GET and HEAD are idempotent).
-    public func send(_ method: String = "GET", _ relative: String, headers: [(name: String, value: String)] = []) throws -> Response {
-        if case .none = body, let open = socket, !open.isReadable {
-            if let response = try? exchange(method, relative, headers: headers, on: open) { return response }
+    /// through `readBody`. Everything the server says is checked as an attacker's word; whatever is
+    /// wrong is an error that names the URL, and the connection is dropped.
+    /// - Parameters:
+    ///   - range: one byte range to ask for; a partial answer (206) must be that range.
+    ///   - limit: the longest body accepted; one announced or found longer is refused.
+    public func send(_ method: String = "GET", _ relative: String, headers: [(name: String, value: String)] = [],
+                     range: RequestedRange? = nil, limit: Int64 = bodyLimit) throws -> Response {
+        let url = location.url(relative)
+        let fields = [("Host", location.authority), ("User-Agent", "strata")] + headers + (range.map { [$0.header] } ?? [])
+        let request = "\(method) \(Self.percentEncoded(location.target(relative))) HTTP/1.1\r\n\(HTTPHeaders(fields).serialized())\r\n"
+        do {
+            let (socket, statusLine) = try deliver(request)
+            let (status, reason) = try Self.status(of: statusLine)
+            let head = try HTTPHeaders.read(from: socket)
+            let body = try ResponseBody(method: method, status: status, headers: head, range: range, limit: limit)
+            current = (url, body)
+            return Response(status: status, reason: reason, headers: head, contentLength: body.announcedLength)
+        } catch {
+            drop()
+            throw NetworkError("\(url): \(error)")
+        }
+    }
+
+    /// Sends a request and reads the status line of its answer. The kept-alive connection serves
+    /// when the last body was read to its end and the server has not closed it meanwhile; if the
+    /// server closes it before answering, the request goes again on a fresh one (GET and HEAD are
+    /// idempotent).
+    private func deliver(_ request: String) throws -> (Socket, String) {
+        if current?.body.isComplete ?? true, let open = socket, !open.isReadable, let statusLine = try? exchange(request, on: open) {
+            return (open, statusLine)
         }
         socket = nil
         let fresh = try Socket.connect(host: location.host, port: location.port, timeout: timeout)
         socket = fresh
-        do {
-            return try exchange(method, relative, headers: headers, on: fresh)
-        } catch {
-            socket = nil
-            throw error
-        }
+        guard let statusLine = try exchange(request, on: fresh) else { throw NetworkError("the server closed the connection without answering") }
+        return (fresh, statusLine)
     }
 
-    private func exchange(_ method: String, _ relative: String, headers: [(name: String, value: String)], on socket: Socket) throws -> Response {
-        let request = HTTPHeaders([("Host", location.authority), ("User-Agent", "strata")] + headers)
-        try socket.write("\(method) \(Self.percentEncoded(location.target(relative))) HTTP/1.1\r\n\(request.serialized())\r\n")
-        guard let statusLine = try socket.readLine() else {
-            throw NetworkError("\(location.url(relative)): the server closed the connection without answering")
+    private func exchange(_ request: String, on socket: Socket) throws -> String? {
+        try socket.write(request)
+        return try socket.readLine(limit: Self.statusLineLimit, tooLong: "a status line longer than \(Self.statusLineLimit) bytes; refused")
+    }
+
+    /// The status code and reason of `HTTP/1.x CODE REASON`. The code is a final one: no request of
+    /// ours asks for an interim (1xx) answer.
+    static func status(of line: String) throws -> (Int, String) {
+        let parts = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), parts[1].count == 3, let code = Int64(decimal: parts[1]), (200...599).contains(code) else {
+            throw NetworkError("not an HTTP response: '\(line.prefix(80))'")
         }
-        let parts = statusLine.split(separator: " ", maxSplits: 2).map(String.init)
-        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let status = Int(parts[1]) else {
-            throw NetworkError("\(location.url(relative)): not an HTTP response: '\(statusLine.prefix(80))'")
-        }
-        let response = Response(status: status, reason: parts.count > 2 ? parts[2] : "", headers: try HTTPHeaders.read(from: socket))
-        if method == "HEAD" || status == 204 || status == 304 || status < 200 {
-            body = .none
-        } else if response.headers["Transfer-Encoding"]?.lowercased().contains("chunked") == true {
-            body = .chunked(remainingInChunk: 0)
-        } else if let length = response.contentLength {
-            body = .length(length)
-        } else {
-            body = .untilClose
-        }
-        return response
+        return (Int(code), parts.count > 2 ? String(parts[2]) : "")
     }
 
     /// Reads the next part of the current response's body; 0 once it is complete.
     public func readBody(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard let socket else { return 0 }
-        switch body {
-        case .none:
-            return 0
-        case .length(let remaining):
-            if remaining == 0 {
-                body = .none
-                return 0
-            }
-            let n = try socket.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.prefix(Int(min(Int64(buffer.count), remaining)))))
-            guard n > 0 else { throw truncated() }
-            body = .length(remaining - Int64(n))
+        guard let socket, let (url, unread) = current else { return 0 }
+        var body = unread
+        do {
+            let n = try body.read(from: socket, into: buffer)
+            current = (url, body)
+            if n == 0 && body.closesConnection { self.socket = nil }
             return n
-        case .chunked(var remaining):
-            if remaining == 0 {
-                guard let line = try socket.readLine(), let size = Int64(line.prefix { $0 != ";" }.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0 else {
-                    throw NetworkError("\(socket.peer) sent a malformed chunk header")
-                }
-                if size == 0 {
-                    while let trailer = try socket.readLine(), !trailer.isEmpty {}
-                    body = .none
-                    return 0
-                }
-                remaining = size
-            }
-            let n = try socket.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.prefix(Int(min(Int64(buffer.count), remaining)))))
-            guard n > 0 else { throw truncated() }
-            remaining -= Int64(n)
-            if remaining == 0 { _ = try socket.readLine() }
-            body = .chunked(remainingInChunk: remaining)
-            return n
-        case .untilClose:
-            let n = try socket.read(into: buffer)
-            if n == 0 {
-                body = .none
-                self.socket = nil
-            }
-            return n
+        } catch {
+            drop()
+            throw NetworkError("\(url): \(error)")
         }
     }
 
-    private func truncated() -> NetworkError {
+    /// Forgets the connection and the response on it, after an error or a refusal.
+    private func drop() {
         socket = nil
-        body = .none
-        return NetworkError("\(location): the server closed the connection before the end of the body")
+        current = nil
     }
 
     /// A GET of a whole file into memory; a body longer than `limit` is refused.
     public func get(_ relative: String, headers: [(name: String, value: String)] = [], limit: Int) throws -> (Response, [UInt8]) {
-        let response = try send("GET", relative, headers: headers)
-        return (response, try readWholeBody(limit: limit, of: relative))
+        let response = try send("GET", relative, headers: headers, limit: Int64(limit))
+        return (response, try readWholeBody())
     }
 
-    /// The rest of the current response's body, in memory; a body longer than `limit` is refused.
-    public func readWholeBody(limit: Int, of relative: String) throws -> [UInt8] {
+    /// The rest of the current response's body, in memory, within the limit its request gave.
+    public func readWholeBody() throws -> [UInt8] {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             let n = try chunk.withUnsafeMutableBytes { try readBody(into: $0) }
-            if n == 0 { break }
+            if n == 0 { return bytes }
             bytes += chunk[..<n]
-            if bytes.count > limit {
-                socket = nil
-                body = .none
-                throw NetworkError("\(location.url(relative)): larger than \(limit) bytes; refused")
-            }
         }
-        return bytes
     }
 
     /// Escapes what may not appear in a request target, keeping '/'.

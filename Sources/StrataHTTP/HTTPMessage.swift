@@ -12,17 +12,34 @@ public struct HTTPHeaders: Sendable {
         fields.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
     }
 
-    /// Reads fields up to the blank line that ends a message head; a head is bounded in size.
+    /// The most a message head's fields may take, in bytes and in lines: a peer must not make us
+    /// buffer without end or spin through a flood of fields.
+    static let maximumBytes = 64 * 1024
+    static let maximumFields = 100
+
+    /// Reads fields up to the blank line that ends a message head (or a chunked body's trailer).
     static func read(from socket: Socket) throws -> HTTPHeaders {
         var headers = HTTPHeaders()
-        while let line = try socket.readLine() {
+        var budget = maximumBytes
+        while let line = try socket.readLine(limit: budget, tooLong: "a message head larger than \(maximumBytes) bytes; refused") {
             if line.isEmpty { return headers }
-            guard headers.fields.count < 100, let colon = line.firstIndex(of: ":") else {
-                throw NetworkError("\(socket.peer) sent a malformed header line: '\(line.prefix(80))'")
+            budget = max(0, budget - line.utf8.count)
+            guard headers.fields.count < maximumFields else { throw NetworkError("more than \(maximumFields) header lines; refused") }
+            // No space before the colon, no folded continuation line: RFC 9112 has them refused, as
+            // two parties could read them differently.
+            guard let colon = line.firstIndex(of: ":"), colon > line.startIndex, !line[..<colon].contains(where: \.isWhitespace) else {
+                throw NetworkError("malformed header line: '\(line.prefix(80))'")
             }
             headers.fields.append((String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
         }
-        throw NetworkError("\(socket.peer) closed the connection in the middle of a message head")
+        throw NetworkError("the connection closed in the middle of a message head")
+    }
+
+    /// Every value of a field, those of repeated lines and those of comma-separated lists alike.
+    func values(_ name: String) -> [String] {
+        fields.filter { $0.name.caseInsensitiveCompare(name) == .orderedSame }
+            .flatMap { $0.value.split(separator: ",", omittingEmptySubsequences: false) }
+            .map { $0.trimmingCharacters(in: .whitespaces) }
     }
 
     func serialized() -> String {

@@ -9,7 +9,8 @@ public struct NetworkError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 
     init(_ call: String, _ peer: String, errno code: Int32 = errno) {
-        let reason = code == EAGAIN ? "timed out" : String(cString: strerror(code))
+        // A receive or send past its SO_RCVTIMEO/SO_SNDTIMEO fails with EAGAIN, a connect with EINPROGRESS.
+        let reason = code == EAGAIN || code == EINPROGRESS ? "timed out" : String(cString: strerror(code))
         description = "\(call) \(peer): \(reason)"
     }
 }
@@ -140,23 +141,25 @@ final class Socket {
     }
 
     /// One line without its CR LF; nil at end of stream before any byte. Lines are bounded, so a
-    /// peer cannot make us buffer without end.
-    func readLine(limit: Int = 16 * 1024) throws -> String? {
+    /// peer cannot make us buffer without end: one longer than `limit` is refused with the error `tooLong`.
+    func readLine(limit: Int = 16 * 1024, tooLong: String = "a line longer than 16384 bytes; refused") throws -> String? {
         var line: [UInt8] = []
         while true {
             guard try fill() else {
                 if line.isEmpty { return nil }
-                throw NetworkError("\(peer) closed the connection in the middle of a line")
+                throw NetworkError("the connection closed in the middle of a line")
             }
             if let newline = buffer[start..<end].firstIndex(of: 0x0A) {
                 line += buffer[start..<newline]
                 start = newline + 1
                 if line.last == 0x0D { line.removeLast() }
+                guard line.count <= limit else { throw NetworkError(tooLong) }
                 return String(decoding: line, as: UTF8.self)
             }
             line += buffer[start..<end]
             start = end
-            if line.count > limit { throw NetworkError("\(peer) sent a line longer than \(limit) bytes") }
+            // One byte over: the CR of a line exactly at the limit.
+            guard line.count <= limit + 1 else { throw NetworkError(tooLong) }
         }
     }
 }

@@ -18,6 +18,8 @@ public enum RepositoryMirror {
     /// The served index's header stamp when it was fetched.
     static let stampFile = "index.stamp"
     static let indexFile = "index.sqlite"
+    /// A served index larger than this is refused: Debian's whole archive makes one of tens of MB.
+    static let indexLimit: Int64 = 1 << 30
 
     /// The mirror of `url` at `path`, made (and its index fetched) the first time, or again when the
     /// name now points at another URL (objects fetched before stay: they are named by content).
@@ -56,11 +58,11 @@ public enum RepositoryMirror {
     private static func refreshIndex(at path: String, from location: HTTPLocation, client: HTTPClient) throws -> Bool {
         let known = FileManager.default.fileExists(atPath: path + "/" + indexFile)
             ? try? String(contentsOfFile: path + "/" + stampFile, encoding: .utf8) : nil
-        var response = try client.send("GET", indexFile, headers: [("Range", "bytes=0-99")])
+        var response = try client.send("GET", indexFile, range: RequestedRange(from: 0, through: 99), limit: indexLimit)
         if response.status == 206 {
-            let header = try client.readWholeBody(limit: 100, of: indexFile)
+            let header = try client.readWholeBody()
             if let known, stamp(ofHeader: header) == known { return false }
-            response = try client.send("GET", indexFile)
+            response = try client.send("GET", indexFile, limit: indexLimit)
         }
         guard response.status == 200 else {
             throw LayerError("\(location.url(indexFile)): the server answered \(response.status) \(response.reason)")

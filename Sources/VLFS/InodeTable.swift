@@ -1,4 +1,8 @@
+import CLinux
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Inode numbers for the union namespace. A number names one file while the kernel knows it: it
 /// follows the file through copy-up and rename, hard links share one, and numbers are never reused,
@@ -57,10 +61,15 @@ final class InodeTable: Sendable {
             return next
         }
 
-        /// The kernel holds the node no more and nothing open needs it: its names and identities go.
+        /// The kernel holds the node no more: its names and identities go, and its number stays
+        /// provisional for its path, since the kernel may look the path up again at once (it forgets a
+        /// node whose id a revalidation found changed, then looks it up afresh).
         mutating func drop(_ inode: UInt64) {
             guard let node = nodes.removeValue(forKey: inode) else { return }
-            if byPath[node.path] == inode { byPath[node.path] = nil }
+            if byPath[node.path] == inode {
+                byPath[node.path] = nil
+                provisional.insert(inode, for: node.path)
+            }
             for identity in identities.removeValue(forKey: inode) ?? [] where byIdentity[identity] == inode {
                 byIdentity[identity] = nil
             }
@@ -132,17 +141,26 @@ final class InodeTable: Sendable {
         }
     }
 
-    /// The kernel dropped `count` references; at none, the node goes.
+    /// The kernel dropped `count` references; at none, the node goes. Once most nodes have gone (the
+    /// kernel dropped its caches after a walk), the tables are rebuilt at their new size and the freed
+    /// memory handed back to the system: dictionaries never shrink by themselves, nor does malloc's heap.
     func forget(_ inode: UInt64, count: UInt64) {
-        state.withLock { state in
-            guard inode != InodeTable.rootInode, var node = state.nodes[inode] else { return }
+        let compacted = state.withLock { state -> Bool in
+            guard inode != InodeTable.rootInode, var node = state.nodes[inode] else { return false }
             node.lookups -= min(count, node.lookups)
-            if node.lookups == 0 {
-                state.drop(inode)
-            } else {
+            guard node.lookups == 0 else {
                 state.nodes[inode] = node
+                return false
             }
+            state.drop(inode)
+            guard state.nodes.capacity > 4096, state.nodes.count < state.nodes.capacity / 8 else { return false }
+            state.nodes = state.nodes.compacted()
+            state.byPath = state.byPath.compacted()
+            state.byIdentity = state.byIdentity.compacted()
+            state.identities = state.identities.compacted()
+            return true
         }
+        if compacted { malloc_trim(0) }
     }
 
     /// How many nodes the table holds (for measuring the daemon's memory).
@@ -224,5 +242,14 @@ final class InodeTable: Sendable {
 
     func inode(at path: String) -> UInt64? {
         state.withLock { $0.byPath[path] }
+    }
+}
+
+extension Dictionary {
+    /// The same entries in storage sized for them.
+    func compacted() -> Dictionary {
+        var copy = Dictionary(minimumCapacity: count)
+        for (key, value) in self { copy[key] = value }
+        return copy
     }
 }

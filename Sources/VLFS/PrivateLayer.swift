@@ -97,15 +97,18 @@ final class PrivateLayer: Sendable {
 
     /// Opens a regular file for I/O (never a device, FIFO or symlink put in its place).
     func open(_ path: String, flags: Int32) throws(FSError) -> Int32 {
-        try atFile(path) { file, st throws(FSError) in
-            switch st.st_mode & S_IFMT {
-            case S_IFREG: break
-            case S_IFDIR: throw FSError.isDirectory
-            case S_IFLNK: throw FSError(ELOOP)
-            default: throw FSError(ENXIO)
-            }
-            return try check { openat(PrivateLayer.processDescriptors, String(file), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC) }
+        try atFile(path) { file, st throws(FSError) in try PrivateLayer.reopen(file, st, flags: flags) }
+    }
+
+    /// Opens for I/O the file an O_PATH descriptor pins, if it is a regular file.
+    static func reopen(_ file: Int32, _ st: stat, flags: Int32) throws(FSError) -> Int32 {
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw FSError.isDirectory
+        case S_IFLNK: throw FSError(ELOOP)
+        default: throw FSError(ENXIO)
         }
+        return try check { openat(processDescriptors, String(file), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC) }
     }
 
     func readLink(_ path: String) throws(FSError) -> String {
@@ -262,12 +265,21 @@ final class PrivateLayer: Sendable {
     /// Puts a copy of a shared entry at `path` (and, for a hard-link group, at `links` too): built in the
     /// work directory with all its metadata, synced, then linked and renamed into place without
     /// replacing anything, each parent synced. `contents` is the blob to copy a regular file's bytes
-    /// from, nil for an empty file. Returns the copy's status.
+    /// from, nil for an empty file. Returns the copy's status and, when `opening` flags are given, the
+    /// copy opened with them: the very file placed, even if its name is reverted at once.
     @discardableResult
-    func place(_ entry: TreeEntry, contents: Int32?, at path: String, links: [String] = []) throws(FSError) -> stat {
+    func place(_ entry: TreeEntry, contents: Int32?, at path: String, links: [String] = [], opening flags: Int32? = nil) throws(FSError) -> (status: stat, file: Int32?) {
         let name = "copy-\(getpid())-\(workNames.wrappingAdd(1, ordering: .relaxed).newValue)"
+        var opened: Int32?
         do throws(FSError) {
             try build(entry, contents: contents, named: name)
+            if let flags {
+                let pinned = try check { openat(work, name, Beneath.pathOnly | O_NOFOLLOW | O_CLOEXEC) }
+                defer { close(pinned) }
+                var st = stat()
+                try check { fstat(pinned, &st) }
+                opened = try PrivateLayer.reopen(pinned, st, flags: flags)
+            }
             for link in links {
                 try atParent(link, flags: O_RDONLY | O_DIRECTORY) { directory, linkName throws(FSError) in
                     try check { linkat(work, name, directory, linkName, 0) }
@@ -279,9 +291,10 @@ final class PrivateLayer: Sendable {
                 try check { fsync(directory) }
                 var st = stat()
                 try check { fstatat(directory, finalName, &st, AT_SYMLINK_NOFOLLOW) }
-                return st
+                return (st, opened)
             }
         } catch {
+            if let opened { close(opened) }
             _ = unlinkat(work, name, entry.kind == .directory ? AT_REMOVEDIR : 0)
             throw error
         }

@@ -226,20 +226,23 @@ extension Union {
     /// leaves half a file hiding an intact original.
     /// A hard link stays one file: its other visible names come up with it, linked to the copy (the
     /// kernel shares one inode between them, so it could not tell them apart afterwards anyway).
-    func copyUp(_ path: String, withData: Bool) throws(FSError) {
+    /// With `opening` flags, returns the copy opened with them (nil when the path was private already).
+    @discardableResult
+    func copyUp(_ path: String, withData: Bool, opening flags: Int32? = nil) throws(FSError) -> Int32? {
         let resolved = try resolve(path)
-        guard case .shared(let layer, let entry) = resolved.top else { return }
+        guard case .shared(let layer, let entry) = resolved.top else { return nil }
         let links = entry.linkGroup == 0 ? [] : try linkedPaths(of: entry.linkGroup, layer: layer, in: resolved.stack).filter { $0 != path }
         for name in [path] + links { try ensurePrivateDirectory(Union.split(name).parent) }
-        try copyUpLock.withLock { _ throws(FSError) in
-            guard !(try resolve(path)).isPrivate else { return }
+        return try copyUpLock.withLock { _ throws(FSError) -> Int32? in
+            guard !(try resolve(path)).isPrivate else { return nil }
             var contents: Int32?
             if entry.kind == .regular && withData {
                 contents = try check { Glibc.open(resolved.stack.layers[layer].blobPath(entry), O_RDONLY | O_CLOEXEC) }
             }
             defer { if let contents { close(contents) } }
-            let copy = try privateLayer.place(entry, contents: contents, at: path, links: links)
-            if entry.kind != .directory, let inode = inodes.inode(at: path) { inodes.alias(.privateInode(UInt64(copy.st_ino)), to: inode) }
+            let copy = try privateLayer.place(entry, contents: contents, at: path, links: links, opening: flags)
+            if entry.kind != .directory, let inode = inodes.inode(at: path) { inodes.alias(.privateInode(UInt64(copy.status.st_ino)), to: inode) }
+            return copy.file
         }
     }
 

@@ -26,6 +26,17 @@ public struct Caller: Sendable {
 /// Concurrency: the stack is swapped whole under a lock and each operation works on the snapshot it
 /// took, so readers never see a half-updated stack. The kernel serialises changes within one directory;
 /// copy-up is serialised here.
+///
+/// Lock order (the daemon's, outermost first; nothing takes an earlier one while holding a later one):
+/// 1. `gate` (MutationGate): held shared by every change (FUSE changes, revert), exclusively by a
+///    snapshot's capture and a reset — never while hashing the private layer (see `Snapshot.Prepared`).
+/// 2. the live-update lock of `strata mount`'s serve loop: one update at a time; inside it only leaf
+///    locks are taken (it does not pass the gate: a stack swap is atomic by itself).
+/// 3. `copyUpLock`: one copy-up at a time; it resolves and writes the private layer while held.
+/// 4. leaf locks, each held only for a few dictionary operations and never while taking another:
+///    `current`, `linkGroups`, `openFiles`, `InodeTable.state`, `TreeCache`, `DirectoryCache`,
+///    `WhiteoutSet.paths`, `PrivateLayer.retiredRoots`, and in the FUSE adapter `listings` and
+///    `KernelOpens` (which holds its lock across the passthrough ioctl of an inode's first open).
 public final class Union: Sendable {
     public let privateRoot: String
     public let whiteoutDirectory: String
@@ -436,14 +447,22 @@ public final class Union: Sendable {
         let path = try path(of: inode)
         let writing = Union.opensForWriting(flags)
         // A revert may drop the private copy between resolving and opening it; the shared original
-        // then shows, so resolve again (a second loss in a row is reported).
+        // then shows, so resolve again (a second loss in a row is reported). A copy made for this open
+        // is opened as it is placed, so a revert cannot come between.
         var attempts = 0
         while true {
             attempts += 1
-            var resolved = try resolve(path)
+            let resolved = try resolve(path)
             if writing && !resolved.isPrivate {
-                try copyUp(path, withData: (flags & O_TRUNC) == 0)
-                resolved = try resolve(path)
+                if let copied = try copyUp(path, withData: (flags & O_TRUNC) == 0, opening: flags) {
+                    var attributes = stat()
+                    fstat(copied, &attributes)
+                    attributes.st_ino = UInt(InodeTable.number(of: inode))
+                    let file = OpenFile(descriptor: copied, blob: nil)
+                    registerOpen(inode, file, attributes: attributes)
+                    return file
+                }
+                continue  // another change copied it up meanwhile
             }
             let file: OpenFile
             switch resolved.top {

@@ -25,8 +25,14 @@ struct Mount: ParsableCommand {
     @Flag(help: "Serve in this process until unmounted.") var foreground = false
     @Flag(help: "Serve every read through the daemon, never letting the kernel read shared files from their blobs (FUSE passthrough); for comparisons and kernels that misbehave.")
     var noPassthrough = false
+    @Option(help: "Seconds a client of the daemon's control socket has to send its request.")
+    var controlTimeout = ControlChannel.Limits().requestTimeout
 
     var vlfsName: String { name ?? URL(fileURLWithPath: ldf).deletingPathExtension().lastPathComponent }
+
+    func validate() throws {
+        guard controlTimeout > 0 else { throw ValidationError("--control-timeout must be at least 1 second") }
+    }
 
     func run() throws {
         let home = options.strataHome
@@ -57,9 +63,13 @@ struct Mount: ParsableCommand {
         try union.discardUnfinishedCopies()
         let fuse = try FuseMount(union: union, mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, fsName: "strata:\(state.name)",
                                  passthrough: !noPassthrough)
-        let updates = Mutex(())
+        // Requests that change the VLFS (updates from the control socket and from the LDF watcher,
+        // reverts, snapshots, resets) take this lock, one at a time: each reads the stack or the private
+        // layer and replaces or captures it, and two at once would lose one's work. `status` only reads
+        // the stack, which the union swaps atomically, so it answers while a long update runs.
+        let changes = Mutex(())
         let update: @Sendable () -> String = {
-            updates.withLock { _ in
+            changes.withLock { _ in
                 do {
                     let paths = try union.replaceStack(try Composition.stack(ldf: ldfPath, home: home, state: state))
                     fuse.invalidate(paths: paths)
@@ -69,25 +79,31 @@ struct Mount: ParsableCommand {
                 }
             }
         }
-        try ControlChannel.serve(at: state.controlSocket) { request in
+        try ControlChannel.serve(at: state.controlSocket, limits: ControlChannel.Limits(requestTimeout: controlTimeout)) { request in
             let words = request.split(separator: " ", maxSplits: 1).map(String.init)
             switch words.first {
             case "update":
                 return update()
             case "revert" where words.count == 2:
-                do {
-                    let paths = try union.revert(words[1])
-                    fuse.invalidate(paths: paths)
-                    return "ok \(paths.count) paths reverted"
-                } catch {
-                    return "error: \(error)"
+                return changes.withLock { _ in
+                    do {
+                        let paths = try union.revert(words[1])
+                        fuse.invalidate(paths: paths)
+                        return "ok \(paths.count) paths reverted"
+                    } catch {
+                        return "error: \(error)"
+                    }
                 }
             case "status":
                 return "ok " + union.stack.layers.map(\.label).joined(separator: ", ")
+            case "statistics":
+                return "ok nodes=\(union.nodeCount)"
             case "snapshot" where words.count == 2:
-                return VLFSRequests.snapshot(union, state: state, home: home, image: words[1])
+                return changes.withLock { _ in VLFSRequests.snapshot(union, state: state, home: home, image: words[1]) }
             case "reset":
-                return VLFSRequests.reset(union, state: state, home: home, ldf: ldfPath, invalidate: fuse.invalidate)
+                return changes.withLock { _ in
+                    VLFSRequests.reset(union, state: state, home: home, ldf: ldfPath, invalidate: fuse.invalidate)
+                }
             default:
                 return "error: unknown request '\(request)'"
             }
@@ -104,7 +120,8 @@ struct Mount: ParsableCommand {
     private func startDaemon(state: VLFSState) throws {
         try makeDirectories(state.directory, mode: 0o700)
         let arguments = ["strata", "mount", URL(fileURLWithPath: ldf).standardizedFileURL.path, URL(fileURLWithPath: mountpoint).standardizedFileURL.path,
-                         "--name", state.name, "--foreground", "--home", options.strataHome.path] + (noPassthrough ? ["--no-passthrough"] : [])
+                         "--name", state.name, "--foreground", "--home", options.strataHome.path, "--control-timeout", String(controlTimeout)]
+            + (noPassthrough ? ["--no-passthrough"] : [])
         try startMountDaemon(arguments: arguments, log: state.log, mountpoint: mountpoint)
     }
 }

@@ -39,11 +39,7 @@ struct RepoCommand: ParsableCommand {
             if HTTPLocation.isRemote(location) {
                 try StrataHome.checkName(name)
                 resolved = try HTTPLocation(location).description
-                do {
-                    _ = try RepositoryMirror.open(resolved, at: home.mirrorPath(of: name))
-                } catch let error as NetworkError {
-                    throw LayerError("\(location): \(error)")
-                }
+                _ = try RepositoryMirror.open(resolved, at: home.mirrorPath(of: name))
             } else if location != "debian" {
                 resolved = URL(fileURLWithPath: location).standardizedFileURL.path
                 _ = try Repository(at: resolved)

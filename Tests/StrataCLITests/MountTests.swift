@@ -13,9 +13,13 @@ final class MountedWorkspace: Sendable {
     let ldf: String
     let mountpoint: String
     let name = "appliance"
+    /// Options of every `strata mount` of this VLFS.
+    let mountOptions: [String]
 
-    init(_ label: String = #function, layers: [(name: String, version: String, files: [String: String])], ldf lines: [String]) throws {
+    init(_ label: String = #function, layers: [(name: String, version: String, files: [String: String])], ldf lines: [String],
+         mountOptions: [String] = []) throws {
         workspace = try Workspace(label)
+        self.mountOptions = mountOptions
         for layer in layers {
             let tree = "trees/\(layer.name)_\(layer.version)"
             for (path, contents) in layer.files { try workspace.scratch.write("\(tree)/\(path)", contents) }
@@ -39,7 +43,7 @@ final class MountedWorkspace: Sendable {
 
     func setLDF(_ lines: [String]) throws { try AtomicFile.write(lines.joined(separator: "\n") + "\n", to: ldf) }
 
-    func mount() throws { expectSuccess(try workspace.strata("mount", ldf, mountpoint, "--name", name)) }
+    func mount() throws { expectSuccess(try workspace.strata(["mount", ldf, mountpoint, "--name", name] + mountOptions)) }
 
     func unmount() throws { expectSuccess(try workspace.strata("umount", mountpoint)) }
 

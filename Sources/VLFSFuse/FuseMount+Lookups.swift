@@ -1,0 +1,81 @@
+import CFuse3
+import CLinux
+import Foundation
+import Synchronization
+import VLFS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension FuseMount {
+    /// Finding names and reading what they are: answered from the union without changing it.
+    static func setLookups(_ ops: inout fuse_lowlevel_ops) {
+        ops.`init` = { userdata, connection in
+            guard let connection else { return }
+            let wanted = UInt32(FUSE_CAP_SPLICE_READ) | UInt32(FUSE_CAP_SPLICE_WRITE) | UInt32(FUSE_CAP_SPLICE_MOVE)
+                | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_ASYNC_READ) | UInt32(FUSE_CAP_NO_OPENDIR_SUPPORT)
+            connection.pointee.want |= wanted & connection.pointee.capable
+            let mount = Unmanaged<MountBox>.fromOpaque(userdata!).takeUnretainedValue().mount!
+            mount.opensDirectoriesItself.store(connection.pointee.want & UInt32(FUSE_CAP_NO_OPENDIR_SUPPORT) != 0, ordering: .relaxed)
+            connection.pointee.max_write = 1 << 20
+            connection.pointee.max_readahead = 1 << 20
+        }
+        ops.lookup = { request, parent, name in
+            FuseMount.reply(request) { mount in
+                do {
+                    FuseMount.replyEntry(request, try mount.union.lookup(parent: UInt64(parent), name: FuseMount.string(name)))
+                } catch let error as FSError where error == .notFound {
+                    // A negative entry the kernel may cache: names appear only through this daemon.
+                    var negative = fuse_entry_param()
+                    negative.entry_timeout = FuseMount.timeout
+                    fuse_reply_entry(request, &negative)
+                }
+            }
+        }
+        ops.forget = { request, inode, count in
+            FuseMount.mount(request).union.forget(UInt64(inode), count: count)
+            fuse_reply_none(request)
+        }
+        ops.forget_multi = { request, count, forgets in
+            let union = FuseMount.mount(request).union
+            for index in 0..<count { union.forget(UInt64(forgets![index].ino), count: forgets![index].nlookup) }
+            fuse_reply_none(request)
+        }
+        ops.getattr = { request, inode, _ in
+            FuseMount.reply(request) { mount in
+                var attributes = try mount.union.attributes(of: UInt64(inode))
+                fuse_reply_attr(request, &attributes, FuseMount.timeout)
+            }
+        }
+        ops.readlink = { request, inode in
+            FuseMount.reply(request) { mount in
+                let target = try mount.union.readLink(UInt64(inode))
+                fuse_reply_readlink(request, target)
+            }
+        }
+        ops.access = { request, inode, _ in
+            FuseMount.reply(request) { mount in
+                _ = try mount.union.attributes(of: UInt64(inode))
+                fuse_reply_err(request, 0)
+            }
+        }
+        ops.statfs = { request, _ in
+            FuseMount.reply(request) { mount in
+                var statistics = try mount.union.statistics()
+                fuse_reply_statfs(request, &statistics)
+            }
+        }
+        ops.getxattr = { request, inode, name, size in
+            FuseMount.reply(request) { mount in
+                let value = try mount.union.extendedAttribute(UInt64(inode), name: FuseMount.string(name))
+                FuseMount.replyAttributeData(request, value, size: size)
+            }
+        }
+        ops.listxattr = { request, inode, size in
+            FuseMount.reply(request) { mount in
+                let names = try mount.union.extendedAttributeNames(UInt64(inode))
+                FuseMount.replyAttributeData(request, names.flatMap { Array($0.utf8) + [0] }, size: size)
+            }
+        }
+    }
+}
