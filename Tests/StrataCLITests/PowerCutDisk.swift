@@ -21,7 +21,7 @@ final class PowerCutDisk {
     private var control: String { daemonMountpoint + "/control" }
     private var log: String { directory + "/disk.log" }
     private var daemon: Process?
-    /// Loop devices and filesystems this disk set up, undone in reverse order.
+    /// The loop devices and filesystems set up on this disk, undone in reverse order.
     private var loopDevices: [String] = []
     private var mounts: [String] = []
 
@@ -50,6 +50,7 @@ final class PowerCutDisk {
         process.standardOutput = logHandle
         process.standardError = logHandle
         try process.run()
+        try? logHandle.close()
         daemon = process
         // It answers once the disk shows its size (a bound on waiting, not a timing assertion).
         var status = stat()
