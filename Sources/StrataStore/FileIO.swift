@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -65,6 +66,33 @@ public struct FileDescriptor: ~Copyable {
             let count = try chunk.withUnsafeMutableBytes { try read(into: $0) }
             if count == 0 { return out }
             out += chunk[..<count]
+        }
+    }
+}
+
+/// Copies `size` bytes between descriptors in the kernel where it can (`copy_file_range`, which
+/// reflinks on filesystems that can), and by reading and writing where it cannot (across filesystems).
+public func copyContents(from source: Int32, to destination: Int32, size: UInt64) throws {
+    var remaining = Int(size)
+    while remaining > 0 {
+        let copied = copy_file_range(source, nil, destination, nil, remaining, 0)
+        if copied > 0 {
+            remaining -= copied
+            continue
+        }
+        if copied == 0 { throw StoreError("a file's source is shorter than its manifest says (\(remaining) bytes missing)") }
+        if errno == EINTR { continue }
+        guard errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP else { throw SystemError("copy_file_range", "descriptor \(destination)") }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { buffer.deallocate() }
+        while remaining > 0 {
+            let count = try sys("read", "descriptor \(source)") { read(source, buffer.baseAddress, min(buffer.count, remaining)) }
+            if count == 0 { throw StoreError("a file's source is shorter than its manifest says (\(remaining) bytes missing)") }
+            var written = 0
+            while written < count {
+                written += try sys("write", "descriptor \(destination)") { write(destination, buffer.baseAddress! + written, count - written) }
+            }
+            remaining -= count
         }
     }
 }

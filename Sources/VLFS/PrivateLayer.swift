@@ -313,14 +313,7 @@ final class PrivateLayer: Sendable {
         case .regular:
             let fd = try check { openat(work, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
             defer { close(fd) }
-            if let contents {
-                var remaining = Int(entry.size)
-                while remaining > 0 {
-                    let copied = try check { copy_file_range(contents, nil, fd, nil, remaining, 0) }
-                    if copied == 0 { throw FSError(EIO) }
-                    remaining -= copied
-                }
-            }
+            if let contents { try FSError.mapping { try copyContents(from: contents, to: fd, size: entry.size) } }
             try PrivateLayer.applyMetadata(entry, work, name)
             try check { fsync(fd) }
         case .directory:

@@ -86,8 +86,10 @@ extension Union {
         let path = Union.join(try path(of: parent), name)
         let resolved = try resolve(path)
         guard !resolved.isDirectory else { throw FSError.isDirectory }
-        if resolved.isPrivate { try privateLayer.unlink(path) }
+        // Whiteout first: while a private file is there it shows whatever the whiteouts say, so a crash
+        // between the two leaves the name as it was, never the shared original in place of the copy.
         try whiteOut(path, in: resolved.stack)
+        if resolved.isPrivate { try privateLayer.unlink(path) }
         inodes.unlinked(path, hasOtherLinks: resolved.isHardLinked)
     }
 
@@ -96,9 +98,9 @@ extension Union {
         let resolved = try resolve(path)
         guard resolved.isDirectory else { throw FSError.notDirectory }
         guard try list(path: path).isEmpty else { throw FSError.notEmpty }
+        try whiteOut(path, in: resolved.stack)
         // Empty in the union, so empty in the private layer too.
         if resolved.isPrivate { try privateLayer.removeDirectory(path) }
-        try whiteOut(path, in: resolved.stack)
         inodes.unlinked(path)
     }
 
@@ -137,9 +139,9 @@ extension Union {
             guard let target else { throw FSError.notFound }
             try copyUpTree(from)
             try copyUpTree(to)
-            try privateLayer.rename(from, to: to, flags: 2)  // RENAME_EXCHANGE
             try whiteOut(from, in: source.stack)
             try whiteOut(to, in: target.stack)
+            try privateLayer.rename(from, to: to, flags: 2)  // RENAME_EXCHANGE
             inodes.exchanged(from, to)
             return
         }
@@ -154,10 +156,11 @@ extension Union {
         }
         try copyUpTree(from)
         try ensurePrivateDirectory(Union.split(to).parent)
-        // A directory it replaces is empty (checked above), which rename(2) replaces by itself.
-        try privateLayer.rename(from, to: to)
+        // Whiteouts first (see unlink): a crash before the rename leaves both names as they were.
         try whiteOut(from, in: source.stack)
         try whiteOut(to, in: source.stack)
+        // A directory it replaces is empty (checked above), which rename(2) replaces by itself.
+        try privateLayer.rename(from, to: to)
         inodes.unlinked(to, hasOtherLinks: target?.isHardLinked ?? false)
         inodes.renamed(from, to: to, isDirectory: source.isDirectory)
     }
@@ -297,6 +300,8 @@ extension Union {
         try privateLayer.archive(to: archive + "/private")
         if Glibc.rename(whiteoutDirectory, archive + "/whiteouts") != 0 && errno != ENOENT { throw FSError.last }
         try makeDirectories(whiteoutDirectory, mode: 0o700)
+        // Durable before the reset is reported: a power cut must not bring the old layer back.
+        for directory in [archive, (privateRoot as NSString).deletingLastPathComponent] { try AtomicFile.syncDirectory(directory) }
         forgetDirectories()
         for path in changed { inodes.unlinked(path) }
         return changed.sorted()

@@ -43,9 +43,15 @@ public final class WhiteoutSet: Sendable {
         guard fd >= 0 else { throw SystemError("open", file) }
         defer { Glibc.close(fd) }
         let line = Array((path + "\n").utf8)
+        var st = stat()
+        let isNewFile = fstat(fd, &st) == 0 && st.st_size == 0
         guard line.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) == line.count else { throw SystemError("write", file) }
         // Durable before the unlink that made it returns: after a crash the name must stay deleted.
         guard fdatasync(fd) == 0 else { throw SystemError("fdatasync", file) }
+        if isNewFile {
+            let directory = (file as NSString).deletingLastPathComponent
+            for path in [directory, (directory as NSString).deletingLastPathComponent] { try AtomicFile.syncDirectory(path) }
+        }
     }
 
     /// Removes the whiteout of `path` and of everything beneath it; true if any was removed.

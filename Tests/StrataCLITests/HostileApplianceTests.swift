@@ -205,3 +205,27 @@ import Glibc
         #expect(problems.withLock { $0 }.isEmpty, "\(problems.withLock { $0 })")
     }
 }
+
+@Suite(.serialized) struct CopyUpTests {
+    /// Blobs and the private layer on different filesystems (the repository elsewhere than the home):
+    /// the kernel cannot copy between them, so copy-up reads and writes.
+    @Test func copyUpWorksAcrossFilesystems() throws {
+        let workspace = try Workspace()
+        try workspace.scratch.write("tree/etc/app.conf", String(repeating: "shared\n", count: 100_000))
+        expectSuccess(try workspace.strata("layer", "import", "main", workspace.scratch.path + "/tree", "--name", "app", "--version", "1"))
+        try shell("mv '\(workspace.home)' '\(workspace.home).disk' && mkdir '\(workspace.home)' && mount -t tmpfs tmpfs '\(workspace.home)' && cp -a '\(workspace.home).disk/.' '\(workspace.home)/'")
+        defer { umount2(workspace.home, Int32(MNT_DETACH)) }
+        let ldf = workspace.scratch.path + "/app.ldf", mountpoint = workspace.scratch.path + "/mnt"
+        try AtomicFile.write("main/app 1\n", to: ldf)
+        try makeDirectories(mountpoint)
+        expectSuccess(try workspace.strata("mount", ldf, mountpoint, "--name", "app"))
+        defer { _ = try? workspace.strata("umount", mountpoint) }
+        let fd = open(mountpoint + "/etc/app.conf", O_WRONLY | O_APPEND)
+        #expect(fd >= 0, "open for writing copies the file up: \(String(cString: strerror(errno)))")
+        if fd >= 0 {
+            _ = write(fd, "private\n", 8)
+            close(fd)
+        }
+        #expect(try String(contentsOfFile: mountpoint + "/etc/app.conf", encoding: .utf8) == String(repeating: "shared\n", count: 100_000) + "private\n")
+    }
+}
