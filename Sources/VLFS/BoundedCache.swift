@@ -1,7 +1,9 @@
+import CLinux
+
 /// A map that keeps what was used recently, in bounded memory: two generations, the older dropped
-/// whole when the newer fills up, and a hit in the older moves the entry forward. Nothing per entry
-/// to maintain (no recency list), so a lookup costs what a dictionary's does. Not thread-safe: it
-/// lives inside its owner's lock.
+/// whole (and its memory handed back) when the newer fills up, and a hit in the older moves the
+/// entry forward. Nothing per entry to maintain (no recency list), so a lookup costs what a
+/// dictionary's does. Not thread-safe: it lives inside its owner's lock.
 public struct BoundedCache<Key: Hashable, Value> {
     private var recent: [Key: Value] = [:]
     private var older: [Key: Value] = [:]
@@ -23,6 +25,8 @@ public struct BoundedCache<Key: Hashable, Value> {
             older = recent
             recent = [:]
             recentCost = 0
+            // What the dropped generation held goes back to the system (malloc keeps freed memory).
+            malloc_trim(0)
         }
         if recent.updateValue(value, forKey: key) == nil { recentCost += cost }
     }

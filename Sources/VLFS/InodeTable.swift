@@ -40,7 +40,7 @@ final class InodeTable: Sendable {
         var next: UInt64 = 2
         /// Numbers shown in listings for names the kernel has not looked up, so that a lookup soon
         /// after gives the same number (`ls -i`, `find -inum`). Bounded: listings need no lookups.
-        var provisional = BoundedCache<String, UInt64>(capacity: 1 << 16)
+        var provisional = BoundedCache<String, UInt64>(capacity: 1 << 14)
 
         /// The node already known for a path or identity; a stale name (its node gone) is dropped.
         mutating func known(_ path: String, _ identity: Identity?) -> UInt64? {

@@ -42,7 +42,7 @@ public struct SharedLayer: Sendable {
 /// of entries in all (a tree's cost is its size), so that walking a huge VLFS or replacing layer
 /// versions does not grow the daemon for good.
 final class TreeCache: Sendable {
-    private let trees = Mutex(BoundedCache<Digest, Tree>(capacity: 1 << 18))
+    private let trees = Mutex(BoundedCache<Digest, Tree>(capacity: 1 << 16))
 
     func tree(_ digest: Digest, in store: ObjectStore) throws(FSError) -> Tree {
         if let tree = trees.withLock({ $0.value(digest, cost: TreeCache.cost) }) { return tree }

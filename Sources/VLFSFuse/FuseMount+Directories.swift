@@ -125,7 +125,7 @@ struct DirectoryListings {
         }
     }
 
-    private var listings = BoundedCache<UInt64, Listing>(capacity: 64)
+    private var listings = BoundedCache<UInt64, Listing>(capacity: 16)
 
     mutating func listing(_ directory: UInt64, withAttributes: Bool) -> Listing? {
         guard let listing = listings.value(directory), listing.withAttributes || !withAttributes else { return nil }
