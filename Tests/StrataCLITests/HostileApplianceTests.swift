@@ -90,6 +90,25 @@ import Glibc
         #expect(vlfs.exists("d/f0"), "the daemon still serves")
     }
 
+    /// A path given to `private revert` that climbs out of the VLFS is refused and nothing outside the
+    /// private layer goes, with the daemon running or not.
+    @Test func revertRefusesPathsThatLeaveTheVLFS() throws {
+        let vlfs = try MountedWorkspace(layers: [("app", "1", ["etc/app.conf": "conf\n"])], ldf: ["main/app 1"])
+        try vlfs.write("etc/app.conf", "private\n")
+        let state = vlfs.workspace.home + "/vlfs/" + vlfs.name
+        for mounted in [true, false] {
+            if !mounted { try vlfs.unmount() }
+            for path in ["../..", "etc/../../ldf", "/../whiteouts"] {
+                let result = try vlfs.workspace.strata("private", "revert", vlfs.name, path)
+                #expect(result.status != 0 && result.stderr.contains("leaves"), "\(path): \(result.stderr)")
+            }
+            #expect(FileManager.default.fileExists(atPath: state + "/ldf"), "the state outside the private layer is intact")
+            #expect(FileManager.default.fileExists(atPath: vlfs.workspace.home + "/repositories"))
+        }
+        try vlfs.mount()
+        #expect(try vlfs.read("etc/app.conf") == "private\n")
+    }
+
     /// The kernel resolves long paths a component at a time, so an appliance can make paths of any
     /// length; every operation must work on them as on a local filesystem (here at ~4,000 bytes below
     /// the mount's root and again at ~6,000).
