@@ -248,3 +248,37 @@ import Glibc
         #expect(try String(contentsOfFile: mountpoint + "/etc/app.conf", encoding: .utf8) == String(repeating: "shared\n", count: 100_000) + "private\n")
     }
 }
+
+@Suite(.serialized) struct SnapshotGateTests {
+    /// Bytes the process has read so far (`rchar` of /proc/PID/io).
+    static func bytesRead(by pid: String) -> Int {
+        let io = (try? String(contentsOfFile: "/proc/\(pid)/io", encoding: .utf8)) ?? ""
+        return io.split(separator: "\n").first { $0.hasPrefix("rchar:") }.flatMap { Int($0.dropFirst(6).trimmingCharacters(in: .whitespaces)) } ?? 0
+    }
+
+    /// A snapshot hashes the private layer before it closes the gate: a change made while it hashes a
+    /// large private file completes before the snapshot does, instead of waiting for all of it.
+    @Test func changesDoNotWaitForASnapshotToHash() throws {
+        let vlfs = try MountedWorkspace(layers: [("app", "1", ["etc/app.conf": "conf\n"])], ldf: ["main/app 1"])
+        try shell("head -c 800M /dev/zero | tr '\\0' 'x' > '\(vlfs.path("big"))'")
+        let pid = try String(contentsOfFile: vlfs.workspace.home + "/vlfs/\(vlfs.name)/daemon.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let finished = Atomic<Bool>(false)
+        let snapshot = Thread {
+            _ = try? vlfs.workspace.strata("image", "snapshot", vlfs.name, "--image", "gate")
+            finished.store(true, ordering: .releasing)
+        }
+        let before = Self.bytesRead(by: pid)
+        snapshot.start()
+        // Wait until the daemon is well into hashing the big file.
+        while !finished.load(ordering: .acquiring) && Self.bytesRead(by: pid) - before < 100 << 20 { usleep(1000) }
+        try vlfs.write("etc/app.conf", "changed during the snapshot\n")
+        let hashedBeforeTheChange = Self.bytesRead(by: pid) - before
+        while !snapshot.isFinished { usleep(10_000) }
+        let hashedInAll = Self.bytesRead(by: pid) - before
+        #expect(hashedInAll >= 800 << 20, "the snapshot read the big file")
+        #expect(hashedBeforeTheChange < 600 << 20, "the change waited for the big file to be hashed (\(hashedBeforeTheChange >> 20) MiB of \(hashedInAll >> 20))")
+        #expect(try vlfs.read("etc/app.conf") == "changed during the snapshot\n")
+        let images = expectSuccess(try vlfs.workspace.strata("image", "list")).stdout
+        #expect(images.contains("gate"))
+    }
+}
