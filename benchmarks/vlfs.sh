@@ -4,6 +4,7 @@
 # Prints one table with the strata/overlayfs and strata/fuse-overlayfs ratios and the goals,
 # then what passthrough changes: the read speed without it, and the page cache two mounts cost.
 # Usage: benchmarks/vlfs.sh [--quick]   (root, /dev/fuse; --quick takes about two minutes)
+#        STRATA=/path/to/strata benchmarks/vlfs.sh ...   (another build, e.g. to compare before and after)
 set -eu
 quick=false
 [ "${1:-}" = --quick ] && quick=true
@@ -13,7 +14,7 @@ missing=""
 for tool in postmark fuse-overlayfs; do command -v $tool >/dev/null || missing="$missing $tool"; done
 [ -z "$missing" ] || { apt-get update -q && apt-get install -y -q $missing; }
 swift build -c release --product strata >/dev/null
-strata="$(swift build -c release --show-bin-path)/strata"
+strata="${STRATA:-$(swift build -c release --show-bin-path)/strata}"
 
 # Sizes. Full: a 10^5-file tree, Postmark's 20,000 files with transactions for about a minute on ext4.
 tree_layers=12
