@@ -144,12 +144,16 @@ final class PrivateLayer: Sendable {
         return isDirectory ? try paths(inDirectory: path) : [(path, false)]
     }
 
+    /// Iterative, with a stack of its own: the appliance chooses how deep the tree goes.
     private func paths(inDirectory path: String) throws(FSError) -> [(path: String, isDirectory: Bool)] {
-        var result = [(path: path, isDirectory: true)]
-        var children: [(path: String, isDirectory: Bool)] = []
-        try list(path, withStatus: false) { name, type, _, _ in children.append((Union.join(path, name), type == UInt8(DT_DIR))) }
-        for child in children {
-            if child.isDirectory { result += try paths(inDirectory: child.path) } else { result.append(child) }
+        var result: [(path: String, isDirectory: Bool)] = []
+        var pending = [path]
+        while let directory = pending.popLast() {
+            result.append((directory, true))
+            try list(directory, withStatus: false) { name, type, _, _ in
+                let child = Union.join(directory, name)
+                if type == UInt8(DT_DIR) { pending.append(child) } else { result.append((child, false)) }
+            }
         }
         return result
     }
@@ -226,15 +230,21 @@ final class PrivateLayer: Sendable {
     }
 
     func setOwner(_ path: String, uid: UInt32, gid: UInt32) throws(FSError) {
-        try atParent(path) { directory, name throws(FSError) in try check { fchownat(directory, name, uid, gid, AT_SYMLINK_NOFOLLOW) } }
+        try atEntry(path) { directory, name throws(FSError) in try check { fchownat(directory, name, uid, gid, AT_SYMLINK_NOFOLLOW) } }
     }
 
     func setMode(_ path: String, _ mode: UInt32) throws(FSError) {
-        try atParent(path) { directory, name throws(FSError) in try PrivateLayer.setMode(directory, name, mode) }
+        try atEntry(path) { directory, name throws(FSError) in try PrivateLayer.setMode(directory, name, mode) }
     }
 
     func setTimes(_ path: String, access: timespec, modification: timespec) throws(FSError) {
-        try atParent(path) { directory, name throws(FSError) in try PrivateLayer.setTimes(directory, name, access: access, modification: modification) }
+        try atEntry(path) { directory, name throws(FSError) in try PrivateLayer.setTimes(directory, name, access: access, modification: modification) }
+    }
+
+    /// `atParent`, where the root itself is "." in the root (its attributes change like any other's).
+    private func atEntry(_ path: String, _ body: (_ directory: Int32, _ name: String) throws(FSError) -> Void) throws(FSError) {
+        if path.isEmpty { return try body(rootDescriptor, ".") }
+        try atParent(path, body)
     }
 
     func truncate(_ path: String, size: Int) throws(FSError) {
