@@ -45,10 +45,12 @@ public enum Beneath {
     }
 
     private static func openAt2(_ directory: Int32, _ path: String, flags: Int32, mode: mode_t) -> Int32 {
+        // openat2, unlike openat, refuses (EINVAL) a mode with flags that create nothing.
+        let creates = flags & O_CREAT != 0 || flags & temporaryFile == temporaryFile
         // EAGAIN: a rename raced with the resolution; bounded, so a hostile loop of renames cannot
         // hold a caller forever.
         for _ in 0..<16 {
-            let fd = strata_openat2(directory, path, flags | O_CLOEXEC, UInt32(mode), resolve)
+            let fd = strata_openat2(directory, path, flags | O_CLOEXEC, creates ? UInt32(mode) : 0, resolve)
             if fd >= 0 { return fd }
             if errno != EINTR && errno != EAGAIN { return -errno }
         }
