@@ -37,3 +37,25 @@ struct ucred {
     uid_t uid;
     gid_t gid;
 };
+
+// Extended attributes of a name in a directory, never following a final symlink (Linux >= 6.13,
+// whose numbers these are on every architecture); -1 with errno ENOSYS on older kernels.
+struct strata_xattr_args { unsigned long long value; unsigned int size; unsigned int flags; };
+
+static inline long strata_listxattrat(int dirfd, const char *path, char *list, size_t size) {
+    return syscall(465, dirfd, path, AT_SYMLINK_NOFOLLOW, list, size);
+}
+
+static inline long strata_getxattrat(int dirfd, const char *path, const char *name, void *value, size_t size) {
+    struct strata_xattr_args args = { .value = (unsigned long long)(unsigned long)value, .size = (unsigned int)size, .flags = 0 };
+    return syscall(464, dirfd, path, AT_SYMLINK_NOFOLLOW, name, &args, sizeof args);
+}
+
+static inline int strata_setxattrat(int dirfd, const char *path, const char *name, const void *value, size_t size, int flags) {
+    struct strata_xattr_args args = { .value = (unsigned long long)(unsigned long)value, .size = (unsigned int)size, .flags = (unsigned int)flags };
+    return (int)syscall(463, dirfd, path, AT_SYMLINK_NOFOLLOW, name, &args, sizeof args);
+}
+
+static inline int strata_removexattrat(int dirfd, const char *path, const char *name) {
+    return (int)syscall(466, dirfd, path, AT_SYMLINK_NOFOLLOW, name);
+}

@@ -44,7 +44,8 @@ public enum Beneath {
         return openAt2(from, String(Substring(utf8)), flags: flags, mode: mode)
     }
 
-    private static func openAt2(_ directory: Int32, _ path: String, flags: Int32, mode: mode_t) -> Int32 {
+    /// One openat2 call; `path` may be a name that is not UTF-8, as a directory listing gives it.
+    static func openAt2(_ directory: Int32, _ path: UnsafePointer<CChar>, flags: Int32, mode: mode_t) -> Int32 {
         // openat2, unlike openat, refuses (EINVAL) a mode with flags that create nothing.
         let creates = flags & O_CREAT != 0 || flags & temporaryFile == temporaryFile
         // EAGAIN: a rename raced with the resolution; bounded, so a hostile loop of renames cannot
@@ -76,6 +77,25 @@ public enum Beneath {
             components.append(component)
         }
         return components.joined(separator: "/")
+    }
+}
+
+extension Beneath {
+    /// Opens for reading the regular file at `relative` beneath `directory`, if it is still the file
+    /// `listed` describes (same device and inode). It is reached as O_PATH first and reopened through
+    /// /proc/self/fd only once checked, so a device node or FIFO swapped in since the listing is never
+    /// opened (opening some devices acts: a watchdog starts, a tape rewinds).
+    public static func openListedFile(_ directory: Int32, _ relative: String, listed: stat, path: String) throws -> FileDescriptor {
+        let held = open(directory, relative, flags: pathOnly | O_NOFOLLOW)
+        guard held >= 0 else { throw SystemError("open", path, errno: -held) }
+        defer { close(held) }
+        var st = stat()
+        _ = try sys("fstat", path) { fstat(held, &st) }
+        guard (st.st_mode & S_IFMT) == S_IFREG, st.st_dev == listed.st_dev, st.st_ino == listed.st_ino else {
+            throw StoreError("\(path) changed while it was read: it is no longer the regular file listed, and was not opened")
+        }
+        let fd = try sys("open", path) { Glibc.open("/proc/self/fd/\(held)", O_RDONLY | O_CLOEXEC) }
+        return FileDescriptor(raw: fd, path: path)
     }
 }
 

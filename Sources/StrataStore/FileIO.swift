@@ -19,6 +19,14 @@ public struct FileDescriptor: ~Copyable {
         return FileDescriptor(raw: fd, path: path)
     }
 
+    /// Opens `name`, one name in this directory, never following it if it is a symlink (ELOOP, or
+    /// ENOTDIR with O_DIRECTORY).
+    public func open(at name: String, _ flags: Int32, mode: mode_t = 0o644) throws -> FileDescriptor {
+        let path = self.path + "/" + name
+        let fd = try sys("open", path) { Glibc.openat(raw, name, flags | O_NOFOLLOW | O_CLOEXEC, mode) }
+        return FileDescriptor(raw: fd, path: path)
+    }
+
     deinit { Glibc.close(raw) }
 
     public func sync() throws { _ = try sys("fsync", path) { fsync(raw) } }
