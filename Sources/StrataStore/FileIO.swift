@@ -143,30 +143,3 @@ public func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
     try makeDirectories(parent, mode: mode)
     if mkdir(path, mode) != 0 && errno != EEXIST { throw SystemError("mkdir", path) }
 }
-
-/// Removes a file or a directory tree; a missing path is fine. Never crosses into another filesystem
-/// mounted beneath `path`: that is refused, so a forgotten mount cannot be emptied by accident.
-public func removeTree(_ path: String) throws {
-    var st = stat()
-    if lstat(path, &st) != 0 {
-        if errno == ENOENT { return }
-        throw SystemError("lstat", path)
-    }
-    try removeTree(path, st, device: st.st_dev)
-}
-
-private func removeTree(_ path: String, _ st: stat, device: dev_t) throws {
-    guard (st.st_mode & S_IFMT) == S_IFDIR else {
-        _ = try sys("unlink", path) { unlink(path) }
-        return
-    }
-    guard st.st_dev == device else { throw StoreError("\(path): another filesystem is mounted here; not removing it") }
-    if (st.st_mode & 0o700) != 0o700 { chmod(path, st.st_mode | 0o700) }
-    for name in try FileManager.default.contentsOfDirectory(atPath: path) {
-        let child = path + "/" + name
-        var childStat = stat()
-        _ = try sys("lstat", child) { lstat(child, &childStat) }
-        try removeTree(child, childStat, device: device)
-    }
-    _ = try sys("rmdir", path) { rmdir(path) }
-}

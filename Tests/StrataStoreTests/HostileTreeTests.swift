@@ -1,0 +1,66 @@
+import Foundation
+import StrataStore
+import StrataTestSupport
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Trees written by someone else, who may swap a directory for a symlink while Strata walks them:
+/// removal, import and checkout must stay inside the tree whatever happens to it meanwhile.
+@Suite struct HostileTreeTests {
+    /// Flips `tree/d` between the directory it is and a symlink to `decoy`, each for a moment, until
+    /// `body` returns.
+    static func whileSwapping(_ tree: String, decoy: String, _ body: () throws -> Void) rethrows {
+        let running = Atomic<Bool>(true)
+        let swapper = Thread {
+            while running.load(ordering: .relaxed) {
+                guard rename(tree + "/d", tree + "/real") == 0 else { return }
+                symlink(decoy, tree + "/d")
+                usleep(100)
+                unlink(tree + "/d")
+                guard rename(tree + "/real", tree + "/d") == 0 else { return }
+                usleep(100)
+            }
+        }
+        swapper.start()
+        defer {
+            running.store(false, ordering: .relaxed)
+            while !swapper.isFinished { usleep(1000) }
+        }
+        try body()
+    }
+
+    @Test func removeTreeNeverReachesThroughASymlinkSwappedInWhileItRuns() throws {
+        let scratch = try TemporaryDirectory()
+        let names = (0..<50).map { "f\($0)" }
+        for name in names { try scratch.write("decoy/\(name)", "keep") }
+        for round in 0..<40 {
+            let tree = scratch.path + "/tree\(round)"
+            for name in names { try scratch.write("tree\(round)/d/\(name)", "remove") }
+            Self.whileSwapping(tree, decoy: scratch.path + "/decoy") { _ = try? removeTree(tree) }
+            try removeTree(tree)
+            #expect(access(tree, F_OK) != 0)
+            let left = try FileManager.default.contentsOfDirectory(atPath: scratch.path + "/decoy")
+            try #require(left.count == names.count, "round \(round): removeTree deleted \(names.count - left.count) files of the decoy")
+        }
+    }
+
+    @Test func aSymlinkToADirectoryIsRemovedAndImportedAsALink() throws {
+        let scratch = try TemporaryDirectory()
+        try scratch.write("decoy/file", "keep")
+        try scratch.write("tree/a/b", "x")
+        #expect(symlink(scratch.path + "/decoy", scratch.path + "/tree/a/link") == 0)
+        let store = try ObjectStore(root: scratch.path + "/store", create: true)
+        let imported = try listing(of: scratch.path + "/tree", store: store)
+        #expect(imported.entries["a/link"]?.kind == .symlink && imported.entries["a/link/file"] == nil)
+
+        let directory = try FileDescriptor.directory(scratch.path + "/tree")
+        #expect(throws: SystemError.self, "a symlink on the way is refused, not followed") { try removeTree(in: directory, "a/link/file") }
+        try removeTree(in: directory, "a")
+        try removeTree(in: directory, "a/missing/too")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path + "/tree").isEmpty)
+        #expect(try String(contentsOfFile: scratch.path + "/decoy/file", encoding: .utf8) == "keep")
+    }
+}
