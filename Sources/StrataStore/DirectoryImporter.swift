@@ -18,18 +18,30 @@ public struct IngestStatistics: Sendable {
 
 /// Builds a tree from a directory on disk. One thread walks the tree while workers on every core hash
 /// and store the files it finds, so the walk's system calls overlap the hashing.
+///
+/// The directory may belong to someone else and change while it is read (a live VLFS's private
+/// layer): the walk goes by directory descriptors and never follows a symlink or crosses a mount, and
+/// a file is read only once it is known to be the regular file that was listed, so swapping a
+/// directory for a symlink or a file for a device node cannot make it read anything outside the tree.
 public enum DirectoryImporter {
     public static func importTree(at path: String, into batch: ObjectStore.Batch, statCache: inout StatCache?) throws
         -> (root: TreeEntry, statistics: IngestStatistics)
     {
-        let builder = TreeBuilder(source: path)
-        let rootStat = try lstatOrThrow(path)
-        guard (rootStat.st_mode & S_IFMT) == S_IFDIR else { throw StoreError("\(path): not a directory") }
-        try builder.insert(try entry(for: rootStat, name: ".", path: path), at: [])
+        let root = try FileDescriptor.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        return try importTree(in: root, into: batch, statCache: &statCache)
+    }
 
-        let queue = HashQueue(batch: batch)
+    /// Builds a tree from the directory held open (for reading) as `root`.
+    public static func importTree(in root: borrowing FileDescriptor, into batch: ObjectStore.Batch, statCache: inout StatCache?) throws
+        -> (root: TreeEntry, statistics: IngestStatistics)
+    {
+        let builder = TreeBuilder(source: root.path)
+        let top = FileAt.descriptor(root)
+        try builder.insert(try entry(for: try top.stat(), name: ".", at: top), at: [])
+
+        let queue = HashQueue(batch: batch, root: root.raw, rootPath: root.path)
         var walk = Walk(builder: builder, statCache: statCache, queue: queue)
-        let walked = Result { try walk.directory(path, components: []) }
+        let walked = Result { try walk.directory(root, relative: "", components: []) }
         let digests = queue.finish()
         try walked.get()
 
@@ -44,23 +56,29 @@ public enum DirectoryImporter {
     /// Files waiting to be hashed, consumed by one worker per core (twice over, to overlap I/O).
     final class HashQueue: @unchecked Sendable {
         // The semaphore counts queued files plus, at the end, one wake-up per worker to let it exit.
-        private let state = Mutex<(paths: [String], next: Int)>(([], 0))
+        private let state = Mutex<(files: [(relative: String, stat: stat)], next: Int)>(([], 0))
         private let available = DispatchSemaphore(value: 0)
         private let results = Mutex<[Int: Result<Digest, Error>]>([:])
         private let group = DispatchGroup()
         private let workers = max(ProcessInfo.processInfo.activeProcessorCount, 1) * 2
 
         let batch: ObjectStore.Batch
+        /// The walked directory, held open by `importTree` until `finish()` returns.
+        private let root: Int32
+        private let rootPath: String
 
-        init(batch: ObjectStore.Batch) {
+        init(batch: ObjectStore.Batch, root: Int32, rootPath: String) {
             self.batch = batch
+            self.root = root
+            self.rootPath = rootPath
             for _ in 0..<workers {
                 DispatchQueue.global().async(group: group) { [self] in work() }
             }
         }
 
-        func add(_ path: String) {
-            state.withLock { $0.paths.append(path) }
+        /// Queues the regular file at `relative` beneath the root, as listed with `stat`.
+        func add(_ relative: String, _ stat: stat) {
+            state.withLock { $0.files.append((relative, stat)) }
             available.signal()
         }
 
@@ -70,13 +88,13 @@ public enum DirectoryImporter {
             var local: [Int: Result<Digest, Error>] = [:]
             while true {
                 available.wait()
-                guard let (index, path) = state.withLock({ s -> (Int, String)? in
-                    guard s.next < s.paths.count else { return nil }
+                guard let (index, file) = state.withLock({ s -> (Int, (relative: String, stat: stat))? in
+                    guard s.next < s.files.count else { return nil }
                     s.next += 1
-                    return (s.next - 1, s.paths[s.next - 1])
+                    return (s.next - 1, s.files[s.next - 1])
                 }) else { break }
                 local[index] = Result {
-                    let fd = try FileDescriptor.open(path, O_RDONLY | O_NOFOLLOW)
+                    let fd = try Beneath.openListedFile(root, file.relative, listed: file.stat, path: rootPath + "/" + file.relative)
                     return try batch.putFile(fd, buffer: buffer).0
                 }
             }
@@ -100,98 +118,72 @@ public enum DirectoryImporter {
         var statistics = IngestStatistics()
         var inodes: [TreeBuilder.InodeKey: Int] = [:]
 
-        mutating func directory(_ path: String, components: [String]) throws {
-            guard let handle = opendir(path) else { throw SystemError("opendir", path) }
-            defer { closedir(handle) }
-            var children: [(name: String, path: String)] = []
-            while true {
-                errno = 0
-                guard let dirent = readdir(handle) else {
-                    if errno != 0 { throw SystemError("readdir", path) }
-                    break
+        /// Adds the contents of `directory`, found at `relative` beneath the root.
+        mutating func directory(_ directory: borrowing FileDescriptor, relative: String, components: [String]) throws {
+            for listed in try directory.entries() {
+                guard let name = listed.text else {
+                    throw StoreError("\(directory.path): the name '\(listed.displayName)' is not valid UTF-8, which Strata manifests require")
                 }
-                let name = try withUnsafeBytes(of: dirent.pointee.d_name) { raw -> String? in
-                    let bytes = UnsafeRawBufferPointer(rebasing: raw[..<(raw.firstIndex(of: 0) ?? raw.count)])
-                    if bytes.count == 1 && bytes[0] == UInt8(ascii: ".") { return nil }
-                    if bytes.count == 2 && bytes[0] == UInt8(ascii: ".") && bytes[1] == UInt8(ascii: ".") { return nil }
-                    guard let name = String(validating: bytes, as: UTF8.self) else {
-                        throw StoreError("\(path): an entry's name is not valid UTF-8, which Strata manifests require")
-                    }
-                    return name
+                let childRelative = relative.isEmpty ? name : relative + "/" + name
+                let childComponents = components + [name]
+                var st = try FileAt.name(name, in: directory).stat()
+                guard (st.st_mode & S_IFMT) == S_IFDIR else {
+                    try file(FileAt.name(name, in: directory), st, relative: childRelative, components: childComponents)
+                    continue
                 }
-                if let name { children.append((name, path + "/" + name)) }
-            }
-            for child in children {
-                let st = try lstatOrThrow(child.path)
-                let entry = try DirectoryImporter.entry(for: st, name: child.name, path: child.path)
-                let childComponents = components + [child.name]
-                let node = try builder.insert(entry, at: childComponents)
-                if entry.kind != .directory && st.st_nlink > 1 {
-                    builder.setLinkKey(node, inode: TreeBuilder.InodeKey(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)), keys: &inodes)
-                }
-                switch entry.kind {
-                case .directory:
-                    statistics.directories += 1
-                    try directory(child.path, components: childComponents)
-                case .regular:
-                    statistics.files += 1
-                    statistics.bytes += UInt64(st.st_size)
-                    if let digest = statCache?.digest(for: st), queue.batch.has(digest) {
-                        node.entry.digest = digest
-                        statistics.cachedFiles += 1
-                    } else {
-                        pending.append((node, st))
-                        queue.add(child.path)
-                    }
-                default:
-                    statistics.otherEntries += 1
-                }
+                let child = try directory.open(beneath: name, O_RDONLY | O_DIRECTORY)
+                // What is read is what was opened, whatever the name pointed to when it was listed.
+                st = try child.stat()
+                try builder.insert(try DirectoryImporter.entry(for: st, name: name, at: .descriptor(child)), at: childComponents)
+                statistics.directories += 1
+                try self.directory(child, relative: childRelative, components: childComponents)
             }
         }
-    }
 
-    static func lstatOrThrow(_ path: String) throws -> stat {
-        var st = stat()
-        _ = try sys("lstat", path) { lstat(path, &st) }
-        return st
+        /// Adds a non-directory.
+        private mutating func file(_ file: FileAt, _ st: stat, relative: String, components: [String]) throws {
+            let entry = try DirectoryImporter.entry(for: st, name: components.last!, at: file)
+            let node = try builder.insert(entry, at: components)
+            if st.st_nlink > 1 {
+                builder.setLinkKey(node, inode: TreeBuilder.InodeKey(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)), keys: &inodes)
+            }
+            guard entry.kind == .regular else {
+                statistics.otherEntries += 1
+                return
+            }
+            statistics.files += 1
+            statistics.bytes += UInt64(st.st_size)
+            if let digest = statCache?.digest(for: st), queue.batch.has(digest) {
+                node.entry.digest = digest
+                statistics.cachedFiles += 1
+            } else {
+                pending.append((node, st))
+                queue.add(relative, st)
+            }
+        }
     }
 
     /// The entry for a file on disk, without its content digest.
     public static func entry(for st: stat, name: String, path: String) throws -> TreeEntry {
-        try entry(for: st, name: name, attributes: .path(path)) { size in try readLink(path, size: size) }
+        try entry(for: st, name: name, at: FileAt(path: path))
     }
 
     /// The entry of a file held open (O_PATH with O_NOFOLLOW: a symlink is the link itself).
     public static func entry(for st: stat, name: String, descriptor: Int32) throws -> TreeEntry {
-        try entry(for: st, name: name, attributes: .descriptor(descriptor)) { size in
-            try readLink(size: size, what: name) { readlinkat(descriptor, "", $0, $1) }
-        }
+        try entry(for: st, name: name, at: FileAt(descriptor: descriptor, path: name))
     }
 
-    private static func entry(for st: stat, name: String, attributes: ExtendedAttributes.Target, target: (Int) throws -> String) throws -> TreeEntry {
-        guard let kind = EntryKind(fileTypeBits: st.st_mode) else { throw StoreError("\(name): unknown file type") }
+    static func entry(for st: stat, name: String, at file: FileAt) throws -> TreeEntry {
+        guard let kind = EntryKind(fileTypeBits: st.st_mode) else { throw StoreError("\(file.path): unknown file type") }
         var entry = TreeEntry(name: name, kind: kind, mode: st.st_mode, uid: st.st_uid, gid: st.st_gid, mtime: Timestamp(st.st_mtim),
-                              xattrs: try ExtendedAttributes.list(attributes))
+                              xattrs: try ExtendedAttributes.list(file.attributes))
         switch kind {
         case .regular: entry.size = UInt64(st.st_size)
-        case .symlink: entry.target = try target(Int(st.st_size))
+        case .symlink: entry.target = try file.readLink(size: Int(st.st_size))
         case .characterDevice, .blockDevice: entry.device = UInt64(st.st_rdev)
         default: break
         }
         return entry
-    }
-
-    static func readLink(_ path: String, size: Int) throws -> String {
-        try readLink(size: size, what: path) { readlink(path, $0, $1) }
-    }
-
-    private static func readLink(size: Int, what: String, _ call: (UnsafeMutablePointer<CChar>, Int) -> Int) throws -> String {
-        var buffer = [CChar](repeating: 0, count: max(size, 255) + 1)
-        let length = try sys("readlink", what) { buffer.withUnsafeMutableBufferPointer { call($0.baseAddress!, $0.count) } }
-        guard let target = String(validating: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) else {
-            throw StoreError("\(what): symlink target is not valid UTF-8")
-        }
-        return target
     }
 }
 

@@ -47,6 +47,24 @@ import Glibc
         }
     }
 
+    @Test func importNeverReadsThroughASymlinkSwappedInWhileItRuns() throws {
+        let scratch = try TemporaryDirectory()
+        let secret = "secret \(UUID())"
+        for index in 0..<20 {
+            try scratch.write("decoy/f\(index)", secret)
+            try scratch.write("tree/d/f\(index)", "public")
+        }
+        let store = try ObjectStore(root: scratch.path + "/store", create: true)
+        try Self.whileSwapping(scratch.path + "/tree", decoy: scratch.path + "/decoy") {
+            for round in 0..<200 {
+                let batch = try store.beginBatch()
+                var noCache: StatCache? = nil
+                _ = try? DirectoryImporter.importTree(at: scratch.path + "/tree", into: batch, statCache: &noCache)
+                try #require(!batch.has(SHA256.hash(Array(secret.utf8))), "round \(round): the decoy's file was read")
+            }
+        }
+    }
+
     @Test func aSymlinkToADirectoryIsRemovedAndImportedAsALink() throws {
         let scratch = try TemporaryDirectory()
         try scratch.write("decoy/file", "keep")
