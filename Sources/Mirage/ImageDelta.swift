@@ -75,69 +75,121 @@ extension ImageDelta {
     /// Applies the delta to `directory`, a checkout of the source image, then checks that the result
     /// hashes to the target image's tree. File contents pass through `store` (verified by their
     /// digests as they go in). A directory that is plainly not a checkout of the source (a path to
-    /// change missing, a path to create present) is refused before anything changes.
+    /// change missing, a path to create present) is refused before anything changes, and so is a delta
+    /// that would act outside it: a path with `..`, or beneath a symlink (already there or made by the
+    /// delta). Every change is made relative to its parent directory reached without following
+    /// symlinks, so a checkout that changes meanwhile cannot redirect one either.
     public func apply(to directory: String, store: ObjectStore) throws {
-        try checkPreconditions(directory)
+        let checkout: Checkout
+        do {
+            checkout = try Checkout(into: directory, from: store)
+        } catch {
+            throw CatalogError("\(directory): cannot apply a delta to it: \(error)")
+        }
+        let operations = try operations.map { operation in
+            do {
+                return operation.at(try ImageDelta.checked(operation.path))
+            } catch {
+                throw CatalogError("\(directory): \(error); nothing was changed")
+            }
+        }
+        try checkPreconditions(operations, in: checkout.root)
         let batch = try store.beginBatch()
         for (digest, bytes) in blobs {
             guard try batch.put(bytes) == digest else { throw CatalogError("delta: the contents given for \(digest) hash differently") }
         }
         try batch.commit()
-        var linkLeaders: [UInt32: String] = [:]
         for operation in operations {
-            switch operation {
-            case .remove(let path):
-                try removeTree(directory + "/" + path)
-            case .create(let path, let entry), .replace(let path, let entry):
-                let full = directory + "/" + path
-                if case .replace = operation { try removeTree(full) }
-                if entry.kind != .directory && entry.linkGroup != 0, let leader = linkLeaders[entry.linkGroup] {
-                    guard link(leader, full) == 0 else { throw SystemError("link", full) }
-                    continue
+            do {
+                switch operation {
+                case .remove(let path):
+                    try removeTree(in: checkout.root, path)
+                case .create(let path, let entry):
+                    try checkout.place(entry, at: path)
+                case .replace(let path, let entry):
+                    try removeTree(in: checkout.root, path)
+                    try checkout.place(entry, at: path)
+                case .setMetadata(let path, let entry):
+                    try checkout.applyMetadata(entry, at: path)
                 }
-                try Checkout.place(entry, from: store, at: full)
-                if entry.kind != .directory && entry.linkGroup != 0 { linkLeaders[entry.linkGroup] = full }
-            case .setMetadata(let path, let entry):
-                try Checkout.applyMetadata(entry, at: directory + "/" + path)
+            } catch {
+                throw CatalogError("\(directory): applying the delta's entry /\(operation.path) failed, part-way through the delta: \(error)")
             }
         }
-        try Checkout.applyMetadata(targetRoot, at: directory)
-        try verify(directory, store: store)
+        try checkout.applyMetadata(targetRoot, at: "")
+        try verify(checkout.root, store: store)
     }
 
-    private func checkPreconditions(_ directory: String) throws {
-        var st = stat()
-        guard stat(directory, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { throw CatalogError("\(directory): not a directory") }
-        var created = Set<String>()
-        func exists(_ path: String) -> Bool { lstat(directory + "/" + path, &st) == 0 }
+    /// A delta's path, canonical: relative, no `.` or `..`, not the root itself.
+    static func checked(_ path: String) throws -> String {
+        guard !path.hasPrefix("/") else { throw CatalogError("delta entry '\(path)' is absolute; a delta names paths relative to the checkout") }
+        let normalized = try Beneath.normalize(path, what: "delta entry")
+        guard !normalized.isEmpty else { throw CatalogError("delta entry '\(path)' names the checkout's root, which only the delta's root entry may change") }
+        return normalized
+    }
+
+    private func checkPreconditions(_ operations: [Operation], in root: borrowing FileDescriptor) throws {
+        /// What the delta itself creates, by path.
+        var created: [String: EntryKind] = [:]
         func problem(_ text: String) -> CatalogError {
-            CatalogError("\(directory) is not a checkout of image \(source): \(text); nothing was changed")
+            CatalogError("\(root.path) is not a checkout of image \(source): \(text); nothing was changed")
+        }
+        /// Whether the checkout has `path`, reached beneath it without following a symlink on the way.
+        func exists(_ path: String) throws -> Bool {
+            let fd = Beneath.open(root.raw, path, flags: Beneath.pathOnly | O_NOFOLLOW)
+            if fd >= 0 { close(fd) }
+            guard fd >= 0 || fd == -ENOENT else {
+                throw problem("/\(path) cannot be reached without leaving it or going through a symlink (\(String(cString: strerror(-fd))))")
+            }
+            return fd >= 0
         }
         for operation in operations {
             switch operation {
             case .remove(let path):
-                guard exists(path) else { throw problem("/\(path) is missing") }
-            case .create(let path, _):
-                let parent = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? ""
-                let parentCreated = created.contains(parent)
-                created.insert(path)
-                if parentCreated || operations.contains(.remove(path)) { continue }
-                guard !exists(path) else { throw problem("/\(path) exists already") }
+                guard try exists(path) else { throw problem("/\(path) is missing") }
+            case .create(let path, let entry):
+                let parent = Beneath.split(path).parent
+                created[path] = entry.kind
+                if let kind = created[parent] {
+                    guard kind == .directory else { throw problem("/\(path) lies beneath /\(parent), which the delta makes a \(kind)") }
+                    continue
+                }
+                if operations.contains(.remove(path)) { continue }
+                guard try !exists(path) else { throw problem("/\(path) exists already") }
             case .replace(let path, _):
-                guard exists(path) else { throw problem("/\(path) is missing") }
+                guard try exists(path) else { throw problem("/\(path) is missing") }
             case .setMetadata(let path, _):
-                guard created.contains(path) || exists(path) else { throw problem("/\(path) is missing") }
+                guard try created[path] != nil || exists(path) else { throw problem("/\(path) is missing") }
             }
         }
     }
 
     /// Hashes the result as a check-in would (without keeping anything) and compares it with the target.
-    private func verify(_ directory: String, store: ObjectStore) throws {
+    private func verify(_ directory: borrowing FileDescriptor, store: ObjectStore) throws {
         let batch = try store.beginBatch()  // never committed: its staging goes away with it
         var noCache: StatCache? = nil
-        let root = try DirectoryImporter.importTree(at: directory, into: batch, statCache: &noCache).root
+        let root = try DirectoryImporter.importTree(in: directory, into: batch, statCache: &noCache).root
         guard root.digest == targetRoot.digest, root.sameMetadata(ignoringDigestOf: targetRoot) else {
-            throw CatalogError("\(directory) does not match image \(target) after applying the delta: its tree is \(root.digest!), the image's is \(targetRoot.digest!)")
+            throw CatalogError("\(directory.path) does not match image \(target) after applying the delta: its tree is \(root.digest!), the image's is \(targetRoot.digest!)")
+        }
+    }
+}
+
+extension ImageDelta.Operation {
+    /// The path the operation acts on.
+    var path: String {
+        switch self {
+        case .remove(let path), .create(let path, _), .replace(let path, _), .setMetadata(let path, _): path
+        }
+    }
+
+    /// The same operation on another path.
+    func at(_ path: String) -> Self {
+        switch self {
+        case .remove: .remove(path)
+        case .create(_, let entry): .create(path, entry)
+        case .replace(_, let entry): .replace(path, entry)
+        case .setMetadata(_, let entry): .setMetadata(path, entry)
         }
     }
 }

@@ -1,4 +1,3 @@
-import CLinux
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -6,105 +5,111 @@ import Glibc
 
 /// Writes a stored tree out to a directory so that it is identical to its source in content and
 /// metadata: type, mode (setuid included), owner, nanosecond mtimes, xattrs, device numbers and hard links.
-public struct Checkout {
+///
+/// Everything is created and changed relative to directory descriptors with calls that never follow
+/// a symlink, and every path given is resolved beneath the root with `Beneath`, so a directory someone
+/// else can write to (a checkout a delta is applied to) cannot redirect a write outside it, and trees
+/// deeper than PATH_MAX check out.
+public final class Checkout {
     let store: ObjectStore
-    /// First path checked out for each hard-link group, to link the rest to.
+    /// The directory written into.
+    public let root: FileDescriptor
+    /// Path (beneath the root) first checked out for each hard-link group, to link the rest to.
     private var linkLeaders: [UInt32: String] = [:]
-    private let buffer: UnsafeMutableRawBufferPointer
 
-    public static func run(_ root: TreeEntry, from store: ObjectStore, to destination: String) throws {
-        var checkout = Checkout(store: store)
-        defer { checkout.buffer.deallocate() }
-        try checkout.directory(root, at: destination, isRoot: true)
+    /// Checks `tree` out into `destination`, which must be new or empty.
+    public static func run(_ tree: TreeEntry, from store: ObjectStore, to destination: String) throws {
+        // 0700 until its contents are in and it gets its final metadata: nobody else looks in meanwhile.
+        let created = mkdir(destination, 0o700) == 0
+        guard created || errno == EEXIST else { throw SystemError("mkdir", destination) }
+        let checkout = try Checkout(into: destination, from: store)
+        if !created, !(try checkout.root.entries().isEmpty) { throw StoreError("\(destination): checkout needs a new or empty directory") }
+        try checkout.fill(checkout.root, with: tree, at: "")
+        try Checkout.applyMetadata(tree, to: .descriptor(checkout.root))
     }
 
-    /// Creates one entry at `path` with its metadata: a directory empty, a file with its content from
-    /// `store`. For writing a few changed entries into an existing checkout (applying a delta).
-    public static func place(_ entry: TreeEntry, from store: ObjectStore, at path: String) throws {
-        guard entry.kind == .directory else {
-            let checkout = Checkout(store: store)
-            defer { checkout.buffer.deallocate() }
-            return try checkout.node(entry, at: path)
-        }
-        _ = try sys("mkdir", path) { mkdir(path, 0o700) }
-        try applyMetadata(entry, at: path)
-    }
-
-    private init(store: ObjectStore) {
+    /// For writing entries into an existing directory (applying a delta to a checkout).
+    public init(into directory: String, from store: ObjectStore) throws {
         self.store = store
-        buffer = .allocate(byteCount: 1 << 20, alignment: 4096)
+        root = try FileDescriptor.open(directory, O_RDONLY | O_DIRECTORY)
     }
 
-    private mutating func directory(_ entry: TreeEntry, at path: String, isRoot: Bool = false) throws {
-        if mkdir(path, 0o700) != 0 {
-            guard isRoot, errno == EEXIST, try FileManager.default.contentsOfDirectory(atPath: path).isEmpty else {
-                throw errno == EEXIST && isRoot ? StoreError("\(path): checkout needs a new or empty directory") : SystemError("mkdir", path)
-            }
-        }
-        for child in try store.tree(entry.digest!).entries {
-            let childPath = path + "/" + child.name
-            if child.kind == .directory {
-                try directory(child, at: childPath)
+    /// Creates one entry at `relative` with its metadata: a directory empty, a file with its content
+    /// from the store, a later member of a hard-link group as a link to the first. Its parent must be
+    /// a directory reached beneath the root: a symlink on the way is refused (ELOOP, named), never
+    /// written through.
+    public func place(_ entry: TreeEntry, at relative: String) throws {
+        let (parent, name) = Beneath.split(relative)
+        let directory = try root.open(beneath: parent, O_DIRECTORY | Beneath.pathOnly)
+        guard entry.kind == .directory else { return try node(entry, named: name, in: directory, at: relative) }
+        let made = try makeDirectory(name, in: directory)
+        try Checkout.applyMetadata(entry, to: .descriptor(made))
+    }
+
+    /// Sets the metadata of the entry at `relative` ("" for the root), which is acted on in place:
+    /// never opened, never followed if it is a symlink.
+    public func applyMetadata(_ entry: TreeEntry, at relative: String) throws {
+        guard !relative.isEmpty else { return try Checkout.applyMetadata(entry, to: .descriptor(root)) }
+        let (parent, name) = Beneath.split(relative)
+        let directory = try root.open(beneath: parent, O_DIRECTORY | Beneath.pathOnly)
+        try Checkout.applyMetadata(entry, to: .name(name, in: directory))
+    }
+
+    /// Creates the contents of `directory`, found at `relative` beneath the root, descending into each
+    /// new directory by its descriptor.
+    private func fill(_ directory: borrowing FileDescriptor, with tree: TreeEntry, at relative: String) throws {
+        for child in try store.tree(tree.digest!).entries {
+            let childRelative = relative.isEmpty ? child.name : relative + "/" + child.name
+            guard child.kind == .directory else {
+                try node(child, named: child.name, in: directory, at: childRelative)
                 continue
             }
-            if child.linkGroup != 0 {
-                if let leader = linkLeaders[child.linkGroup] {
-                    _ = try sys("link", childPath) { link(leader, childPath) }
-                    continue
-                }
-                linkLeaders[child.linkGroup] = childPath
-            }
-            try node(child, at: childPath)
+            let made = try makeDirectory(child.name, in: directory)
+            try fill(made, with: child, at: childRelative)
+            try Checkout.applyMetadata(child, to: .descriptor(made))
         }
-        try Checkout.applyMetadata(entry, at: path)
     }
 
-    private func node(_ entry: TreeEntry, at path: String) throws {
+    /// A new directory, 0700 until it gets its metadata, so never more open than its target.
+    private func makeDirectory(_ name: String, in directory: borrowing FileDescriptor) throws -> FileDescriptor {
+        _ = try sys("mkdir", directory.path + "/" + name) { mkdirat(directory.raw, name, 0o700) }
+        return try directory.open(at: name, O_RDONLY | O_DIRECTORY)
+    }
+
+    private func node(_ entry: TreeEntry, named name: String, in directory: borrowing FileDescriptor, at relative: String) throws {
+        if entry.linkGroup != 0 {
+            if let leader = linkLeaders[entry.linkGroup] { return try link(leader, to: name, in: directory) }
+            linkLeaders[entry.linkGroup] = relative
+        }
+        let path = directory.path + "/" + name
         switch entry.kind {
         case .regular:
-            let source = try store.open(entry.digest!)
-            let destination = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
-            try copyContents(from: source, to: destination, size: entry.size)
+            let file = try directory.open(at: name, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+            let contents = try store.open(entry.digest!)
+            try copyContents(from: contents.raw, to: file.raw, size: entry.size)
+            return try Checkout.applyMetadata(entry, to: .descriptor(file))
         case .symlink:
-            _ = try sys("symlink", path) { symlink(entry.target ?? "", path) }
+            _ = try sys("symlink", path) { symlinkat(entry.target ?? "", directory.raw, name) }
         case .characterDevice, .blockDevice, .fifo, .socket:
-            _ = try sys("mknod", path) { mknod(path, mode_t(entry.kind.fileTypeBits | 0o600), dev_t(entry.device)) }
+            _ = try sys("mknod", path) { mknodat(directory.raw, name, mode_t(entry.kind.fileTypeBits | 0o600), dev_t(entry.device)) }
         case .directory:
-            preconditionFailure("directories are checked out by directory(_:at:)")
+            preconditionFailure("directories are made by makeDirectory(_:in:)")
         }
-        try Checkout.applyMetadata(entry, at: path)
+        try Checkout.applyMetadata(entry, to: .name(name, in: directory))
     }
 
-    /// Copies in the kernel where it can (`copy_file_range`, which reflinks on filesystems that can).
-    private func copyContents(from source: borrowing FileDescriptor, to destination: borrowing FileDescriptor, size: UInt64) throws {
-        var remaining = Int(size)
-        while remaining > 0 {
-            let copied = copy_file_range(source.raw, nil, destination.raw, nil, remaining, 0)
-            if copied > 0 {
-                remaining -= copied
-                continue
-            }
-            if copied == 0 { throw StoreError("\(source.path): object shorter than its manifest says") }
-            if errno == EINTR { continue }
-            guard errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP else { throw SystemError("copy_file_range", destination.path) }
-            while true {
-                let n = try source.read(into: buffer)
-                if n == 0 { break }
-                try destination.write(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
-            }
-            return
-        }
+    private func link(_ leader: String, to name: String, in directory: borrowing FileDescriptor) throws {
+        let (parent, leaderName) = Beneath.split(leader)
+        let leaderDirectory = try root.open(beneath: parent, O_DIRECTORY | Beneath.pathOnly)
+        _ = try sys("link", directory.path + "/" + name) { linkat(leaderDirectory.raw, leaderName, directory.raw, name, 0) }
     }
 
     /// Owner before mode (chown clears setuid), xattrs, then times last.
-    public static func applyMetadata(_ entry: TreeEntry, at path: String) throws {
-        _ = try sys("lchown", path) { lchown(path, entry.uid, entry.gid) }
-        if entry.kind != .symlink {
-            _ = try sys("chmod", path) { chmod(path, mode_t(entry.mode)) }
-        }
-        for xattr in entry.xattrs { try ExtendedAttributes.set(path, xattr) }
-        let times = [entry.mtime.timespec, entry.mtime.timespec]
-        _ = try sys("utimensat", path) { utimensat(AT_FDCWD, path, times, AT_SYMLINK_NOFOLLOW) }
+    private static func applyMetadata(_ entry: TreeEntry, to file: FileAt) throws {
+        try file.changeOwner(uid: entry.uid, gid: entry.gid)
+        if entry.kind != .symlink { try file.changeMode(mode_t(entry.mode)) }
+        for xattr in entry.xattrs { try ExtendedAttributes.set(file.attributes, xattr) }
+        try file.setTimes([entry.mtime.timespec, entry.mtime.timespec])
     }
 }
 

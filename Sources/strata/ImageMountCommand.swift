@@ -64,7 +64,7 @@ struct ImageMount: ParsableCommand {
         let union = try Union(stack: try LayerStack(layers: [layer], whiteoutDirectory: scratch + "/whiteouts"),
                               privateRoot: scratch + "/private", whiteoutDirectory: scratch + "/whiteouts")
         // The private root stands for the image's root directory: give it the root's metadata.
-        try Checkout.applyMetadata(manifest.filesystem, at: union.privateRoot)
+        try Checkout(into: union.privateRoot, from: catalog.store).applyMetadata(manifest.filesystem, at: "")
         let fuse = try FuseMount(union: union, mountpoint: mountpoint, fsName: "strata-image:\(version.reference)", readOnly: true)
         fuse.run()
         fuse.close()

@@ -81,4 +81,26 @@ import Glibc
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path + "/tree").isEmpty)
         #expect(try String(contentsOfFile: scratch.path + "/decoy/file", encoding: .utf8) == "keep")
     }
+
+    /// Far deeper than PATH_MAX allows a path to name: checked out, imported back and removed.
+    @Test func aPathDeeperThanPathMaxChecksOutImportsAndRemoves() throws {
+        let scratch = try TemporaryDirectory()
+        let store = try ObjectStore(root: scratch.path + "/store", create: true)
+        let components = (0..<40).map { String(repeating: Character(UnicodeScalar(UInt8(ascii: "a") + UInt8($0 % 26))), count: 120) } + ["file"]
+        #expect(components.joined(separator: "/").utf8.count > 4_800)
+        let builder = TreeBuilder(source: "deep")
+        let batch = try store.beginBatch()
+        try builder.addFile(at: components, contents: Array("deep".utf8), mode: 0o640, into: batch)
+        let root = try builder.store(into: batch)
+        try batch.commit()
+
+        let checkout = scratch.path + "/checkout"
+        try Checkout.run(root, from: store, to: checkout)
+        let directory = try FileDescriptor.directory(checkout)
+        let file = try directory.open(beneath: components.joined(separator: "/"), O_RDONLY)
+        #expect(try file.readAll() == Array("deep".utf8))
+        #expect(try listing(of: checkout, store: store).digest == root.digest)
+        try removeTree(checkout)
+        #expect(access(checkout, F_OK) != 0)
+    }
 }
