@@ -38,16 +38,17 @@ public final class FuseMount: Sendable {
     let opensDirectoriesItself = Atomic<Bool>(false)
     static let timeout = 86_400.0
 
-    /// Mounts `union` at `mountpoint`. The filesystem answers once `run()` is called. A read-only mount
-    /// (an image's virtual mount) has the kernel refuse every change with EROFS before it reaches the union.
+    /// Mounts `union` at `mountpoint`. The filesystem answers once `run()` is called. `use` sets who may
+    /// use it and whether setuid bits and device nodes work (see `MountUse`); an inspection mount is
+    /// read-only, the kernel refusing every change with EROFS before it reaches the union.
     /// With `passthrough`, shared files opened for reading are read by the kernel straight from their
     /// blobs, where the kernel supports it (see `KernelOpens`).
-    public init(union: Union, mountpoint: String, fsName: String, readOnly: Bool = false, passthrough: Bool = true) throws {
+    public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true) throws {
         self.union = union
         self.mountpoint = mountpoint
         // The kernel applied the caller's umask to every mode it sends; the daemon's own must not apply again.
         umask(0)
-        let options = "fsname=\(fsName),subtype=strata,default_permissions,allow_other" + (readOnly ? ",ro" : "")
+        let options = "fsname=\(fsName),subtype=strata,default_permissions,\(use.options)"
         let arguments = ["strata", "-o", options]
         var ops = FuseMount.operations()
         var made: OpaquePointer?

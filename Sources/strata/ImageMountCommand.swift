@@ -18,7 +18,9 @@ struct ImageMount: ParsableCommand {
         discussion: """
             Without --foreground, returns once the filesystem answers; unmount with 'strata umount'. While \
             mounted, gc keeps the image's objects even if the image is deleted. The daemon logs to \
-            $STRATA_HOME/mounts/daemon.log.
+            $STRATA_HOME/mounts/daemon.log. The mount is for inspection: read-only, nosuid, nodev, and \
+            readable by other users only if the image is granted to everyone ('strata image grant NAME \
+            everyone --checkout').
             """)
     @OptionGroup var options: HomeOptions
     @Argument(help: "The image.") var image: String
@@ -65,7 +67,11 @@ struct ImageMount: ParsableCommand {
                               privateRoot: scratch + "/private", whiteoutDirectory: scratch + "/whiteouts")
         // The private root stands for the image's root directory: give it the root's metadata.
         try Checkout(into: union.privateRoot, from: catalog.store).applyMetadata(manifest.filesystem, at: "")
-        let fuse = try FuseMount(union: union, mountpoint: mountpoint, fsName: "strata-image:\(version.reference)", readOnly: true)
+        // Other users get in only if the catalog lets everyone check this content out (under any of
+        // the images holding it); the kernel cannot tell apart the users an access list names.
+        let everyone = (try? catalog.resolve(.digest(version.digest), for: .checkout, by: .everyone)) != nil
+        let fuse = try FuseMount(union: union, mountpoint: mountpoint, fsName: "strata-image:\(version.reference)",
+                                 use: .inspection(everyone: everyone))
         fuse.run()
         fuse.close()
     }

@@ -62,7 +62,7 @@ struct Mount: ParsableCommand {
         let union = try Union(stack: stack, privateRoot: state.privateRoot, whiteoutDirectory: state.whiteouts)
         try union.discardUnfinishedCopies()
         let fuse = try FuseMount(union: union, mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, fsName: "strata:\(state.name)",
-                                 passthrough: !noPassthrough)
+                                 use: .appliance, passthrough: !noPassthrough)
         // Requests that change the VLFS (updates from the control socket and from the LDF watcher,
         // reverts, snapshots, resets) take this lock, one at a time: each reads the stack or the private
         // layer and replaces or captures it, and two at once would lose one's work. `status` only reads

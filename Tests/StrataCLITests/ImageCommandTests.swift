@@ -237,4 +237,28 @@ extension Workspace {
         #expect(held.count == 1, "the daemon records the image it serves, for gc")
         expectSuccess(try workspace.strata("umount", mountpoint))
     }
+
+    /// An image mount is for inspection: nothing in it runs setuid or opens a device, and only users the
+    /// catalog lets check the image out can read it.
+    @Test func imageMountIsForInspectionByThoseTheAccessListNames() throws {
+        let workspace = try Workspace()
+        try workspace.checkin(try workspace.tree("a", ["etc/motd": "for root"]), name: "web")
+        chmod(workspace.scratch.path, 0o755)
+        let mountpoint = workspace.scratch.path + "/mnt"
+        try makeDirectories(mountpoint)
+        let nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups"
+        expectSuccess(try workspace.strata("image", "mount", "web", mountpoint))
+        defer { _ = try? workspace.strata("umount", mountpoint) }
+        let options = try mountOptions(mountpoint)
+        #expect(["ro", "nosuid", "nodev"].allSatisfy(options.contains), "\(options)")
+        #expect(try String(contentsOfFile: mountpoint + "/etc/motd", encoding: .utf8) == "for root")
+        #expect(throws: StoreError.self, "the image is not shared: another user cannot read it") {
+            try shell("\(nobody) cat '\(mountpoint)/etc/motd' 2>/dev/null")
+        }
+        expectSuccess(try workspace.strata("umount", mountpoint))
+
+        expectSuccess(try workspace.strata("image", "grant", "web", "everyone", "--checkout"))
+        expectSuccess(try workspace.strata("image", "mount", "web", mountpoint))
+        #expect(try shell("\(nobody) cat '\(mountpoint)/etc/motd'") == "for root")
+    }
 }

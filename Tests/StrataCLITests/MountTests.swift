@@ -276,4 +276,29 @@ extension MountTests {
         #expect(st.st_mode & 0o7777 == 0o777, "mode \(String(st.st_mode & 0o7777, radix: 8))")
         #expect(try vlfs.read("usr/bin/helper") == "#!/bin/sh\nx\n")
     }
+
+    /// A VLFS is an appliance's root filesystem: `su`, `sudo`, `passwd` and `ping` need their setuid
+    /// bits to work in it, and its device nodes must open.
+    @Test func setuidAndDevicesWork() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        chmod(vlfs.workspace.scratch.path, 0o755)
+        let options = try mountOptions(vlfs.mountpoint)
+        #expect(!options.contains("nosuid") && !options.contains("nodev"), "\(options)")
+
+        let source = vlfs.workspace.scratch.path + "/euid.c"
+        try AtomicFile.write("#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf(\"%d\\n\", (int)geteuid()); return 0; }\n", to: source)
+        try shell("gcc -o '\(vlfs.path("usr/bin/euid"))' '\(source)' && chown 0:0 '\(vlfs.path("usr/bin/euid"))' && chmod 4755 '\(vlfs.path("usr/bin/euid"))'")
+        #expect(try shell("setpriv --reuid=65534 --regid=65534 --clear-groups '\(vlfs.path("usr/bin/euid"))'") == "0\n")
+
+        #expect(mknod(vlfs.path("null"), S_IFCHR | 0o666, 0x0103) == 0)
+        let fd = open(vlfs.path("null"), O_WRONLY)
+        #expect(fd >= 0, "\(String(cString: strerror(errno)))")
+        #expect(write(fd, "x", 1) == 1)
+        close(fd)
+    }
+}
+
+/// The options the kernel reports for the filesystem mounted at `mountpoint`.
+func mountOptions(_ mountpoint: String) throws -> [String] {
+    try shell("awk '$2 == \"\(mountpoint)\" { print $4 }' /proc/self/mounts").split(whereSeparator: { $0 == "," || $0 == "\n" }).map(String.init)
 }
