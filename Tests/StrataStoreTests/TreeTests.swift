@@ -22,6 +22,8 @@ func makeEveryKindOfFile(in root: String) throws {
         mknod var/lib/null c 1 3
         python3 -c 'import socket; s=socket.socket(socket.AF_UNIX); s.bind("var/lib/sock")'
         setfattr -n user.strata.test -v value etc/app.conf 2>/dev/null || true
+        setfattr -h -n trusted.strata.test -v link usr/bin/hi 2>/dev/null || true
+        setfattr -n trusted.strata.test -v device var/lib/null 2>/dev/null || true
         touch -h -d '2020-02-03 04:05:06.123456789' usr/bin/hi etc/app.conf
         touch -d '2019-01-01 00:00:00.5' etc/empty
         chmod 1777 var/lib
@@ -79,6 +81,8 @@ func makeEveryKindOfFile(in root: String) throws {
         #expect(lstat(target + "/var/lib/sock", &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK)
         #expect(lstat(target + "/etc/app.conf", &st) == 0 && st.st_uid == 1 && st.st_gid == 2 && st.st_mtim.tv_nsec == 123_456_789)
         #expect(try String(contentsOfFile: target + "/usr/bin/hi", encoding: .utf8) == "hello\n")
+        #expect(try shell("getfattr -h --only-values -n trusted.strata.test '\(target)/usr/bin/hi' '\(target)/var/lib/null'") == "linkdevice",
+                "xattrs of what cannot be opened (a symlink, a device) are read and written in place")
     }
 
     @Test func sameContentGivesSameDigestAndIsStoredOnce() throws {
