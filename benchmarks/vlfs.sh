@@ -13,7 +13,7 @@ command -v swift >/dev/null || PATH="/opt/swift/usr/bin:$PATH"
 missing=""
 for tool in postmark fuse-overlayfs; do command -v $tool >/dev/null || missing="$missing $tool"; done
 [ -z "$missing" ] || { apt-get update -q && apt-get install -y -q $missing; }
-swift build -c release --product strata >/dev/null
+if [ -z "${STRATA:-}" ]; then swift build -c release --product strata >/dev/null; fi
 strata="${STRATA:-$(swift build -c release --show-bin-path)/strata}"
 
 # Sizes. Full: a 10^5-file tree, Postmark's 20,000 files with transactions for about a minute on ext4.

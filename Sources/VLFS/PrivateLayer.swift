@@ -216,11 +216,11 @@ final class PrivateLayer: Sendable {
         try atParent(path) { directory, name throws(FSError) in try check { unlinkat(directory, name, AT_REMOVEDIR) } }
     }
 
-    /// Removes `path` and everything beneath it, deepest first, each name through its parent's descriptor.
+    /// Removes `path` and everything beneath it, through descriptors (`StrataStore.removeTree(in:)`).
     func removeTree(_ path: String) throws(FSError) {
-        for victim in try paths(under: path).reversed() {
-            try atParent(victim.path) { directory, name throws(FSError) in try check { unlinkat(directory, name, victim.isDirectory ? AT_REMOVEDIR : 0) } }
-        }
+        let root = try check { fcntl(rootDescriptor, F_DUPFD_CLOEXEC, 0) }
+        let directory = FileDescriptor(raw: root, path: self.path)
+        try FSError.mapping { try StrataStore.removeTree(in: directory, path) }
     }
 
     func rename(_ from: String, to: String, flags: UInt32 = 0) throws(FSError) {
