@@ -41,6 +41,8 @@ final class InodeTable: Sendable {
         /// Numbers shown in listings for names the kernel has not looked up, so that a lookup soon
         /// after gives the same number (`ls -i`, `find -inum`). Bounded: listings need no lookups.
         var provisional = BoundedCache<String, UInt64>(capacity: 1 << 14)
+        /// The numbers of forgotten hard-linked files, so that their other names, looked up later, keep them.
+        var provisionalIdentities = BoundedCache<Identity, UInt64>(capacity: 1 << 12)
 
         /// The node already known for a path or identity; a stale name (its node gone) is dropped.
         mutating func known(_ path: String, _ identity: Identity?) -> UInt64? {
@@ -52,9 +54,13 @@ final class InodeTable: Sendable {
             return nil
         }
 
-        mutating func newNumber(for path: String) -> UInt64 {
+        mutating func newNumber(for path: String, _ identity: Identity?) -> UInt64 {
             if let number = provisional.value(path) {
                 provisional.removeValue(forKey: path)
+                if nodes[number] == nil { return number }
+            }
+            if let identity, let number = provisionalIdentities.value(identity) {
+                provisionalIdentities.removeValue(forKey: identity)
                 if nodes[number] == nil { return number }
             }
             defer { next += 1 }
@@ -72,6 +78,7 @@ final class InodeTable: Sendable {
             }
             for identity in identities.removeValue(forKey: inode) ?? [] where byIdentity[identity] == inode {
                 byIdentity[identity] = nil
+                provisionalIdentities.insert(inode, for: identity)
             }
         }
     }
@@ -88,6 +95,7 @@ final class InodeTable: Sendable {
         state.withLock { state in
             if let known = state.known(path, identity) { return known }
             if let number = state.provisional.value(path) { return number }
+            if let identity, let number = state.provisionalIdentities.value(identity), state.nodes[number] == nil { return number }
             let number = state.next
             state.next += 1
             state.provisional.insert(number, for: path)
@@ -120,7 +128,7 @@ final class InodeTable: Sendable {
             if let known = state.known(path, identity) {
                 inode = known
             } else {
-                inode = state.newNumber(for: path)
+                inode = state.newNumber(for: path, identity)
                 state.nodes[inode] = Node(path: path, lookups: 0)
             }
             state.byPath[path] = inode

@@ -15,8 +15,10 @@ import Glibc
 /// the kernel let the appliance make them.
 ///
 /// Copies of shared files are built in a work directory beside the layer (same filesystem, outside the
-/// namespace), synced, and renamed into place whole: the namespace never shows half a copy, nor a
-/// temporary name, even after a crash.
+/// namespace), their bytes synced, and renamed into place whole: the namespace never shows half a copy,
+/// nor a temporary name, even after a crash. The rename itself is not waited for (the copy's name and
+/// inode are journaled together with it): a crash just after shows the original, which is what the
+/// appliance saw before it asked; an fsync of the copy, or of its directory, makes the copy stay.
 final class PrivateLayer: Sendable {
     let path: String
     let workPath: String
@@ -184,22 +186,52 @@ final class PrivateLayer: Sendable {
 
     // MARK: Changing
 
-    func create(_ path: String, flags: Int32, mode: UInt32) throws(FSError) -> Int32 {
+    // New entries belong to their creator; the group is the directory's when that is setgid.
+
+    func create(_ path: String, flags: Int32, mode: UInt32, owner: Caller) throws(FSError) -> Int32 {
         try atParent(path) { directory, name throws(FSError) in
-            try check { openat(directory, name, (flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC) & ~O_NOCTTY, mode_t(mode & 0o7777)) }
+            let fd = try check { openat(directory, name, (flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC) & ~O_NOCTTY, mode_t(mode & 0o7777)) }
+            do throws(FSError) {
+                let group = try PrivateLayer.group(of: owner, in: directory)
+                try check { fchown(fd, owner.uid, group) }
+            } catch {
+                close(fd)
+                throw error
+            }
+            return fd
         }
     }
 
-    func makeDirectory(_ path: String, mode: UInt32) throws(FSError) {
-        try atParent(path) { directory, name throws(FSError) in try check { mkdirat(directory, name, mode_t(mode & 0o7777)) } }
+    func makeDirectory(_ path: String, mode: UInt32, owner: Caller) throws(FSError) {
+        try atParent(path) { directory, name throws(FSError) in
+            try check { mkdirat(directory, name, mode_t(mode & 0o7777)) }
+            try PrivateLayer.own(directory, name, owner)
+        }
     }
 
-    func makeNode(_ path: String, mode: UInt32, device: UInt64) throws(FSError) {
-        try atParent(path) { directory, name throws(FSError) in try check { mknodat(directory, name, mode_t(mode), dev_t(device)) } }
+    func makeNode(_ path: String, mode: UInt32, device: UInt64, owner: Caller) throws(FSError) {
+        try atParent(path) { directory, name throws(FSError) in
+            try check { mknodat(directory, name, mode_t(mode), dev_t(device)) }
+            try PrivateLayer.own(directory, name, owner)
+        }
     }
 
-    func makeSymlink(_ path: String, target: String) throws(FSError) {
-        try atParent(path) { directory, name throws(FSError) in try check { symlinkat(target, directory, name) } }
+    func makeSymlink(_ path: String, target: String, owner: Caller) throws(FSError) {
+        try atParent(path) { directory, name throws(FSError) in
+            try check { symlinkat(target, directory, name) }
+            try PrivateLayer.own(directory, name, owner)
+        }
+    }
+
+    private static func own(_ directory: Int32, _ name: String, _ owner: Caller) throws(FSError) {
+        let group = try group(of: owner, in: directory)
+        try check { fchownat(directory, name, owner.uid, group, AT_SYMLINK_NOFOLLOW) }
+    }
+
+    private static func group(of owner: Caller, in directory: Int32) throws(FSError) -> UInt32 {
+        var st = stat()
+        try check { fstat(directory, &st) }
+        return (st.st_mode & S_ISGID) != 0 ? st.st_gid : owner.gid
     }
 
     func link(_ source: String, to path: String) throws(FSError) {
@@ -273,8 +305,8 @@ final class PrivateLayer: Sendable {
     // MARK: Copies of shared files
 
     /// Puts a copy of a shared entry at `path` (and, for a hard-link group, at `links` too): built in the
-    /// work directory with all its metadata, synced, then linked and renamed into place without
-    /// replacing anything, each parent synced. `contents` is the blob to copy a regular file's bytes
+    /// work directory with all its metadata, its bytes synced, then linked and renamed into place
+    /// without replacing anything. `contents` is the blob to copy a regular file's bytes
     /// from, nil for an empty file. Returns the copy's status and, when `opening` flags are given, the
     /// copy opened with them: the very file placed, even if its name is reverted at once.
     @discardableResult
@@ -291,14 +323,10 @@ final class PrivateLayer: Sendable {
                 opened = try PrivateLayer.reopen(pinned, st, flags: flags)
             }
             for link in links {
-                try atParent(link, flags: O_RDONLY | O_DIRECTORY) { directory, linkName throws(FSError) in
-                    try check { linkat(work, name, directory, linkName, 0) }
-                    try check { fsync(directory) }
-                }
+                try atParent(link) { directory, linkName throws(FSError) in try check { linkat(work, name, directory, linkName, 0) } }
             }
-            return try atParent(path, flags: O_RDONLY | O_DIRECTORY) { directory, finalName throws(FSError) in
+            return try atParent(path) { directory, finalName throws(FSError) in
                 try check { renameat2(work, name, directory, finalName, Beneath.renameNoReplace) }
-                try check { fsync(directory) }
                 var st = stat()
                 try check { fstatat(directory, finalName, &st, AT_SYMLINK_NOFOLLOW) }
                 return (st, opened)
@@ -325,7 +353,9 @@ final class PrivateLayer: Sendable {
             defer { close(fd) }
             if let contents { try FSError.mapping { try copyContents(from: contents, to: fd, size: entry.size) } }
             try PrivateLayer.applyMetadata(entry, work, name)
-            try check { fsync(fd) }
+            // Its bytes reach the disk before its name replaces the original: a crash then shows the
+            // original or the whole copy. (Metadata alone is journaled with the rename.)
+            if contents != nil && entry.size > 0 { try check { fsync(fd) } }
         case .directory:
             try check { mkdirat(work, name, 0o700) }
             try PrivateLayer.applyMetadata(entry, work, name)

@@ -13,9 +13,8 @@ extension Union {
     /// Creates a file and opens it.
     public func create(parent: UInt64, name: String, mode: UInt32, flags: Int32, caller: Caller) throws(FSError) -> (Entry, OpenFile) {
         let path = try prepareNewName(parent: parent, name: name)
-        let fd = try privateLayer.create(path, flags: flags, mode: mode)
+        let fd = try privateLayer.create(path, flags: flags, mode: mode, owner: caller)
         do {
-            try own(path, caller: caller)
             let entry = try newEntry(path)
             let file = OpenFile(descriptor: fd, blob: nil)
             registerOpen(entry.inode, file, attributes: entry.attributes)
@@ -28,22 +27,19 @@ extension Union {
 
     public func makeDirectory(parent: UInt64, name: String, mode: UInt32, caller: Caller) throws(FSError) -> Entry {
         let path = try prepareNewName(parent: parent, name: name)
-        try privateLayer.makeDirectory(path, mode: mode)
-        try own(path, caller: caller)
+        try privateLayer.makeDirectory(path, mode: mode, owner: caller)
         return try newEntry(path)
     }
 
     public func makeNode(parent: UInt64, name: String, mode: UInt32, device: UInt64, caller: Caller) throws(FSError) -> Entry {
         let path = try prepareNewName(parent: parent, name: name)
-        try privateLayer.makeNode(path, mode: mode, device: device)
-        try own(path, caller: caller)
+        try privateLayer.makeNode(path, mode: mode, device: device, owner: caller)
         return try newEntry(path)
     }
 
     public func makeSymlink(parent: UInt64, name: String, target: String, caller: Caller) throws(FSError) -> Entry {
         let path = try prepareNewName(parent: parent, name: name)
-        try privateLayer.makeSymlink(path, target: target)
-        try own(path, caller: caller)
+        try privateLayer.makeSymlink(path, target: target, owner: caller)
         return try newEntry(path)
     }
 
@@ -64,13 +60,6 @@ extension Union {
         if (try? resolve(path)) != nil { throw FSError.exists }
         try ensurePrivateDirectory(parentPath)
         return path
-    }
-
-    /// The new file belongs to the caller; its group is the parent's when the parent is setgid.
-    private func own(_ path: String, caller: Caller) throws(FSError) {
-        guard let parent = try privateLayer.status(Union.split(path).parent) else { throw FSError.notFound }
-        let gid = (parent.st_mode & S_ISGID) != 0 ? parent.st_gid : caller.gid
-        try privateLayer.setOwner(path, uid: caller.uid, gid: gid)
     }
 
     private func newEntry(_ path: String) throws(FSError) -> Entry {
