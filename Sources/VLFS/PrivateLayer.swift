@@ -186,7 +186,8 @@ final class PrivateLayer: Sendable {
 
     // MARK: Changing
 
-    // New entries belong to their creator; the group is the directory's when that is setgid.
+    // New entries belong to their creator; the group is the directory's when that is setgid. chown
+    // clears setuid and setgid on non-directories, even as root, so those bits are set again after it.
 
     func create(_ path: String, flags: Int32, mode: UInt32, owner: Caller) throws(FSError) -> Int32 {
         try atParent(path) { directory, name throws(FSError) in
@@ -194,6 +195,7 @@ final class PrivateLayer: Sendable {
             do throws(FSError) {
                 let group = try PrivateLayer.group(of: owner, in: directory)
                 try check { fchown(fd, owner.uid, group) }
+                if mode & 0o6000 != 0 { try check { fchmod(fd, mode_t(mode & 0o7777)) } }
             } catch {
                 close(fd)
                 throw error
@@ -213,6 +215,7 @@ final class PrivateLayer: Sendable {
         try atParent(path) { directory, name throws(FSError) in
             try check { mknodat(directory, name, mode_t(mode), dev_t(device)) }
             try PrivateLayer.own(directory, name, owner)
+            if mode & 0o6000 != 0 { try PrivateLayer.setMode(directory, name, mode) }
         }
     }
 

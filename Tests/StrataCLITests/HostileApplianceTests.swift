@@ -169,11 +169,14 @@ import Glibc
             os.umask(0)
             fd = os.open("etc/new", os.O_CREAT | os.O_WRONLY, 0o620); os.close(fd)
             print("shared-dir %o" % stat.S_IMODE(os.stat("etc/new").st_mode))
+            fd = os.open("setuid", os.O_CREAT | os.O_WRONLY, 0o6755); os.close(fd)
+            os.mknod("setgid-fifo", 0o2644 | stat.S_IFIFO)
+            print("setuid %o %o" % (stat.S_IMODE(os.stat("setuid").st_mode), stat.S_IMODE(os.lstat("setgid-fifo").st_mode)))
             os.chmod(".", 0o751); os.chown(".", 7, 8); os.utime(".", (5, 6))
             st = os.stat(".")
             print("root %o %d %d %d" % (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime))
             """, vlfs.mountpoint, in: vlfs.workspace)
-        #expect(output == "0 666 777 666\n22 644 755 644\n77 600 700 600\nshared-dir 620\nroot 751 7 8 6\n")
+        #expect(output == "0 666 777 666\n22 644 755 644\n77 600 700 600\nshared-dir 620\nsetuid 6755 2644\nroot 751 7 8 6\n")
     }
 }
 
