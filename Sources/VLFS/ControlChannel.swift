@@ -47,6 +47,11 @@ public enum ControlChannel {
         Thread { server.acceptForever() }.start()
     }
 
+    /// What a failed reply says, for a message to the user (without the protocol's `error: `).
+    public static func failure(_ reply: String) -> String {
+        reply.hasPrefix("error: ") ? String(reply.dropFirst(7)) : reply
+    }
+
     /// Sends a request to the daemon listening at `path`; nil when no daemon listens there.
     public static func send(_ request: String, to path: String) throws -> String? {
         let fd = try unixSocket()

@@ -173,7 +173,7 @@ struct Update: ParsableCommand {
         guard let reply = try ControlChannel.send("update", to: state.controlSocket) else {
             throw LayerError("VLFS '\(name)' has no running daemon; it will use its LDF (\(try state.ldf())) when next mounted")
         }
-        guard reply.hasPrefix("ok") else { throw LayerError(reply) }
+        guard reply.hasPrefix("ok") else { throw LayerError(ControlChannel.failure(reply)) }
         print(reply.dropFirst(3))
     }
 }

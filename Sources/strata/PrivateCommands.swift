@@ -79,7 +79,7 @@ struct PrivateCommand: ParsableCommand {
             let state = try VLFSState(home: home, name: name)
             for path in paths {
                 if let reply = try ControlChannel.send("revert \(path)", to: state.controlSocket) {
-                    guard reply.hasPrefix("ok") else { throw LayerError("\(path): \(reply)") }
+                    guard reply.hasPrefix("ok") else { throw LayerError("\(path): \(ControlChannel.failure(reply))") }
                 } else {
                     let union = try Composition.union(of: state, home: home)
                     _ = try union.revert(path)

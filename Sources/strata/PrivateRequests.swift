@@ -41,7 +41,7 @@ enum VLFSRequests {
             let union = try Composition.union(of: state, home: home)
             reply = offline(union, ldf)
         }
-        guard reply.hasPrefix("ok ") else { throw LayerError(reply.hasPrefix("error: ") ? String(reply.dropFirst(7)) : reply) }
+        guard reply.hasPrefix("ok ") else { throw LayerError(ControlChannel.failure(reply)) }
         return String(reply.dropFirst(3))
     }
 }
