@@ -298,6 +298,11 @@ final class PrivateLayer: Sendable {
         try atFile(path) { file, _ throws(FSError) in try FSError.mapping { try ExtendedAttributes.remove(.descriptor(file), name) } }
     }
 
+    /// Makes everything on the layer's filesystem durable.
+    func syncAll() throws(FSError) {
+        try check { syncfs(rootDescriptor) }
+    }
+
     /// Makes the directory's entries durable.
     func syncDirectory(_ path: String) throws(FSError) {
         let fd = try descriptor(path, O_RDONLY | O_DIRECTORY)

@@ -234,8 +234,19 @@ extension Union {
             defer { if let contents { close(contents) } }
             let copy = try privateLayer.place(entry, contents: contents, at: path, links: links, opening: flags)
             if entry.kind != .directory, let inode = inodes.inode(at: path) { inodes.alias(.privateInode(UInt64(copy.status.st_ino)), to: inode) }
+            if entry.kind == .regular { try noteUnsyncedCopy(UInt64(copy.status.st_ino)) }
             return copy.file
         }
+    }
+
+    private func noteUnsyncedCopy(_ privateInode: UInt64) throws(FSError) {
+        let full = unsyncedCopies.withLock { copies -> Bool in
+            copies.insert(privateInode)
+            return copies.count > 1 << 16
+        }
+        guard full else { return }
+        try privateLayer.syncAll()
+        unsyncedCopies.withLock { $0.removeAll() }
     }
 
     /// Copies a whole subtree up (before renaming a directory that shared layers provide).

@@ -48,6 +48,10 @@ public final class Union: Sendable {
     public let gate = MutationGate()
     let trees = TreeCache()
     let copyUpLock = Mutex(())
+    /// Copies whose rename into place is not yet known durable, by private inode number: the first
+    /// fsync of one syncs its directory too. POSIX asks that of a new name; to the appliance a copy is
+    /// no new name, so its fsync must carry the name. Bounded: past 2¹⁶, one syncfs covers them all.
+    let unsyncedCopies = Mutex(Set<UInt64>())
     private let linkGroups = Mutex<[Digest: [UInt32: [String]]]>([:])
     /// Open descriptors by inode, so a file stays stat-able while open after its name is gone
     /// (unlinked, or its layer removed by a live update), as POSIX promises for open files.
@@ -482,6 +486,14 @@ public final class Union: Sendable {
             registerOpen(inode, file, attributes: try attributes(of: resolved, inode: inode))
             return file
         }
+    }
+
+    /// After the kernel's fsync of an open file succeeded on `descriptor`: a copy's name becomes durable too.
+    public func fileSynced(_ inode: UInt64, descriptor: Int32) throws(FSError) {
+        var st = stat()
+        guard fstat(descriptor, &st) == 0, unsyncedCopies.withLock({ $0.remove(UInt64(st.st_ino)) }) != nil,
+              let path = inodes.path(of: inode) else { return }
+        try privateLayer.syncDirectory(Union.split(path).parent)
     }
 
     /// Makes a directory's entries durable (shared directories never change).

@@ -56,11 +56,18 @@ extension FuseMount {
             FuseMount.mount(request).closeFile(UInt64(inode), handle: info!.pointee.fh)
             fuse_reply_err(request, 0)
         }
-        ops.fsync = { request, _, dataOnly, info in
+        ops.fsync = { request, inode, dataOnly, info in
             let fd = Int32(truncatingIfNeeded: info!.pointee.fh)
             let result = dataOnly != 0 ? fdatasync(fd) : fsync(fd)
             // Shared blobs are opened read-only and never dirty.
-            fuse_reply_err(request, result == 0 || errno == EBADF || errno == EINVAL ? 0 : errno)
+            guard result == 0 || errno == EBADF || errno == EINVAL else {
+                fuse_reply_err(request, errno)
+                return
+            }
+            FuseMount.reply(request) { mount in
+                try mount.union.fileSynced(UInt64(inode), descriptor: fd)
+                fuse_reply_err(request, 0)
+            }
         }
         ops.fallocate = { request, _, mode, offset, length, info in
             let result = FuseMount.mount(request).union.gate.change { CLinux.fallocate(Int32(truncatingIfNeeded: info!.pointee.fh), mode, offset, length) }
