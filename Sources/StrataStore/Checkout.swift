@@ -105,7 +105,7 @@ public final class Checkout {
     }
 
     /// Owner before mode (chown clears setuid), xattrs, then times last.
-    private static func applyMetadata(_ entry: TreeEntry, to file: FileAt) throws {
+    public static func applyMetadata(_ entry: TreeEntry, to file: FileAt) throws {
         try file.changeOwner(uid: entry.uid, gid: entry.gid)
         if entry.kind != .symlink { try file.changeMode(mode_t(entry.mode)) }
         for xattr in entry.xattrs { try ExtendedAttributes.set(file.attributes, xattr) }

@@ -25,6 +25,11 @@ public struct FileAt: Sendable {
         FileAt(directory: directory.raw, name: name, path: directory.path + "/" + name)
     }
 
+    /// One name in a directory whose descriptor the caller holds; errors name just `name`.
+    public static func name(_ name: String, inDirectory directory: Int32) -> FileAt {
+        FileAt(directory: directory, name: name, path: name)
+    }
+
     public init(path: String) {
         self.init(directory: AT_FDCWD, name: path, path: path)
     }

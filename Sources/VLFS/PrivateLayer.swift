@@ -215,7 +215,7 @@ final class PrivateLayer: Sendable {
         try atParent(path) { directory, name throws(FSError) in
             try check { mknodat(directory, name, mode_t(mode), dev_t(device)) }
             try PrivateLayer.own(directory, name, owner)
-            if mode & 0o6000 != 0 { try PrivateLayer.setMode(directory, name, mode) }
+            if mode & 0o6000 != 0 { try FSError.mapping { try FileAt.name(name, inDirectory: directory).changeMode(mode_t(mode & 0o7777)) } }
         }
     }
 
@@ -228,7 +228,7 @@ final class PrivateLayer: Sendable {
 
     private static func own(_ directory: Int32, _ name: String, _ owner: Caller) throws(FSError) {
         let group = try group(of: owner, in: directory)
-        try check { fchownat(directory, name, owner.uid, group, AT_SYMLINK_NOFOLLOW) }
+        try FSError.mapping { try FileAt.name(name, inDirectory: directory).changeOwner(uid: owner.uid, gid: group) }
     }
 
     private static func group(of owner: Caller, in directory: Int32) throws(FSError) -> UInt32 {
@@ -265,21 +265,22 @@ final class PrivateLayer: Sendable {
     }
 
     func setOwner(_ path: String, uid: UInt32, gid: UInt32) throws(FSError) {
-        try atEntry(path) { directory, name throws(FSError) in try check { fchownat(directory, name, uid, gid, AT_SYMLINK_NOFOLLOW) } }
+        try atEntry(path) { file throws(FSError) in try FSError.mapping { try file.changeOwner(uid: uid, gid: gid) } }
     }
 
     func setMode(_ path: String, _ mode: UInt32) throws(FSError) {
-        try atEntry(path) { directory, name throws(FSError) in try PrivateLayer.setMode(directory, name, mode) }
+        try atEntry(path) { file throws(FSError) in try FSError.mapping { try file.changeMode(mode_t(mode & 0o7777)) } }
     }
 
     func setTimes(_ path: String, access: timespec, modification: timespec) throws(FSError) {
-        try atEntry(path) { directory, name throws(FSError) in try PrivateLayer.setTimes(directory, name, access: access, modification: modification) }
+        try atEntry(path) { file throws(FSError) in try FSError.mapping { try file.setTimes([access, modification]) } }
     }
 
-    /// `atParent`, where the root itself is "." in the root (its attributes change like any other's).
-    private func atEntry(_ path: String, _ body: (_ directory: Int32, _ name: String) throws(FSError) -> Void) throws(FSError) {
-        if path.isEmpty { return try body(rootDescriptor, ".") }
-        try atParent(path, body)
+    /// The entry at `path`, never followed if it is a symlink; the root itself is "." in the root (its
+    /// attributes change like any other's).
+    private func atEntry(_ path: String, _ body: (FileAt) throws(FSError) -> Void) throws(FSError) {
+        if path.isEmpty { return try body(.name(".", inDirectory: rootDescriptor)) }
+        try atParent(path) { directory, name throws(FSError) in try body(.name(name, inDirectory: directory)) }
     }
 
     func truncate(_ path: String, size: Int) throws(FSError) {
@@ -360,48 +361,25 @@ final class PrivateLayer: Sendable {
             let fd = try check { openat(work, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
             defer { close(fd) }
             if let contents { try FSError.mapping { try copyContents(from: contents, to: fd, size: entry.size) } }
-            try PrivateLayer.applyMetadata(entry, work, name)
+            try applyMetadata(entry, name)
             // Its bytes reach the disk before its name replaces the original: a crash then shows the
             // original or the whole copy. (Metadata alone is journaled with the rename.)
             if contents != nil && entry.size > 0 { try check { fsync(fd) } }
         case .directory:
             try check { mkdirat(work, name, 0o700) }
-            try PrivateLayer.applyMetadata(entry, work, name)
+            try applyMetadata(entry, name)
         case .symlink:
             try check { symlinkat(entry.target ?? "", work, name) }
-            try PrivateLayer.applyMetadata(entry, work, name)
+            try applyMetadata(entry, name)
         case .characterDevice, .blockDevice, .fifo, .socket:
             try check { mknodat(work, name, mode_t(entry.kind.fileTypeBits) | 0o600, dev_t(entry.device)) }
-            try PrivateLayer.applyMetadata(entry, work, name)
+            try applyMetadata(entry, name)
         }
     }
 
-    /// Owner before mode (chown clears setuid), then xattrs, and times last.
-    private static func applyMetadata(_ entry: TreeEntry, _ directory: Int32, _ name: String) throws(FSError) {
-        try check { fchownat(directory, name, entry.uid, entry.gid, AT_SYMLINK_NOFOLLOW) }
-        if entry.kind != .symlink { try setMode(directory, name, entry.mode) }
-        if !entry.xattrs.isEmpty {
-            let fd = try check { openat(directory, name, Beneath.pathOnly | O_NOFOLLOW | O_CLOEXEC) }
-            defer { close(fd) }
-            for xattr in entry.xattrs { try FSError.mapping { try ExtendedAttributes.set(.descriptor(fd), xattr) } }
-        }
-        try setTimes(directory, name, access: entry.mtime.timespec, modification: entry.mtime.timespec)
-    }
-
-    /// chmod that never follows a symlink put in the file's place: the file is pinned O_PATH, checked,
-    /// and changed through its magic link.
-    private static func setMode(_ directory: Int32, _ name: String, _ mode: UInt32) throws(FSError) {
-        let fd = try check { openat(directory, name, Beneath.pathOnly | O_NOFOLLOW | O_CLOEXEC) }
-        defer { close(fd) }
-        var st = stat()
-        try check { fstat(fd, &st) }
-        guard (st.st_mode & S_IFMT) != S_IFLNK else { throw FSError(EOPNOTSUPP) }
-        try check { fchmodat(processDescriptors, String(fd), mode_t(mode & 0o7777), 0) }
-    }
-
-    private static func setTimes(_ directory: Int32, _ name: String, access: timespec, modification: timespec) throws(FSError) {
-        let times = [access, modification]
-        try check { utimensat(directory, name, times, AT_SYMLINK_NOFOLLOW) }
+    /// A copy in the work directory gets the shared entry's metadata as a checkout's files do.
+    private func applyMetadata(_ entry: TreeEntry, _ name: String) throws(FSError) {
+        try FSError.mapping { try Checkout.applyMetadata(entry, to: .name(name, inDirectory: work)) }
     }
 
     // MARK: Reset

@@ -95,7 +95,7 @@ extension Union {
 
     /// Records a whiteout in every shared layer that provides `path` (visibly, through its parent).
     func whiteOut(_ path: String, in stack: LayerStack) throws(FSError) {
-        let (parent, name) = Union.split(path)
+        let (parent, name) = Beneath.split(path)
         guard let parentResolved = try? resolve(parent, in: stack) else { return }
         for (layer, directory) in parentResolved.contributors {
             guard let entry = try trees.tree(directory, in: stack.layers[layer].store).entry(named: name) else { continue }
@@ -144,7 +144,7 @@ extension Union {
             }
         }
         try copyUpTree(from)
-        try ensurePrivateDirectory(Union.split(to).parent)
+        try ensurePrivateDirectory(Beneath.split(to).parent)
         // Whiteouts first (see unlink): a crash before the rename leaves both names as they were.
         try whiteOut(from, in: source.stack)
         try whiteOut(to, in: source.stack)
@@ -224,7 +224,7 @@ extension Union {
         let resolved = try resolve(path)
         guard case .shared(let layer, let entry) = resolved.top else { return nil }
         let links = entry.linkGroup == 0 ? [] : try linkedPaths(of: entry.linkGroup, layer: layer, in: resolved.stack).filter { $0 != path }
-        for name in [path] + links { try ensurePrivateDirectory(Union.split(name).parent) }
+        for name in [path] + links { try ensurePrivateDirectory(Beneath.split(name).parent) }
         return try copyUpLock.withLock { _ throws(FSError) -> Int32? in
             guard !(try resolve(path)).isPrivate else { return nil }
             var contents: Int32?
@@ -264,7 +264,7 @@ extension Union {
             return
         }
         guard !path.isEmpty else { throw FSError.notFound }
-        try ensurePrivateDirectory(Union.split(path).parent)
+        try ensurePrivateDirectory(Beneath.split(path).parent)
         try copyUp(path, withData: false)
     }
 

@@ -91,7 +91,6 @@ public final class Union: Sendable {
 
     static func join(_ parent: String, _ name: String) -> String { parent.isEmpty ? name : parent + "/" + name }
 
-    static func split(_ path: String) -> (parent: String, name: String) { Beneath.split(path) }
 
     // MARK: Resolution
 
@@ -133,7 +132,7 @@ public final class Union: Sendable {
         var contributors = rootContributors(stack)
         var top: (layer: Int, entry: TreeEntry)?
         if !path.isEmpty {
-            let (parent, name) = Union.split(path)
+            let (parent, name) = Beneath.split(path)
             (top, contributors) = try step(from: try sharedDirectory(parent, in: stack, directories: directories), name: name, path: path, in: stack)
         }
         if let st = try privateLayer.status(path) {
@@ -181,7 +180,7 @@ public final class Union: Sendable {
     /// rename, or a deletion, took the place of), from the topmost layer that has one.
     public func hiddenEntry(at path: String) -> (layer: SharedLayer, entry: TreeEntry)? {
         let (stack, directories) = current.withLock { $0 }
-        let (parentPath, name) = Union.split(path)
+        let (parentPath, name) = Beneath.split(path)
         guard !path.isEmpty, let parent = try? sharedDirectory(parentPath, in: stack, directories: directories) else { return nil }
         for (layer, directory) in parent where stack.whiteouts[layer].contains(path) {
             if let entry = try? trees.tree(directory, in: stack.layers[layer].store).entry(named: name) { return (stack.layers[layer], entry) }
@@ -192,8 +191,8 @@ public final class Union: Sendable {
     /// The shared layer that provides `path` beneath the private layer, and its entry, if any.
     public func sharedEntry(at path: String) -> (layer: SharedLayer, entry: TreeEntry)? {
         let (stack, directories) = current.withLock { $0 }
-        guard !path.isEmpty, let parent = try? sharedDirectory(Union.split(path).parent, in: stack, directories: directories),
-              let (top, _) = try? step(from: parent, name: Union.split(path).name, path: path, in: stack), let top else { return nil }
+        guard !path.isEmpty, let parent = try? sharedDirectory(Beneath.split(path).parent, in: stack, directories: directories),
+              let (top, _) = try? step(from: parent, name: Beneath.split(path).name, path: path, in: stack), let top else { return nil }
         return (stack.layers[top.layer], top.entry)
     }
 
@@ -208,7 +207,7 @@ public final class Union: Sendable {
         if path.isEmpty { return rootContributors(stack) }
         let version = directories?.version ?? 0
         if let known = directories?.contributors(path) { return known }
-        let (parent, name) = Union.split(path)
+        let (parent, name) = Beneath.split(path)
         let (top, contributors) = try step(from: try sharedDirectory(parent, in: stack, directories: directories), name: name, path: path, in: stack)
         let result = top?.entry.kind == .directory ? contributors : []
         directories?.remember(path, result, version: version)
@@ -330,7 +329,7 @@ public final class Union: Sendable {
         var entries: [(UInt64, String)] = []
         var nodes: [UInt64] = []
         for path in paths {
-            let (parent, name) = Union.split(path)
+            let (parent, name) = Beneath.split(path)
             if let parentInode = inodes.inode(at: parent) {
                 entries.append((parentInode, name))
                 nodes.append(parentInode)
@@ -493,7 +492,7 @@ public final class Union: Sendable {
         var st = stat()
         guard fstat(descriptor, &st) == 0, unsyncedCopies.withLock({ $0.remove(UInt64(st.st_ino)) }) != nil,
               let path = inodes.path(of: inode) else { return }
-        try privateLayer.syncDirectory(Union.split(path).parent)
+        try privateLayer.syncDirectory(Beneath.split(path).parent)
     }
 
     /// Makes a directory's entries durable (shared directories never change).
