@@ -26,7 +26,8 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         .target(name: "StrataResolver", dependencies: ["StrataLayers", "StrataStore", "CSolv"]),
-        .target(name: "VLFS", dependencies: ["CLinux", "StrataStore", "StrataLayers"]),
+        .target(name: "StrataLifecycle", dependencies: ["CLinux", "StrataStore", "StrataLayers"]),
+        .target(name: "VLFS", dependencies: ["CLinux", "StrataStore", "StrataLayers", "StrataLifecycle"]),
         .target(name: "VLFSFuse", dependencies: ["CFuse3", "CLinux", "VLFS", "StrataStore", "StrataLayers"]),
         .target(name: "Mirage", dependencies: [
             "StrataStore", "StrataLayers",
@@ -34,7 +35,7 @@ let package = Package(
         ]),
         .target(name: "Forensics", dependencies: ["VLFS", "Mirage", "StrataStore", "StrataLayers"]),
         .executableTarget(name: "strata", dependencies: [
-            "StrataStore", "StrataLayers", "StrataResolver", "StrataHTTP", "VLFS", "VLFSFuse", "Forensics", "Mirage",
+            "StrataStore", "StrataLayers", "StrataResolver", "StrataHTTP", "VLFS", "VLFSFuse", "Forensics", "Mirage", "StrataLifecycle",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

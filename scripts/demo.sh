@@ -51,30 +51,19 @@ mount_vlfs() { # HOME LDF MOUNTPOINT
     mounts="$3 $mounts"
 }
 
-# Runs nginx inside a mounted web appliance, fetches its page, stops it.
+# Runs nginx inside a mounted web appliance, fetches its page, stops it. Its packages were configured
+# at mount by their own maintainer scripts (www-data, /etc/nginx, the default site); the one change is
+# the administrator's: the default site listens on the demo's port, on loopback only.
 run_web_appliance() { # MOUNTPOINT
     vlfs="$1"
-    say "Strata does not run maintainer scripts yet; doing the little that base-passwd's and nginx's would:"
-    say "/etc/passwd and /etc/group from base-passwd's masters (www-data), a page, a configuration (written to the private layer)"
-    cp "$vlfs/usr/share/base-passwd/passwd.master" "$vlfs/etc/passwd"
-    cp "$vlfs/usr/share/base-passwd/group.master" "$vlfs/etc/group"
-    mkdir -p "$vlfs/var/www/html"
-    echo "Hello from nginx in a Strata VLFS ($(basename "$vlfs"))" >"$vlfs/var/www/html/index.html"
-    cat >"$vlfs/etc/nginx/strata-demo.conf" <<EOF
-user www-data;
-pid /run/nginx.pid;
-error_log /var/log/nginx/error.log;
-events {}
-http {
-    access_log /var/log/nginx/access.log;
-    server { listen 127.0.0.1:$web_port; root /var/www/html; }
-}
-EOF
+    say "Configured by its packages' own scripts at mount: $(grep -c . "$STRATA_HOME/vlfs/$(basename "$vlfs")/configuration") lines of state; www-data: $(grep '^www-data:' "$vlfs/etc/passwd")"
+    say "The administrator's change (to the private layer): the default site on 127.0.0.1:$web_port"
+    sed -i "s/listen 80 default_server;/listen 127.0.0.1:$web_port default_server;/; /listen \[::\]:80/d" "$vlfs/etc/nginx/sites-available/default"
     mount -t proc proc "$vlfs/proc"
     mount --bind /dev "$vlfs/dev"
-    run chroot "$vlfs" /usr/sbin/nginx -e /var/log/nginx/error.log -c /etc/nginx/strata-demo.conf
+    run chroot "$vlfs" /usr/sbin/nginx
     for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$web_port/" && break; sleep 0.1; done
-    run curl -s "http://127.0.0.1:$web_port/"
+    run sh -c "curl -s 'http://127.0.0.1:$web_port/' | grep '<title>'"
     run kill "$(cat "$vlfs/run/nginx.pid")"
     sleep 0.5
     umount "$vlfs/dev" "$vlfs/proc"

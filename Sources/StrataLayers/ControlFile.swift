@@ -72,8 +72,13 @@ public enum ControlFile {
         return stanzas
     }
 
+    /// Renders fields as one paragraph (without the blank line that ends it).
+    public static func paragraph(_ fields: [(name: String, value: String)]) -> String {
+        fields.map { render(name: $0.name, value: $0.value) }.joined()
+    }
+
     /// Renders one field; the inverse of how `parse` joins continuation lines.
-    static func render(name: String, value: String) -> String {
+    public static func render(name: String, value: String) -> String {
         let lines = value.split(separator: "\n", omittingEmptySubsequences: false)
         var text = lines[0].isEmpty ? "\(name):" : "\(name): \(lines[0])"
         for line in lines.dropFirst() {

@@ -52,7 +52,13 @@ public struct FileDescriptor: ~Copyable {
     /// The whole file: as many bytes as `fstat` reports, or, for files that report no size (`/proc`),
     /// everything up to the end.
     public func readAll() throws -> [UInt8] {
+        try readAll(limit: Int.max)
+    }
+
+    /// The whole file, refused (EFBIG) when `fstat` reports more than `limit` bytes.
+    public func readAll(limit: Int) throws -> [UInt8] {
         let size = Int(try stat().st_size)
+        guard size <= limit else { throw SystemError("read", path, errno: EFBIG) }
         if size == 0 { return try readToEnd() }
         var out = [UInt8](repeating: 0, count: size)
         var filled = 0

@@ -1,5 +1,6 @@
 import Foundation
 import StrataLayers
+import StrataLifecycle
 import StrataStore
 #if canImport(Glibc)
 import Glibc
@@ -10,11 +11,14 @@ import Glibc
 public struct VLFSState: Sendable {
     public let name: String
     public let directory: String
+    /// The gc root of the dpkg database this VLFS shows (in the home's `held/`, beside the others).
+    public let heldDatabase: String
 
     public init(home: StrataHome, name: String) throws {
         try StrataHome.checkName(name)
         self.name = name
         directory = home.path + "/vlfs/" + name
+        heldDatabase = home.path + "/held/vlfs-\(name)-dpkg-database"
     }
 
     public var privateRoot: String { directory + "/private" }
@@ -22,6 +26,9 @@ public struct VLFSState: Sendable {
     public var ldfRecord: String { directory + "/ldf" }
     public var controlSocket: String { directory + "/control.sock" }
     public var log: String { directory + "/daemon.log" }
+    /// How far each layer is configured (`ConfigurationState`).
+    public var configuration: String { Configurator.stateFile(in: directory) }
+
     /// The running daemon's process id, present while it serves.
     public var pidFile: String { directory + "/daemon.pid" }
 
@@ -90,7 +97,7 @@ public enum Composition {
             let metadata = try record.parsedMetadata()
             let isConfig = metadata.extraFields.contains { $0.name.caseInsensitiveCompare(layerTypeField) == .orderedSame && $0.value == "config" }
             return SharedLayer(repository: entry.repository, metadata: metadata, digest: record.digest, root: manifest.filesystem,
-                               store: repository.store, kind: isConfig ? .config : .software)
+                               store: repository.store, kind: isConfig ? .config : .software, scripts: manifest.scripts)
         }
     }
 
@@ -99,8 +106,34 @@ public enum Composition {
         try Union(stack: try stack(ldf: try state.ldf(), home: home, state: state), privateRoot: state.privateRoot, whiteoutDirectory: state.whiteouts)
     }
 
-    /// The stack for a VLFS's LDF, with its whiteout layers from the VLFS's state.
+    /// The stack for a VLFS's LDF, with its whiteout layers and generated dpkg database from the
+    /// VLFS's state.
     public static func stack(ldf: String, home: StrataHome, state: VLFSState, progress: FetchObserver? = nil) throws -> LayerStack {
-        try LayerStack(layers: try layers(ldf: ldf, home: home, progress: progress), whiteoutDirectory: state.whiteouts)
+        try stack(layers: try layers(ldf: ldf, home: home, progress: progress), home: home, state: state,
+                  configuration: try ConfigurationState.load(state.configuration))
+    }
+
+    /// The stack of composed layers, with the dpkg database generated for them and `configuration`.
+    public static func stack(layers: [SharedLayer], home: StrataHome, state: VLFSState, configuration: ConfigurationState) throws -> LayerStack {
+        var all = layers
+        if let database = try generatedDatabase(layers: layers, home: home, state: state, configuration: configuration) { all.append(database) }
+        return try LayerStack(layers: all, whiteoutDirectory: state.whiteouts)
+    }
+
+    /// The dpkg database as a layer unit of the home store (so that snapshots and gc treat it as any
+    /// layer), held against `gc` by the VLFS's state while it is the current one; nil when no software
+    /// layer is a Debian package.
+    static func generatedDatabase(layers: [SharedLayer], home: StrataHome, state: VLFSState, configuration: ConfigurationState) throws -> SharedLayer? {
+        let software = layers.filter { $0.kind == .software }.map(\.installed)
+        guard software.contains(where: \.isDebianPackage) else { return nil }
+        let store = try ObjectStore(root: home.path + "/store", create: true)
+        let batch = try store.beginBatch()
+        guard let root = try DpkgDatabase.build(layers: software, state: configuration, into: batch) else { return nil }
+        let metadata = try LayerMetadata(name: "strata-dpkg-database", version: DebianVersion("1"), extraFields: [MetadataField(layerTypeField, "generated")])
+        let digest = try batch.put(LayerManifest(metadata: metadata.controlText, filesystem: root, scripts: nil).encoded())
+        try batch.commit()
+        try makeDirectories(home.path + "/held")
+        try AtomicFile.write("\(digest)  # the dpkg database VLFS \(state.name) shows\n", to: state.heldDatabase)
+        return SharedLayer(repository: "strata", metadata: metadata, digest: digest, root: root, store: store, kind: .generated)
     }
 }

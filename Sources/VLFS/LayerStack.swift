@@ -2,7 +2,7 @@ import Foundation
 import StrataLayers
 import StrataStore
 
-/// The read-only part of a VLFS, top to bottom: configuration layers, then software layers, each
+/// The read-only part of a VLFS, top to bottom: the generated dpkg database, configuration layers, then software layers, each
 /// paired with its whiteout set. A stack is immutable; a live update builds a new one and swaps it in.
 public struct LayerStack: Sendable {
     public let layers: [SharedLayer]
@@ -11,10 +11,11 @@ public struct LayerStack: Sendable {
     /// Orders the layers (configuration above software; a layer that `Replaces` another above it) and
     /// refuses software layers whose files overlap without being identical or replaced.
     public init(layers: [SharedLayer], whiteoutDirectory: String) throws {
+        let generated = layers.filter { $0.kind == .generated }
         let config = layers.filter { $0.kind == .config }
         let software = try LayerStack.orderByReplaces(layers.filter { $0.kind == .software })
         try OverlapCheck.check(software)
-        self.layers = config + software
+        self.layers = generated + config + software
         try makeDirectories(whiteoutDirectory)
         whiteouts = try self.layers.map { try WhiteoutSet(file: "\(whiteoutDirectory)/\($0.whiteoutKey)") }
     }

@@ -15,8 +15,8 @@ import Glibc
 /// the kernel let the appliance make them.
 ///
 /// Copies of shared files are built in a work directory beside the layer (same filesystem, outside the
-/// namespace), their bytes synced, and renamed into place whole: the namespace never shows half a copy,
-/// nor a temporary name, even after a crash. The rename itself is not waited for (the copy's name and
+/// namespace), their bytes written ahead of the rename (`CopyOrdering`), and renamed into place whole:
+/// the namespace never shows half a copy, nor a temporary name, even after a crash. The rename itself is not waited for (the copy's name and
 /// inode are journaled together with it): a crash just after shows the original, which is what the
 /// appliance saw before it asked; an fsync of the copy, or of its directory, makes the copy stay.
 final class PrivateLayer: Sendable {
@@ -26,6 +26,7 @@ final class PrivateLayer: Sendable {
     /// Roots replaced by a reset, kept open: an operation that began before the reset may still hold one.
     private let retiredRoots = Mutex<[Int32]>([])
     private let work: Int32
+    private let copyOrdering: CopyOrdering
     private let workNames = Atomic<UInt64>(0)
     /// `/proc/self/fd`, through whose magic links an O_PATH descriptor is reopened or changed in place.
     private static let processDescriptors = Glibc.open("/proc/self/fd", O_DIRECTORY | Beneath.pathOnly | O_CLOEXEC)
@@ -38,6 +39,7 @@ final class PrivateLayer: Sendable {
         let workDescriptor = try sys("open", workPath) { Glibc.open(workPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         root = Atomic(rootDescriptor)
         work = workDescriptor
+        copyOrdering = CopyOrdering.forFilesystem(of: workDescriptor)
         var rootStatus = stat(), workStatus = stat()
         guard fstat(rootDescriptor, &rootStatus) == 0, fstat(workDescriptor, &workStatus) == 0, rootStatus.st_dev == workStatus.st_dev else {
             throw StoreError("\(workPath) and \(path) must be on one filesystem (copies are renamed from one to the other)")
@@ -364,7 +366,7 @@ final class PrivateLayer: Sendable {
             try applyMetadata(entry, name)
             // Its bytes reach the disk before its name replaces the original: a crash then shows the
             // original or the whole copy. (Metadata alone is journaled with the rename.)
-            if contents != nil && entry.size > 0 { try check { fsync(fd) } }
+            if contents != nil && entry.size > 0 { try copyOrdering.apply(to: fd) }
         case .directory:
             try check { mkdirat(work, name, 0o700) }
             try applyMetadata(entry, name)

@@ -1,4 +1,5 @@
 import StrataLayers
+import StrataLifecycle
 import StrataStore
 import Synchronization
 #if canImport(Glibc)
@@ -7,7 +8,9 @@ import Glibc
 
 /// A read-only layer of a VLFS: one layer unit's filesystem tree from a repository's store.
 public struct SharedLayer: Sendable {
-    public enum Kind: String, Sendable { case software, config }
+    /// Top to bottom in a stack: what Strata generates from the others (the dpkg database), the
+    /// configuration layers of templates, the software layers.
+    public enum Kind: String, Sendable { case generated, config, software }
 
     public let repository: String
     public let metadata: LayerMetadata
@@ -16,14 +19,22 @@ public struct SharedLayer: Sendable {
     public let root: TreeEntry
     public let store: ObjectStore
     public let kind: Kind
+    /// The unit's configuration scripts (and a `.deb`'s other control members), if it has any.
+    public let scripts: TreeEntry?
 
-    public init(repository: String, metadata: LayerMetadata, digest: Digest, root: TreeEntry, store: ObjectStore, kind: Kind) {
+    public init(repository: String, metadata: LayerMetadata, digest: Digest, root: TreeEntry, store: ObjectStore, kind: Kind, scripts: TreeEntry? = nil) {
         self.repository = repository
         self.metadata = metadata
         self.digest = digest
         self.root = root
         self.store = store
         self.kind = kind
+        self.scripts = scripts
+    }
+
+    /// The layer as configuration sees it.
+    public var installed: InstalledLayer {
+        InstalledLayer(repository: repository, metadata: metadata, digest: digest, filesystem: root, scripts: scripts, store: store)
     }
 
     public var name: String { metadata.name }

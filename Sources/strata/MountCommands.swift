@@ -3,6 +3,7 @@ import CLinux
 import Foundation
 import Synchronization
 import StrataLayers
+import StrataLifecycle
 import StrataStore
 import VLFS
 import VLFSFuse
@@ -27,6 +28,8 @@ struct Mount: ParsableCommand {
     var noPassthrough = false
     @Option(help: "Seconds a client of the daemon's control socket has to send its request.")
     var controlTimeout = ControlChannel.Limits().requestTimeout
+    @Flag(help: "Run no configuration scripts (nor dpkg) at mount or update; layers stay as their state says.")
+    var noConfigure = false
 
     var vlfsName: String { name ?? URL(fileURLWithPath: ldf).deletingPathExtension().lastPathComponent }
 
@@ -54,7 +57,16 @@ struct Mount: ParsableCommand {
             try serve(stack: stack, state: state, ldfPath: ldfPath, home: home)
         } else {
             try startDaemon(state: state)
+            if !noConfigure { try reportConfiguration(state: state) }
         }
+    }
+
+    /// Waits for the daemon's first configuration and says what it ran on stderr.
+    private func reportConfiguration(state: VLFSState) throws {
+        guard let reply = try ControlChannel.send("configured", to: state.controlSocket) else { return }
+        guard reply.hasPrefix("ok") else { throw LayerError("configuring \(state.name): \(ControlChannel.failure(reply))") }
+        for step in reply.split(separator: ";").dropFirst() { printError("configured:" + step) }
+        if reply.contains(" failed") { printError("some layers are not configured: see `strata configure \(state.name)` and \(Configurator.log(in: state.directory))") }
     }
 
     private func serve(stack: LayerStack, state: VLFSState, ldfPath: String, home: StrataHome) throws {
@@ -68,9 +80,12 @@ struct Mount: ParsableCommand {
         // layer and replaces or captures it, and two at once would lose one's work. `status` only reads
         // the stack, which the union swaps atomically, so it answers while a long update runs.
         let changes = Mutex(())
+        let configuration = try DaemonConfiguration(union: union, fuse: fuse, state: state, home: home, mountpoint: fuse.mountpoint)
+        let noConfigure = noConfigure
         let update: @Sendable () -> String = {
             changes.withLock { _ in
                 do {
+                    if !noConfigure { return configuration.transition(to: try Composition.layers(ldf: ldfPath, home: home)) }
                     let paths = try union.replaceStack(try Composition.stack(ldf: ldfPath, home: home, state: state))
                     fuse.invalidate(paths: paths)
                     return "ok \(paths.count) paths changed"
@@ -102,13 +117,24 @@ struct Mount: ParsableCommand {
                 return changes.withLock { _ in VLFSRequests.snapshot(union, state: state, home: home, image: words[1]) }
             case "reset":
                 return changes.withLock { _ in
-                    VLFSRequests.reset(union, state: state, home: home, ldf: ldfPath, invalidate: fuse.invalidate)
+                    let reply = VLFSRequests.reset(union, state: state, home: home, ldf: ldfPath, invalidate: fuse.invalidate)
+                    // The configuration the layers' scripts made went with the private layer: make it again.
+                    if reply.hasPrefix("ok"), !noConfigure, (try? configuration.forget()) != nil, let layers = try? Composition.layers(ldf: ldfPath, home: home) {
+                        _ = configuration.transition(to: layers)
+                    }
+                    return reply
                 }
+            case "configured":
+                return noConfigure ? "ok" : configuration.waitForFirst()
             default:
                 return "error: unknown request '\(request)'"
             }
         }
         LDFWatcher.watch(ldfPath) { _ = update() }
+        if !noConfigure {
+            let layers = stack.layers.filter { $0.kind != .generated }
+            configuration.configureAtMount(mountpoint: fuse.mountpoint) { changes.withLock { _ in configuration.transition(to: layers) } }
+        }
         try AtomicFile.write("\(getpid())\n", to: state.pidFile)
         fuse.run()
         unlink(state.pidFile)
@@ -121,7 +147,7 @@ struct Mount: ParsableCommand {
         try makeDirectories(state.directory, mode: 0o700)
         let arguments = ["strata", "mount", URL(fileURLWithPath: ldf).standardizedFileURL.path, URL(fileURLWithPath: mountpoint).standardizedFileURL.path,
                          "--name", state.name, "--foreground", "--home", options.strataHome.path, "--control-timeout", String(controlTimeout)]
-            + (noPassthrough ? ["--no-passthrough"] : [])
+            + (noPassthrough ? ["--no-passthrough"] : []) + (noConfigure ? ["--no-configure"] : [])
         try startMountDaemon(arguments: arguments, log: state.log, mountpoint: mountpoint)
     }
 }

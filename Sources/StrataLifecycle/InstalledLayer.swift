@@ -1,0 +1,66 @@
+import Foundation
+import StrataLayers
+import StrataStore
+
+/// A layer of a VLFS as configuration sees it: who it is, where its files and scripts are stored.
+public struct InstalledLayer: Sendable {
+    public let repository: String
+    public let metadata: LayerMetadata
+    /// The layer manifest's digest: the identity of this instance.
+    public let digest: Digest
+    public let filesystem: TreeEntry
+    /// The unit's `scripts/` tree: the four configuration scripts, and for a `.deb` every other member
+    /// of its control archive (`conffiles`, `md5sums`, `triggers`, `templates`, `config`…).
+    public let scripts: TreeEntry?
+    public let store: ObjectStore
+
+    public init(repository: String, metadata: LayerMetadata, digest: Digest, filesystem: TreeEntry, scripts: TreeEntry?, store: ObjectStore) {
+        self.repository = repository
+        self.metadata = metadata
+        self.digest = digest
+        self.filesystem = filesystem
+        self.scripts = scripts
+        self.store = store
+    }
+
+    public var name: String { metadata.name }
+    public var version: String { metadata.version.description }
+
+    /// A Debian package (policy makes `Maintainer` mandatory in a binary package's control file; Strata's
+    /// layer format has no such field): configured by dpkg, as Debian configures it.
+    public var isDebianPackage: Bool {
+        metadata.extraFields.contains { $0.name.caseInsensitiveCompare("Maintainer") == .orderedSame }
+    }
+
+    /// The scripts tree's members by name (script names as stored: `pre-install`…, `conffiles`…).
+    public func scriptMembers() throws -> [String: TreeEntry] {
+        guard let digest = scripts?.digest else { return [:] }
+        let tree = try Tree(decoding: try store.read(digest), what: "scripts of \(name) \(version)")
+        return Dictionary(tree.entries.filter { $0.kind == .regular }.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// One script's bytes, or nil when the layer has none by that name.
+    public func script(_ script: LayerScript) throws -> [UInt8]? {
+        guard let entry = try scriptMembers()[script.rawValue], let digest = entry.digest else { return nil }
+        return try store.read(digest)
+    }
+}
+
+/// The four configuration scripts of a layer unit, and the Debian maintainer scripts they are.
+public enum LayerScript: String, Sendable, CaseIterable {
+    case preInstall = "pre-install", postInstall = "post-install", preRemove = "pre-remove", postRemove = "post-remove"
+
+    public var debianName: String {
+        switch self {
+        case .preInstall: "preinst"
+        case .postInstall: "postinst"
+        case .preRemove: "prerm"
+        case .postRemove: "postrm"
+        }
+    }
+
+    public init?(debianName: String) {
+        guard let script = LayerScript.allCases.first(where: { $0.debianName == debianName }) else { return nil }
+        self = script
+    }
+}
