@@ -61,6 +61,7 @@ struct Mount: ParsableCommand {
         try state.recordLDF(ldfPath)
         let union = try Union(stack: stack, privateRoot: state.privateRoot, whiteoutDirectory: state.whiteouts)
         try union.discardUnfinishedCopies()
+        try state.recordComposed(stack)
         let fuse = try FuseMount(union: union, mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, fsName: "strata:\(state.name)",
                                  use: .appliance, passthrough: !noPassthrough)
         // Requests that change the VLFS (updates from the control socket and from the LDF watcher,
@@ -71,8 +72,10 @@ struct Mount: ParsableCommand {
         let update: @Sendable () -> String = {
             changes.withLock { _ in
                 do {
-                    let paths = try union.replaceStack(try Composition.stack(ldf: ldfPath, home: home, state: state))
+                    let stack = try Composition.stack(ldf: ldfPath, home: home, state: state)
+                    let paths = try union.replaceStack(stack)
                     fuse.invalidate(paths: paths)
+                    try state.recordComposed(stack)
                     return "ok \(paths.count) paths changed"
                 } catch {
                     return "error: \(error)"
@@ -108,7 +111,7 @@ struct Mount: ParsableCommand {
                 return "error: unknown request '\(request)'"
             }
         }
-        LDFWatcher.watch(ldfPath) { _ = update() }
+        try LDFWatcher.watch(ldfPath, home: home) { _ = update() }
         try AtomicFile.write("\(getpid())\n", to: state.pidFile)
         fuse.run()
         unlink(state.pidFile)
@@ -181,27 +184,4 @@ struct Update: ParsableCommand {
 /// True when a FUSE filesystem of ours answers at `path`.
 func isMounted(_ path: String) -> Bool {
     MountTable.isMounted(URL(fileURLWithPath: path).standardizedFileURL.path)
-}
-
-/// Watches an LDF for rewrites (editors and `strata ldf` replace it by rename) and calls back.
-enum LDFWatcher {
-    static func watch(_ path: String, onChange: @escaping @Sendable () -> Void) {
-        Thread {
-            var last = signature(path)
-            while true {
-                sleep(1)
-                let now = signature(path)
-                if now != last, now != nil {
-                    last = now
-                    onChange()
-                }
-            }
-        }.start()
-    }
-
-    private static func signature(_ path: String) -> [Int]? {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return nil }
-        return [Int(st.st_ino), st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec]
-    }
 }
