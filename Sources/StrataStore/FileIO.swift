@@ -144,8 +144,8 @@ public enum AtomicFile {
             _ = try sys("fchmod", temporary) { fchmod(fd.raw, mode) }
         }
         guard let first = files.first else { return }
-        let any = try FileDescriptor.open((first.path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
-        _ = try sys("syncfs", first.path) { syncfs(any.raw) }
+        let filesystem = try FileDescriptor.open((first.path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
+        _ = try sys("syncfs", first.path) { syncfs(filesystem.raw) }
         for (index, file) in files.enumerated() {
             _ = try sys("rename", file.path) { rename(temporaries[index], file.path) }
         }

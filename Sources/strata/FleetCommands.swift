@@ -28,7 +28,8 @@ struct ApplianceStatus: Encodable {
             let plan = plans[text] ?? Result { try Composition.plan(ldf: ldf, home: home).map(\.label).sorted() }
             plans[text] = plan
             let state = try VLFSState(home: home, name: appliance.name)
-            let running = state.daemonProcess() == nil ? nil : state.composed()?.sorted()
+            let mounted = state.daemonProcess() != nil
+            let running = mounted ? state.composed()?.sorted() : nil
             let composes = (try? plan.get()) ?? []
             var pending: [String] = []
             if let running, case .success = plan {
@@ -36,7 +37,7 @@ struct ApplianceStatus: Encodable {
             }
             var error: String?
             if case .failure(let failure) = plan { error = "\(failure)" }
-            return ApplianceStatus(name: appliance.name, template: appliance.template, mac: appliance.mac, mounted: running != nil,
+            return ApplianceStatus(name: appliance.name, template: appliance.template, mac: appliance.mac, mounted: mounted,
                                    running: running, composes: composes, pending: pending, error: error)
         }
     }
