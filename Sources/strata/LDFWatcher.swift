@@ -14,9 +14,15 @@ enum LDFWatcher {
     /// Changes arriving this close together are taken as one (an editor's write, rename and chmod).
     static let settle: Int32 = 100
 
-    static func watch(_ ldf: String, home: StrataHome, onChange: @escaping @Sendable () -> Void) throws {
+    /// Without inotify (each daemon takes one instance, and root has 128 by default:
+    /// `fs.inotify.max_user_instances`) the VLFS still mounts and says so in its log; it then takes LDF
+    /// changes at `strata update`, and `fleet status` shows it pending meanwhile.
+    static func watch(_ ldf: String, home: StrataHome, onChange: @escaping @Sendable () -> Void) {
         let fd = inotify_init1(Int32(IN_CLOEXEC))
-        guard fd >= 0 else { throw SystemError("inotify_init1", ldf) }
+        guard fd >= 0 else {
+            printError("warning: \(SystemError("inotify_init1", ldf)): changes to \(ldf) and its templates are taken at 'strata update' only")
+            return
+        }
         Thread { run(fd, ldf: ldf, home: home, onChange: onChange) }.start()
     }
 

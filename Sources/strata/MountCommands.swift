@@ -111,7 +111,7 @@ struct Mount: ParsableCommand {
                 return "error: unknown request '\(request)'"
             }
         }
-        try LDFWatcher.watch(ldfPath, home: home) { _ = update() }
+        LDFWatcher.watch(ldfPath, home: home) { _ = update() }
         try AtomicFile.write("\(getpid())\n", to: state.pidFile)
         fuse.run()
         unlink(state.pidFile)
