@@ -58,9 +58,11 @@ public final class ApplianceRegistry: Sendable {
     }
 
     /// Records appliances in one transaction, after `commitFiles` has written their files: a
-    /// duplicate name or MAC refuses them all, and a failure of `commitFiles` records none.
+    /// duplicate name or MAC refuses them all, and a failure of `commitFiles` records none. The
+    /// transaction takes the write lock first, so a concurrent provisioning of the same names waits,
+    /// then sees them taken before it writes any file.
     public func add(_ appliances: [Appliance], commitFiles: () throws -> Void) throws {
-        try database.write { db in
+        try database.writeWithoutTransaction { db in try db.inTransaction(.immediate) {
             for appliance in appliances {
                 if let existing = try String.fetchOne(db, sql: "SELECT template FROM appliances WHERE name = ?", arguments: [appliance.name]) {
                     throw LayerError("appliance '\(appliance.name)' exists already (from template '\(existing)')")
@@ -72,7 +74,8 @@ public final class ApplianceRegistry: Sendable {
                                arguments: [appliance.name, appliance.template, appliance.mac])
             }
             try commitFiles()
-        }
+            return .commit
+        } }
     }
 
     public func all() throws -> [Appliance] {
