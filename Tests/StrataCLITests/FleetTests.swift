@@ -240,6 +240,16 @@ func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows
         #expect(read(later + "/usr/bin/tool") == "two\n")
         #expect(read(later + "/etc/web.conf") == "listen 80\n")
         #expect(!exists(later + "/etc/motd"))
+
+        // A new configuration of the template reaches the mounted appliances live too.
+        let template = try fleet.mount(template: "web")
+        try "listen 8080\n".write(toFile: template + "/etc/web.conf", atomically: false, encoding: .utf8)
+        expectSuccess(try fleet.workspace.strata("template", "promote", "web", "--repo", "main"))
+        for mountpoint in mounted + [later] {
+            #expect(eventually { read(mountpoint + "/etc/web.conf") == "listen 8080\n" })
+            #expect(!exists(mountpoint + "/etc/motd"), "the second configuration layer carries the first one's deletion")
+            #expect(read(mountpoint + "/usr/bin/tool") == "two\n")
+        }
     }
 
     @Test func badFleetInputIsRefusedByName() throws {
