@@ -17,7 +17,7 @@ public enum PrivateReset {
         return try union.gate.closed { () throws -> (ImageVersion, [String]) in
             let evidence = try catalog.checkin(manifest: try Snapshot.capture(union, name: state.name, catalog: catalog, prepared: prepared),
                                                name: evidenceName(state.name))
-            let archive = "\(state.directory)/archive/\(evidence.digest.hex.prefix(16))"
+            let archive = archiveDirectory(of: state, evidence: evidence.digest)
             try makeDirectories(archive, mode: 0o700)
             let changed = try union.resetPrivateLayer(archivingTo: archive)
             _ = try union.replaceStack(try reload())
@@ -26,4 +26,9 @@ public enum PrivateReset {
     }
 
     public static func evidenceName(_ vlfs: String) -> String { "\(vlfs)-evidence" }
+
+    /// Where the reset that made `evidence` moved the private layer (`private/`) and whiteouts (`whiteouts/`).
+    public static func archiveDirectory(of state: VLFSState, evidence: Digest) -> String {
+        "\(state.directory)/archive/\(evidence.hex.prefix(16))"
+    }
 }

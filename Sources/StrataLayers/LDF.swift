@@ -373,6 +373,9 @@ public struct LDF: Sendable {
     ) throws -> ExpandedLDF {
         var entries: [ExpandedLDF.LocatedEntry] = []
         var includeOrder: [URL] = []
+        var stackingOrder: [String] = []
+        // Each file's implicit layers: its own block, or else those of the templates it includes.
+        var implicitOf: [String: [ExpandedLDF.LocatedEntry]] = [:]
         var finished: Set<String> = []
         var stack: [(key: String, url: URL)] = []
 
@@ -401,6 +404,8 @@ public struct LDF: Sendable {
 
         func expand(_ ldf: LDF, at url: URL) throws -> LDF {
             stack.append((identity(url), url))
+            stackingOrder.append(display(url))
+            var included: [String] = []
             for (item, line) in ldf.explicitItemsWithLines {
                 let source = ExpandedLDF.Source(file: display(url), line: line)
                 switch item {
@@ -419,8 +424,18 @@ public struct LDF: Sendable {
                     if !finished.contains(key) {
                         _ = try load(target, includedAs: (template, source))
                     }
+                    included.append(key)
                 }
             }
+            let own = ldf.implicitRange.compactMap { index in
+                ldf.lines[index].entry.map { ExpandedLDF.LocatedEntry(entry: $0, source: .init(file: display(url), line: index + 1)) }
+            }
+            var inherited: [ExpandedLDF.LocatedEntry] = []
+            var seen: Set<String> = []
+            for key in included {
+                inherited += (implicitOf[key] ?? []).filter { seen.insert($0.entry.layer).inserted }
+            }
+            implicitOf[identity(url)] = own.isEmpty ? inherited : own
             stack.removeLast()
             finished.insert(identity(url))
             includeOrder.append(url)
@@ -428,7 +443,8 @@ public struct LDF: Sendable {
         }
 
         let root = try load(url, includedAs: nil)
-        return ExpandedLDF(root: root, file: display(url), entries: entries, includeOrder: includeOrder)
+        return ExpandedLDF(root: root, file: display(url), entries: entries, includeOrder: includeOrder, stackingOrder: stackingOrder,
+                           implicitEntries: implicitOf[identity(url)] ?? [])
     }
 
     /// strerror's words when reading failed with an errno, which Foundation's message buries.
@@ -439,12 +455,15 @@ public struct LDF: Sendable {
         return error.localizedDescription
     }
 
-    /// Finds `NAME`, then `NAME.ldf`, relative to the including file's directory (or at NAME if absolute).
-    public static func defaultIncludeResolver(name: String, from includingFile: URL) -> URL? {
+    /// Finds `NAME`, then `NAME.ldf`, relative to the including file's directory (or at NAME if absolute),
+    /// then `NAME.ldf` in `templates` (a Strata home's templates, see `StrataHome.resolveInclude`).
+    public static func defaultIncludeResolver(name: String, from includingFile: URL, templates: String? = nil) -> URL? {
         let base = name.hasPrefix("/")
             ? URL(fileURLWithPath: name)
             : includingFile.deletingLastPathComponent().appendingPathComponent(name)
-        for candidate in [base, base.appendingPathExtension("ldf")] {
+        var candidates = [base, base.appendingPathExtension("ldf")]
+        if let templates, !name.contains("/") { candidates.append(URL(fileURLWithPath: templates).appendingPathComponent(name + ".ldf")) }
+        for candidate in candidates {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDirectory), !isDirectory.boolValue {
                 return candidate
@@ -488,9 +507,16 @@ public struct ExpandedLDF: Sendable {
     /// may appear more than once (a template and the file including it both name it): the resolver
     /// decides, and can name both sources.
     public var entries: [LocatedEntry]
-    /// Every file read, each after the templates it includes and the root last: the stacking order of
-    /// the templates' configuration layers.
+    /// Every file read, each after the templates it includes and the root last.
     public var includeOrder: [URL]
+    /// Every file read (as `Source.file` names it), each before the templates it includes and those in
+    /// the order they are included: the stacking order of configuration layers, topmost first.
+    public var stackingOrder: [String]
+    /// The implicit layers that compose: the root's own implicit block, or when it has none (an
+    /// appliance's `@TEMPLATE` alone), those of the templates it includes, recursively, the first
+    /// template naming a layer winning. So resolving or upgrading a template reaches every LDF that
+    /// includes it without an implicit block of its own.
+    public var implicitEntries: [LocatedEntry]
 }
 
 /// Repository names as LDF lines spell them: a letter or digit, then letters, digits, `-`, `_` or `.`.

@@ -106,4 +106,36 @@ public struct ConfigurationState: Sendable, Equatable {
         }
         try AtomicFile.write(Array(text.utf8), to: path, mode: 0o600)
     }
+
+    // MARK: Carried by configuration layers
+
+    /// The metadata field in which a template's configuration layer names the layer instances whose
+    /// configuration it holds (`REPO/NAME VERSION DIGEST` a line): an appliance built on the template
+    /// takes them as configured instead of running their scripts again (and a newer instance than the
+    /// one named as an upgrade from it).
+    public static let configuredLayersField = "Configured-Layers"
+
+    /// The field for a configuration layer made from a template whose state is `state`, on top of the
+    /// configuration layer `previous` (whose configured layers it carries on where the state has none).
+    public static func carried(_ state: ConfigurationState, previous: LayerMetadata?) -> [MetadataField] {
+        var records = previous.map(configuredLayers) ?? [:]
+        for record in state.records.values where record.phase == .installed { records[record.name] = record }
+        guard !records.isEmpty else { return [] }
+        let value = records.values.sorted { $0.name < $1.name }.map { "\($0.repository)/\($0.name) \($0.version) \($0.digest)" }.joined(separator: "\n")
+        return [MetadataField(configuredLayersField, "\n" + value)]
+    }
+
+    /// The configured layer instances a configuration layer's metadata names, as records.
+    public static func configuredLayers(_ metadata: LayerMetadata) -> [String: Record] {
+        guard let value = metadata.extraFields.first(where: { $0.name.caseInsensitiveCompare(configuredLayersField) == .orderedSame })?.value else { return [:] }
+        var records: [String: Record] = [:]
+        for line in value.split(separator: "\n") {
+            let words = line.split(separator: " ")
+            guard words.count == 3, let slash = words[0].firstIndex(of: "/"), let digest = Digest(words[2]) else { continue }
+            let name = String(words[0][words[0].index(after: slash)...])
+            records[name] = Record(name: name, version: String(words[1]), repository: String(words[0][..<slash]), digest: digest,
+                                   phase: .installed, configuredVersion: String(words[1]))
+        }
+        return records
+    }
 }

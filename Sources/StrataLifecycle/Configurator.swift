@@ -55,10 +55,14 @@ public final class Configurator {
     /// Moves the VLFS from `previous` (the software layers it shows now; empty at mount) to `layers`.
     /// `swap` recomposes the stack with the given state (whose generated dpkg database follows it);
     /// `revert` drops private copies of paths so the layers' (generated) originals show again.
-    public func transition(from previous: [InstalledLayer], to layers: [InstalledLayer], home: StrataHome,
-                           swap: (ConfigurationState) throws -> Void, revert: ([String]) throws -> Void) throws {
+    /// `configuredByLayers` are the layer instances whose configuration the VLFS's configuration layers
+    /// hold (a template's, promoted): taken as configured where the state knows nothing of a layer, so
+    /// that the same instance runs no script and a newer one is upgraded from it.
+    public func transition(from previous: [InstalledLayer], to layers: [InstalledLayer], configuredByLayers: [String: ConfigurationState.Record] = [:],
+                           home: StrataHome, swap: (ConfigurationState) throws -> Void, revert: ([String]) throws -> Void) throws {
         steps = []
         try foldDpkgWrites(layers: Set(state.records.keys), revert: revert)
+        for layer in layers where state.records[layer.name] == nil { state.records[layer.name] = configuredByLayers[layer.name] }
         let incoming = Dictionary(layers.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let shown = Dictionary(previous.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         // Records of instances no longer composed: removed layers, and the old side of upgrades.

@@ -121,8 +121,9 @@ public struct LDFEditor {
             }
         }
 
-        let expanded = try LDF.loadExpanded(url, edited: ldf)
-        let resolution = try Resolver(home: home).resolve(expanded: expanded, current: ldf.implicitEntries,
+        let expanded = try home.loadExpanded(path, edited: ldf)
+        // An LDF without an implicit block of its own (an appliance's `@TEMPLATE`) keeps its templates' versions.
+        let resolution = try Resolver(home: home).resolve(expanded: expanded, current: expanded.implicitEntries.map(\.entry),
                                                           upgrading: upgrading, exact: exact)
         for entry in ldf.explicitEntries {
             guard let unit = resolution.unit(named: entry.layer), unit.entry.repository == entry.repository else { continue }

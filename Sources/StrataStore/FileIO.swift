@@ -134,6 +134,31 @@ public enum AtomicFile {
         try write(Array(text.utf8), to: path, mode: mode)
     }
 
+    /// Writes many files, each atomically, with one `syncfs` for all of them instead of two syncs each
+    /// (provisioning a thousand appliances writes two thousand small files): every file is written
+    /// under a temporary name, the filesystem synced once, then each renamed into place and each
+    /// directory synced once. After a crash a file is absent or whole.
+    public static func writeAll(_ files: [(path: String, bytes: [UInt8])], mode: mode_t = 0o644) throws {
+        var temporaries: [String] = []
+        defer { for temporary in temporaries { unlink(temporary) } }
+        for file in files {
+            let directory = (file.path as NSString).deletingLastPathComponent
+            let temporary = "\(directory)/.\((file.path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            let fd = try FileDescriptor.open(temporary, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
+            temporaries.append(temporary)
+            try file.bytes.withUnsafeBytes { try fd.write($0) }
+            _ = try sys("fchmod", temporary) { fchmod(fd.raw, mode) }
+        }
+        guard let first = files.first else { return }
+        let filesystem = try FileDescriptor.open((first.path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
+        _ = try sys("syncfs", first.path) { syncfs(filesystem.raw) }
+        for (index, file) in files.enumerated() {
+            _ = try sys("rename", file.path) { rename(temporaries[index], file.path) }
+        }
+        temporaries = []
+        for directory in Set(files.map { ($0.path as NSString).deletingLastPathComponent }) { try syncDirectory(directory) }
+    }
+
     public static func syncDirectory(_ path: String) throws {
         let fd = try FileDescriptor.open(path, O_RDONLY | O_DIRECTORY)
         try fd.sync()

@@ -72,6 +72,23 @@ public final class TreeBuilder {
         try insert(entry, at: path)
     }
 
+    /// Removes the entry at `path` and everything beneath it, if there is one.
+    public func remove(at path: [String]) throws {
+        guard let name = path.last, let parent = try lookup(Array(path.dropLast())), parent.entry.kind == .directory else { return }
+        parent.children[name] = nil
+    }
+
+    /// Marks the directory at `path` with an extended attribute; false if no directory is there.
+    @discardableResult
+    public func setAttribute(_ attribute: ExtendedAttribute, onDirectoryAt path: [String]) throws -> Bool {
+        guard let node = try lookup(path), node.entry.kind == .directory else { return false }
+        node.entry.xattrs = (node.entry.xattrs.filter { $0.name != attribute.name } + [attribute]).sorted { $0.name < $1.name }
+        return true
+    }
+
+    /// Whether the builder holds an entry at `path`.
+    public func contains(_ path: [String]) throws -> Bool { try lookup(path) != nil }
+
     /// Adds a regular file with the given contents, stored into `batch`.
     public func addFile(at path: [String], contents: [UInt8], mode: UInt32, into batch: ObjectStore.Batch) throws {
         let digest = try batch.put(contents)

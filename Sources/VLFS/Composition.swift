@@ -59,17 +59,50 @@ public struct VLFSState: Sendable {
 }
 
 /// Turns an LDF into the shared layers of a VLFS: every layer it names (explicit, through its
-/// includes, and implicit) found in its repository — the pinned version, or the newest one. A layer
-/// of a served repository is fetched whole into its mirror the first time (`progress` hears how far).
+/// includes, and implicit: its own block, or its templates' when it has none) found in its repository —
+/// the pinned version, or the newest one. A layer of a served repository is fetched whole into its
+/// mirror the first time (`progress` hears how far).
 public enum Composition {
     public static let layerTypeField = "Layer-Type"
 
+    /// One layer an LDF composes: its unit in the repository the LDF names.
+    public struct PlannedLayer: Sendable {
+        public let repositoryName: String
+        public let repository: Repository
+        public let record: LayerRecord
+
+        /// `REPO/NAME VERSION`, as LDF lines and `vlfs/NAME/composed` name it.
+        public var label: String { "\(repositoryName)/\(record.name) \(record.version)" }
+    }
+
+    /// The layers in stacking order for configuration layers (the LDF's own above those of the
+    /// templates it includes, templates in include order, recursively; see `ExpandedLDF.stackingOrder`).
     public static func layers(ldf: String, home: StrataHome, progress: FetchObserver? = nil) throws -> [SharedLayer] {
-        let expanded = try LDF.loadExpanded(URL(fileURLWithPath: ldf), resolveInclude: LDF.defaultIncludeResolver)
-        let entries = expanded.entries.map { ($0.entry, $0.source.description) }
-            + expanded.root.implicitEntries.map { ($0, "\(ldf):\(expanded.root.lineNumber(ofLayer: $0.layer) ?? 0)") }
+        let found = try plan(ldf: ldf, home: home)
+        // All of a mirror's missing layers in one fetch: objects flow at full width, and commits are few.
+        for name in Set(found.map(\.repositoryName)) {
+            let units = found.filter { $0.repositoryName == name }
+            try units[0].repository.fetchLayers(units.map(\.record), progress: progress)
+        }
+        return try found.map { planned in
+            let manifest = try planned.repository.layerManifest(planned.record)
+            let metadata = try planned.record.parsedMetadata()
+            let isConfig = metadata.extraFields.contains { $0.name.caseInsensitiveCompare(layerTypeField) == .orderedSame && $0.value == "config" }
+            return SharedLayer(repository: planned.repositoryName, metadata: metadata, digest: planned.record.digest, root: manifest.filesystem,
+                               store: planned.repository.store, kind: isConfig ? .config : .software, scripts: manifest.scripts)
+        }
+    }
+
+    /// What an LDF composes, in the order `layers` takes them, found in the repositories' indexes
+    /// without fetching anything.
+    public static func plan(ldf: String, home: StrataHome) throws -> [PlannedLayer] {
+        let expanded = try home.loadExpanded(ldf)
+        let rank = Dictionary(expanded.stackingOrder.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+        let entries = (expanded.entries + expanded.implicitEntries).enumerated()
+            .sorted { (rank[$0.element.source.file] ?? 0, $0.offset) < (rank[$1.element.source.file] ?? 0, $1.offset) }
+            .map { ($0.element.entry, $0.element.source.description) }
         var repositories: [String: Repository] = [:]
-        var found: [(entry: LDFEntry, repository: Repository, record: LayerRecord)] = []
+        var found: [PlannedLayer] = []
         var seen = Set<String>()
         for (entry, source) in entries where seen.insert(entry.layer).inserted {
             let repository: Repository
@@ -86,19 +119,9 @@ public enum Composition {
             guard let record = try repository.find(entry.layer, version: entry.version?.description) else {
                 throw LayerError("\(source): layer \(entry.repository)/\(entry.layer)\(entry.version.map { " \($0)" } ?? "") is not in \(repository.path)")
             }
-            found.append((entry, repository, record))
+            found.append(PlannedLayer(repositoryName: entry.repository, repository: repository, record: record))
         }
-        // All of a mirror's missing layers in one fetch: objects flow at full width, and commits are few.
-        for (name, repository) in repositories {
-            try repository.fetchLayers(found.filter { $0.entry.repository == name }.map(\.record), progress: progress)
-        }
-        return try found.map { entry, repository, record in
-            let manifest = try repository.layerManifest(record)
-            let metadata = try record.parsedMetadata()
-            let isConfig = metadata.extraFields.contains { $0.name.caseInsensitiveCompare(layerTypeField) == .orderedSame && $0.value == "config" }
-            return SharedLayer(repository: entry.repository, metadata: metadata, digest: record.digest, root: manifest.filesystem,
-                               store: repository.store, kind: isConfig ? .config : .software, scripts: manifest.scripts)
-        }
+        return found
     }
 
     /// The union of a VLFS as its state stands (when no daemon serves it, or to read it alongside one).

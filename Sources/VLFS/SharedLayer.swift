@@ -44,6 +44,22 @@ public struct SharedLayer: Sendable {
     /// Names this instance's whiteout layer: a new instance (upgrade, reinstall) starts with none.
     public var whiteoutKey: String { "\(name)_\(version)@\(digest.hex.prefix(16))" }
 
+    /// Whether `entry`, one of this layer's, deletes its name: a configuration layer carries the
+    /// deletions of the template it was made from as 0:0 character devices (overlayfs's whiteouts),
+    /// which hide the name in every layer below and are not shown themselves.
+    public func deletes(_ entry: TreeEntry) -> Bool {
+        kind == .config && entry.kind == .characterDevice && entry.device == 0
+    }
+
+    /// overlayfs's mark of a directory that hides the directories of the layers below (a directory
+    /// removed and made again in a template).
+    public static let opaqueAttribute = ExtendedAttribute(name: "trusted.overlay.opaque", value: Array("y".utf8))
+
+    /// Whether `entry`, a directory of this configuration layer, hides the directories below it.
+    public func isOpaque(_ entry: TreeEntry) -> Bool {
+        kind == .config && entry.kind == .directory && entry.xattrs.contains(SharedLayer.opaqueAttribute)
+    }
+
     /// The blob file that holds a regular file's content.
     public func blobPath(_ entry: TreeEntry) -> String { store.path(of: entry.digest!) }
 }

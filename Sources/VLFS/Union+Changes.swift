@@ -99,6 +99,8 @@ extension Union {
         guard let parentResolved = try? resolve(parent, in: stack) else { return }
         for (layer, directory) in parentResolved.contributors {
             guard let entry = try trees.tree(directory, in: stack.layers[layer].store).entry(named: name) else { continue }
+            // What a configuration layer deletes is deleted below it already.
+            if stack.layers[layer].deletes(entry) { break }
             // Only a directory's whiteout changes what directories are made of (unlinking files stays cheap).
             let isDirectory = entry.kind == .directory
             do { try stack.whiteouts[layer].add(path, isDirectory: isDirectory) } catch { throw FSError(EIO) }

@@ -168,7 +168,8 @@ public final class Union: Sendable {
             return View(isDirectory: resolved.isDirectory, isPrivate: true, sharedEntry: nil, directoryEntry: entry, reusableSharedDirectory: nil)
         case .shared(let layer, let entry):
             var reusable: TreeEntry?
-            if entry.kind == .directory, resolved.contributors.count == 1 {
+            // A configuration layer's directory may hold deletions, which its stored tree shows.
+            if entry.kind == .directory, resolved.contributors.count == 1, resolved.stack.layers[layer].kind == .software {
                 let prefix = path + "/"
                 if !resolved.stack.whiteouts[layer].all.contains(where: { path.isEmpty || $0 == path || $0.hasPrefix(prefix) }) { reusable = entry }
             }
@@ -224,9 +225,11 @@ public final class Union: Sendable {
         for (layer, directory) in parent {
             if stack.whiteouts[layer].contains(path) { continue }
             guard let entry = try trees.tree(directory, in: stack.layers[layer].store).entry(named: name) else { continue }
+            if stack.layers[layer].deletes(entry) { break }
             if top == nil { top = (layer, entry) }
             guard entry.kind == .directory, top!.entry.kind == .directory else { break }
             next.append((layer, entry.digest!))
+            if stack.layers[layer].isOpaque(entry) { break }
         }
         return (top, next)
     }
@@ -395,7 +398,7 @@ public final class Union: Sendable {
     }
 
     /// The merged listing of a directory: private names first, then each shared layer's names not
-    /// already seen and not whited out there.
+    /// already seen and not whited out there (a configuration layer's deletion is a name seen, not shown).
     public func list(_ inode: UInt64, withAttributes: Bool = false) throws(FSError) -> [DirectoryEntry] {
         try list(path: try path(of: inode), withAttributes: withAttributes)
     }
@@ -422,6 +425,7 @@ public final class Union: Sendable {
                 let childPath = Union.join(path, entry.name)
                 if whiteouts.contains(childPath) { continue }
                 seen.insert(entry.name)
+                if resolved.stack.layers[layer].deletes(entry) { continue }
                 let identity: InodeTable.Identity? = entry.linkGroup == 0 ? nil : .sharedLink(layer: resolved.stack.layers[layer].whiteoutKey, group: entry.linkGroup)
                 let child = inodes.number(for: childPath, identity: identity)
                 let attributes = withAttributes

@@ -34,8 +34,13 @@ final class DaemonConfiguration: Sendable {
         var changed = 0
         do {
             try configurator.withLock { configurator in
+                // A configuration layer above another holds the later configuration of a layer.
+                var configured: [String: ConfigurationState.Record] = [:]
+                for layer in layers.filter({ $0.kind == .config }).reversed() {
+                    configured.merge(ConfigurationState.configuredLayers(layer.metadata)) { _, upper in upper }
+                }
                 try configurator.transition(
-                    from: previous, to: layers.filter { $0.kind == .software }.map(\.installed), home: home,
+                    from: previous, to: layers.filter { $0.kind == .software }.map(\.installed), configuredByLayers: configured, home: home,
                     swap: { configuration in
                         let paths = try union.replaceStack(try Composition.stack(layers: layers, home: home, state: state, configuration: configuration))
                         fuse.invalidate(paths: paths)

@@ -15,7 +15,7 @@ struct LDFCommand: ParsableCommand {
         @Argument(help: "The LDF.") var ldf: String
 
         func run() throws {
-            let expanded = try LDF.loadExpanded(URL(fileURLWithPath: ldf))
+            let expanded = try options.strataHome.loadExpanded(ldf)
             for located in expanded.entries { print("\(located.entry)\t\(located.source)") }
         }
     }

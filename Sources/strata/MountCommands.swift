@@ -73,6 +73,7 @@ struct Mount: ParsableCommand {
         try state.recordLDF(ldfPath)
         let union = try Union(stack: stack, privateRoot: state.privateRoot, whiteoutDirectory: state.whiteouts)
         try union.discardUnfinishedCopies()
+        try state.recordComposed(stack)
         let fuse = try FuseMount(union: union, mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, fsName: "strata:\(state.name)",
                                  use: .appliance, passthrough: !noPassthrough)
         // Requests that change the VLFS (updates from the control socket and from the LDF watcher,
@@ -85,9 +86,15 @@ struct Mount: ParsableCommand {
         let update: @Sendable () -> String = {
             changes.withLock { _ in
                 do {
-                    if !noConfigure { return configuration.transition(to: try Composition.layers(ldf: ldfPath, home: home)) }
-                    let paths = try union.replaceStack(try Composition.stack(ldf: ldfPath, home: home, state: state))
+                    if !noConfigure {
+                        let reply = configuration.transition(to: try Composition.layers(ldf: ldfPath, home: home))
+                        try state.recordComposed(union.stack)
+                        return reply
+                    }
+                    let stack = try Composition.stack(ldf: ldfPath, home: home, state: state)
+                    let paths = try union.replaceStack(stack)
                     fuse.invalidate(paths: paths)
+                    try state.recordComposed(stack)
                     return "ok \(paths.count) paths changed"
                 } catch {
                     return "error: \(error)"
@@ -115,11 +122,13 @@ struct Mount: ParsableCommand {
                 return "ok nodes=\(union.nodeCount)"
             case "snapshot" where words.count == 2:
                 return changes.withLock { _ in VLFSRequests.snapshot(union, state: state, home: home, image: words[1]) }
-            case "reset":
+            case "reset" where words.count == 1 || words[1] == VLFSRequests.keepConfiguration:
                 return changes.withLock { _ in
                     let reply = VLFSRequests.reset(union, state: state, home: home, ldf: ldfPath, invalidate: fuse.invalidate)
-                    // The configuration the layers' scripts made went with the private layer: make it again.
-                    if reply.hasPrefix("ok"), !noConfigure, (try? configuration.forget()) != nil, let layers = try? Composition.layers(ldf: ldfPath, home: home) {
+                    // The configuration the layers' scripts made went with the private layer (unless a
+                    // promotion carries it into a configuration layer): make it again.
+                    if reply.hasPrefix("ok"), words.count == 1, !noConfigure, (try? configuration.forget()) != nil,
+                       let layers = try? Composition.layers(ldf: ldfPath, home: home) {
                         _ = configuration.transition(to: layers)
                     }
                     return reply
@@ -130,10 +139,16 @@ struct Mount: ParsableCommand {
                 return "error: unknown request '\(request)'"
             }
         }
-        LDFWatcher.watch(ldfPath) { _ = update() }
+        LDFWatcher.watch(ldfPath, home: home) { _ = update() }
         if !noConfigure {
             let layers = stack.layers.filter { $0.kind != .generated }
-            configuration.configureAtMount(mountpoint: fuse.mountpoint) { changes.withLock { _ in configuration.transition(to: layers) } }
+            configuration.configureAtMount(mountpoint: fuse.mountpoint) {
+                changes.withLock { _ in
+                    let reply = configuration.transition(to: layers)
+                    try? state.recordComposed(union.stack)
+                    return reply
+                }
+            }
         }
         try AtomicFile.write("\(getpid())\n", to: state.pidFile)
         fuse.run()
@@ -207,27 +222,4 @@ struct Update: ParsableCommand {
 /// True when a FUSE filesystem of ours answers at `path`.
 func isMounted(_ path: String) -> Bool {
     MountTable.isMounted(URL(fileURLWithPath: path).standardizedFileURL.path)
-}
-
-/// Watches an LDF for rewrites (editors and `strata ldf` replace it by rename) and calls back.
-enum LDFWatcher {
-    static func watch(_ path: String, onChange: @escaping @Sendable () -> Void) {
-        Thread {
-            var last = signature(path)
-            while true {
-                sleep(1)
-                let now = signature(path)
-                if now != last, now != nil {
-                    last = now
-                    onChange()
-                }
-            }
-        }.start()
-    }
-
-    private static func signature(_ path: String) -> [Int]? {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return nil }
-        return [Int(st.st_ino), st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec]
-    }
 }

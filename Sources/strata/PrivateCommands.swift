@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import StrataLayers
+import StrataLifecycle
 import StrataStore
 import VLFS
 import Forensics
@@ -42,7 +43,10 @@ struct PrivateCommand: ParsableCommand {
             let home = options.strataHome
             let state = try VLFSState(home: home, name: name)
             let answer = try VLFSRequests.perform("reset", state: state, home: home) { union, ldf in
-                VLFSRequests.reset(union, state: state, home: home, ldf: ldf, invalidate: { _ in })
+                let reply = VLFSRequests.reset(union, state: state, home: home, ldf: ldf, invalidate: { _ in })
+                // The layers' configuration went with the private layer: the next mount makes it again.
+                if reply.hasPrefix("ok") { try? ConfigurationState().save(to: state.configuration) }
+                return reply
             }
             for field in answer.split(separator: " ") { print(field) }
         }

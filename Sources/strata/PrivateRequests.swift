@@ -17,6 +17,10 @@ enum VLFSRequests {
         }
     }
 
+    /// The argument of a `reset` request that keeps the configuration state: a template's promotion
+    /// carries the configuration into a configuration layer.
+    static let keepConfiguration = "keep-configuration"
+
     static func reset(_ union: Union, state: VLFSState, home: StrataHome, ldf: String, invalidate: ([String]) -> Void) -> String {
         reply {
             let (evidence, changed) = try PrivateReset.reset(union, state: state, catalog: try Catalog(home: home)) {

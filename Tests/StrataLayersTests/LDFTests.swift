@@ -291,6 +291,44 @@ private let designExample = """
         #expect(expanded.root.implicitEntries.map(\.layer) == ["implicit"])
     }
 
+    @Test func stackingOrderPutsEachFileAboveItsIncludesInIncludeOrder() throws {
+        let root = try directory([
+            "app.ldf": "@web\nmain/app-config 1\n@db\n",
+            "web.ldf": "@base\nmain/web-config 1\n",
+            "db.ldf": "@base\nmain/db-config 1\n",
+            "base.ldf": "main/base-files 1\n",
+        ])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let expanded = try LDF.loadExpanded(root.appendingPathComponent("app.ldf"))
+        #expect(expanded.stackingOrder.map { URL(fileURLWithPath: $0).lastPathComponent } == ["app.ldf", "web.ldf", "base.ldf", "db.ldf"])
+    }
+
+    @Test func anLDFWithoutAnImplicitBlockTakesItsTemplates() throws {
+        let root = try directory([
+            "appliance.ldf": "@web\n@db\n",
+            "own.ldf": "@web\nmain/extra\n\nmain/libc 9\n",
+            "web.ldf": "main/httpd\n\nmain/libc 2\nmain/libssl 3\n",
+            "db.ldf": "main/db\n\nmain/libc 1\nmain/libdb 4\n",
+        ])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let inherited = try LDF.loadExpanded(root.appendingPathComponent("appliance.ldf")).implicitEntries
+        #expect(inherited.map(\.entry.description) == ["main/libc 2", "main/libssl 3", "main/libdb 4"], "the first template naming a layer wins")
+        #expect(inherited.map { "\(URL(fileURLWithPath: $0.source.file).lastPathComponent):\($0.source.line)" } == ["web.ldf:3", "web.ldf:4", "db.ldf:4"])
+        let own = try LDF.loadExpanded(root.appendingPathComponent("own.ldf")).implicitEntries
+        #expect(own.map(\.entry.description) == ["main/libc 9"], "an implicit block of its own replaces the templates'")
+    }
+
+    @Test func homeTemplatesAreFoundAfterTheIncludingFilesDirectory() throws {
+        let root = try directory(["site/a.ldf": "", "site/t.ldf": "", "home/templates/t.ldf": "", "home/templates/only.ldf": ""])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let home = StrataHome(explicit: root.appendingPathComponent("home").path)
+        let from = root.appendingPathComponent("site/a.ldf")
+        #expect(home.resolveInclude("t", from: from)?.path == root.appendingPathComponent("site/t.ldf").path)
+        #expect(home.resolveInclude("only", from: from)?.path == root.appendingPathComponent("home/templates/only.ldf").path)
+        #expect(home.resolveInclude("sub/only", from: from) == nil)
+        #expect(LDF.defaultIncludeResolver(name: "only", from: from) == nil)
+    }
+
     @Test func theDefaultResolverTriesNameBeforeNameDotLdf() throws {
         let root = try directory(["a.ldf": "", "t": "", "t.ldf": "", "dir.ldf": "", "dir/x": ""])
         defer { try? FileManager.default.removeItem(at: root) }

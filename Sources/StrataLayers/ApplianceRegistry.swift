@@ -1,0 +1,97 @@
+import Foundation
+import GRDB
+import StrataStore
+
+/// A provisioned appliance: its LDF is `$STRATA_HOME/appliances/NAME.ldf` (`@TEMPLATE`), its VLFS is NAME.
+public struct Appliance: Sendable, Codable, Equatable {
+    public var name: String
+    public var template: String
+    /// Lowercase, colon-separated: the key the boot service looks appliances up by.
+    public var mac: String?
+
+    public init(name: String, template: String, mac: String?) {
+        self.name = name
+        self.template = template
+        self.mac = mac
+    }
+}
+
+/// The appliances of a home, in `$STRATA_HOME/appliances.sqlite`: one row each, the MAC unique and
+/// indexed (a boot looks one up by MAC), every change one transaction.
+public final class ApplianceRegistry: Sendable {
+    public let home: StrataHome
+    let database: DatabaseQueue
+
+    public var path: String { home.path + "/appliances.sqlite" }
+
+    public init(home: StrataHome) throws {
+        self.home = home
+        try makeDirectories(home.path)
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA journal_mode = DELETE; PRAGMA synchronous = FULL")
+        }
+        configuration.busyMode = .timeout(30)
+        do {
+            database = try DatabaseQueue(path: home.path + "/appliances.sqlite", configuration: configuration)
+            try database.write { db in
+                try db.execute(sql: """
+                    CREATE TABLE IF NOT EXISTS appliances (
+                        name TEXT PRIMARY KEY,
+                        template TEXT NOT NULL,
+                        mac TEXT UNIQUE
+                    );
+                    """)
+            }
+        } catch let error as DatabaseError {
+            throw LayerError("\(home.path)/appliances.sqlite: \(error.message ?? error.description)")
+        }
+    }
+
+    public func ldf(of name: String) -> String { home.path + "/appliances/\(name).ldf" }
+
+    /// `aa:bb:cc:dd:ee:ff` (or with `-`), any case, as the registry keeps it; nil if it is not one.
+    public static func normalizedMAC(_ text: String) -> String? {
+        let parts = text.lowercased().split(separator: text.contains("-") ? "-" : ":", omittingEmptySubsequences: false)
+        guard parts.count == 6, parts.allSatisfy({ $0.count == 2 && $0.allSatisfy(\.isHexDigit) }) else { return nil }
+        return parts.joined(separator: ":")
+    }
+
+    /// Records appliances in one transaction, after `commitFiles` has written their files: a
+    /// duplicate name or MAC refuses them all, and a failure of `commitFiles` records none. The
+    /// transaction takes the write lock first, so a concurrent provisioning of the same names waits,
+    /// then sees them taken before it writes any file.
+    public func add(_ appliances: [Appliance], commitFiles: () throws -> Void) throws {
+        try database.writeWithoutTransaction { db in try db.inTransaction(.immediate) {
+            for appliance in appliances {
+                if let existing = try String.fetchOne(db, sql: "SELECT template FROM appliances WHERE name = ?", arguments: [appliance.name]) {
+                    throw LayerError("appliance '\(appliance.name)' exists already (from template '\(existing)')")
+                }
+                if let mac = appliance.mac, let owner = try String.fetchOne(db, sql: "SELECT name FROM appliances WHERE mac = ?", arguments: [mac]) {
+                    throw LayerError("MAC \(mac) is bound to appliance '\(owner)' already")
+                }
+                try db.execute(sql: "INSERT INTO appliances (name, template, mac) VALUES (?, ?, ?)",
+                               arguments: [appliance.name, appliance.template, appliance.mac])
+            }
+            try commitFiles()
+            return .commit
+        } }
+    }
+
+    public func all() throws -> [Appliance] {
+        try database.read { db in
+            try Row.fetchAll(db, sql: "SELECT name, template, mac FROM appliances ORDER BY name").map {
+                Appliance(name: $0["name"], template: $0["template"], mac: $0["mac"])
+            }
+        }
+    }
+
+    public func appliance(mac: String) throws -> Appliance? {
+        guard let mac = Self.normalizedMAC(mac) else { return nil }
+        return try database.read { db in
+            try Row.fetchOne(db, sql: "SELECT name, template, mac FROM appliances WHERE mac = ?", arguments: [mac]).map {
+                Appliance(name: $0["name"], template: $0["template"], mac: $0["mac"])
+            }
+        }
+    }
+}
