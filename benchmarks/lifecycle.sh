@@ -87,6 +87,7 @@ for t in "${templates[@]}"; do
 done
 echo "Mounting 10 of them: $(seconds "$start" "$(now)") s"
 # The peer's starting point: a plain copy of one appliance of each template, before the upgrade.
+mkdir -p "$work/by-hand"
 for t in "${templates[@]}"; do
     "$strata" image snapshot "$t-01" --image "$t-01-copy" >/dev/null
     "$strata" image checkout "$t-01-copy" "$work/by-hand/$t" >/dev/null
