@@ -33,6 +33,10 @@ public final class Configurator {
     let mountpoint: String
     public private(set) var state: ConfigurationState
     public private(set) var steps: [Step] = []
+    /// The state as last written, and as the shown dpkg database was last generated from: what has not
+    /// changed is neither written nor swapped in again (each costs syncs).
+    private var saved: ConfigurationState
+    private var shownState: ConfigurationState
 
     /// `directory` is the VLFS's state directory: `configuration`, `configure.log` and the scripts'
     /// staging directory live there.
@@ -41,6 +45,8 @@ public final class Configurator {
         runner = ScriptRunner(mountpoint: mountpoint, log: Self.log(in: directory), staging: directory + "/scripts")
         self.mountpoint = mountpoint
         state = try ConfigurationState.load(stateFile)
+        saved = state
+        shownState = state
     }
 
     public static func stateFile(in directory: String) -> String { directory + "/configuration" }
@@ -49,7 +55,7 @@ public final class Configurator {
     /// Forgets every layer's configuration (their results went with a reset private layer).
     public func forget() throws {
         state.records = [:]
-        try state.save(to: stateFile)
+        try save()
     }
 
     /// Moves the VLFS from `previous` (the software layers it shows now; empty at mount) to `layers`.
@@ -58,9 +64,19 @@ public final class Configurator {
     /// `configuredByLayers` are the layer instances whose configuration the VLFS's configuration layers
     /// hold (a template's, promoted): taken as configured where the state knows nothing of a layer, so
     /// that the same instance runs no script and a newer one is upgraded from it.
-    public func transition(from previous: [InstalledLayer], to layers: [InstalledLayer], configuredByLayers: [String: ConfigurationState.Record] = [:],
+    /// `stackShown` says the VLFS shows the stack of `layers` already (a mount, a retry); else the first
+    /// swap changes layers.
+    public func transition(from previous: [InstalledLayer], to layers: [InstalledLayer], stackShown: Bool, configuredByLayers: [String: ConfigurationState.Record] = [:],
                            home: StrataHome, swap: (ConfigurationState) throws -> Void, revert: ([String]) throws -> Void) throws {
         steps = []
+        // Swaps in the stack for `layers` with the state as it is now, unless it shows that already.
+        var layersShown = stackShown
+        func show(_ state: ConfigurationState) throws {
+            guard !layersShown || state != shownState else { return }
+            try swap(state)
+            layersShown = true
+            shownState = state
+        }
         try foldDpkgWrites(layers: Set(state.records.keys), revert: revert)
         for layer in layers where state.records[layer.name] == nil { state.records[layer.name] = configuredByLayers[layer.name] }
         let incoming = Dictionary(layers.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
@@ -73,7 +89,7 @@ public final class Configurator {
             let arguments = incoming[record.name].map { ["upgrade", $0.version] } ?? ["remove"]
             try runScript(.preRemove, of: old, arguments: arguments, what: record.name)
         }
-        try swap(state)
+        try show(state)
         for (record, old) in departingLayers {
             let arguments = incoming[record.name].map { ["upgrade", $0.version] } ?? ["remove"]
             try runScript(.postRemove, of: old, arguments: arguments, what: record.name)
@@ -92,7 +108,7 @@ public final class Configurator {
                 phase: status == 0 ? .unpacked : .halfInstalled, configuredVersion: configured,
                 problem: status == 0 ? nil : "pre-install \(arguments.joined(separator: " ")) failed with exit status \(status)")
         }
-        try state.save(to: stateFile)
+        try save()
 
         // Strata's own layers: post-install in dependency order.
         for layer in ConfigurationOrder.sorted(layers.filter { !$0.isDebianPackage }) {
@@ -103,11 +119,17 @@ public final class Configurator {
             state.records[layer.name]?.configuredVersion = status == 0 ? layer.version : record.configuredVersion
             state.records[layer.name]?.problem = status == 0 ? nil : "post-install \(arguments.joined(separator: " ")) failed with exit status \(status)"
         }
-        try state.save(to: stateFile)
+        try save()
 
-        try configureDebianPackages(layers.filter(\.isDebianPackage), swap: swap, revert: revert)
+        try configureDebianPackages(layers.filter(\.isDebianPackage), swap: show, revert: revert)
+        try save()
+        try show(state)
+    }
+
+    private func save() throws {
+        guard state != saved else { return }
         try state.save(to: stateFile)
-        try swap(state)
+        saved = state
     }
 
     /// Debian packages: what must not run is marked configured; the rest is dpkg's, with the database
@@ -188,7 +210,7 @@ public final class Configurator {
                 state.localPackages[name] = ControlFile.paragraph(stanza.fields.map { ($0.name, $0.value) })
             }
         }
-        try state.save(to: stateFile)
+        try save()
         try revert(DpkgDatabase.dpkgWrites)
     }
 

@@ -19,36 +19,25 @@ public enum DpkgDatabase {
     public static let policyPath = "usr/sbin/policy-rc.d"
     public static let configuringVariable = "STRATA_CONFIGURING"
 
-    /// The tree's root, stored in `batch`'s store, or nil when no layer is a Debian package.
-    public static func build(layers: [InstalledLayer], state: ConfigurationState, into batch: ObjectStore.Batch) throws -> TreeEntry? {
+    /// The tree's root, stored in `batch`'s store, or nil when no layer is a Debian package. What each
+    /// layer contributes is kept in `cache` (a directory) by layer digest, so that a rebuild after a
+    /// state change or an upgrade walks only the layers it has not seen.
+    public static func build(layers: [InstalledLayer], state: ConfigurationState, into batch: ObjectStore.Batch, cache: String) throws -> TreeEntry? {
         guard layers.contains(where: \.isDebianPackage) else { return nil }
         let tree = TreeBuilder(source: "the generated dpkg database")
         var status = ""
         var fileTriggers: [String] = []
         var namedTriggers: [String: [String]] = [:]
+        var hasPolicy = false
         for layer in layers.sorted(by: { $0.name < $1.name }) {
-            let members = layer.isDebianPackage ? try layer.scriptMembers() : [:]
-            let prefix = infoPrefix(layer)
-            var paths = ["/."]
-            try layer.store.walk(layer.filesystem.digest!) { path, _ in paths.append("/" + path) }
-            try tree.addFile(at: [directory, "info", prefix + "list"].flatMap(components), contents: Array((paths.joined(separator: "\n") + "\n").utf8),
-                             mode: 0o644, into: batch)
-            var conffiles: [String] = []
-            for (name, entry) in members.sorted(by: { $0.key < $1.key }) {
-                let bytes = try layer.store.read(entry.digest!)
-                let infoName = LayerScript(rawValue: name)?.debianName ?? name
-                try tree.addFile(at: [directory, "info", prefix + infoName].flatMap(components), contents: bytes, mode: entry.mode, into: batch)
-                switch name {
-                case "conffiles": conffiles = try conffileLines(bytes, layer: layer)
-                case "triggers":
-                    for interest in interests(bytes, package: layer.name) {
-                        if interest.trigger.hasPrefix("/") { fileTriggers.append("\(interest.trigger) \(interest.entry)") }
-                        else { namedTriggers[interest.trigger, default: []].append(interest.entry) }
-                    }
-                default: break
-                }
+            let info = try LayerInfo.cached(layer, in: cache, batch: batch)
+            for entry in info.files { try tree.add(entry, at: components(directory + "/info/" + entry.name)) }
+            for interest in info.interests {
+                if interest.trigger.hasPrefix("/") { fileTriggers.append("\(interest.trigger) \(interest.entry)") }
+                else { namedTriggers[interest.trigger, default: []].append(interest.entry) }
             }
-            status += paragraph(layer, record: state.records[layer.name], conffiles: conffiles) + "\n"
+            hasPolicy = hasPolicy || info.hasPolicy
+            status += paragraph(layer, record: state.records[layer.name], conffiles: info.conffiles) + "\n"
         }
         for paragraph in state.localPackages.sorted(by: { $0.key < $1.key }).map(\.value) { status += paragraph + "\n" }
         try tree.addFile(at: components(statusPath), contents: Array(status.utf8), mode: 0o644, into: batch)
@@ -57,12 +46,78 @@ public enum DpkgDatabase {
         for (trigger, entries) in namedTriggers {
             try tree.addFile(at: components(directory + "/triggers/" + trigger), contents: Array(entries.map { $0 + "\n" }.joined().utf8), mode: 0o644, into: batch)
         }
-        if try !layers.contains(where: { try $0.store.entry(at: policyPath, under: $0.filesystem) != nil }) {
+        if !hasPolicy {
             let script = "#!/bin/sh\n# Strata: no service starts while layers are configured, outside the appliance's init.\n"
                 + "[ -n \"$\(configuringVariable)\" ] && exit 101\nexit 0\n"
             try tree.addFile(at: components(policyPath), contents: Array(script.utf8), mode: 0o755, into: batch)
         }
         return try tree.store(into: batch)
+    }
+
+    /// What one layer contributes to the database: its `info/` files (stored), its conffiles with their
+    /// MD5 sums, its trigger interests, and whether it ships its own `policy-rc.d`.
+    struct LayerInfo {
+        var files: [TreeEntry] = []
+        var conffiles: [String] = []
+        var interests: [(trigger: String, entry: String)] = []
+        var hasPolicy = false
+
+        static func cached(_ layer: InstalledLayer, in cache: String, batch: ObjectStore.Batch) throws -> LayerInfo {
+            let file = cache + "/" + layer.digest.hex
+            if let text = try? String(contentsOfFile: file, encoding: .utf8), let info = LayerInfo(text, store: batch.store) { return info }
+            let info = try LayerInfo(layer, into: batch)
+            try makeDirectories(cache)
+            try AtomicFile.write(info.text, to: file)
+            return info
+        }
+
+        init(_ layer: InstalledLayer, into batch: ObjectStore.Batch) throws {
+            let prefix = DpkgDatabase.infoPrefix(layer)
+            var paths = ["/."]
+            try layer.store.walk(layer.filesystem.digest!) { path, _ in paths.append("/" + path) }
+            files.append(try Self.stored(prefix + "list", Array((paths.joined(separator: "\n") + "\n").utf8), mode: 0o644, batch))
+            let members = layer.isDebianPackage ? try layer.scriptMembers() : [:]
+            for (name, entry) in members.sorted(by: { $0.key < $1.key }) {
+                let bytes = try layer.store.read(entry.digest!)
+                files.append(try Self.stored(prefix + (LayerScript(rawValue: name)?.debianName ?? name), bytes, mode: entry.mode, batch))
+                if name == "conffiles" { conffiles = try DpkgDatabase.conffileLines(bytes, layer: layer) }
+                if name == "triggers" { interests = DpkgDatabase.interests(bytes, package: layer.name) }
+            }
+            hasPolicy = try layer.store.entry(at: DpkgDatabase.policyPath, under: layer.filesystem) != nil
+        }
+
+        private static func stored(_ name: String, _ bytes: [UInt8], mode: UInt32, _ batch: ObjectStore.Batch) throws -> TreeEntry {
+            TreeEntry(name: name, kind: .regular, mode: mode, size: UInt64(bytes.count), digest: try batch.put(bytes))
+        }
+
+        /// One line a fact: `file MODE SIZE DIGEST NAME`, `conffile LINE`, `interest TRIGGER ENTRY`, `policy`.
+        var text: String {
+            files.map { "file \(String($0.mode, radix: 8)) \($0.size) \($0.digest!) \($0.name)\n" }.joined()
+                + conffiles.map { "conffile \($0)\n" }.joined()
+                + interests.map { "interest \($0.trigger) \($0.entry)\n" }.joined()
+                + (hasPolicy ? "policy\n" : "")
+        }
+
+        /// A cache file read back; nil if it is damaged or names an object the store no longer has
+        /// (collected since), and the layer is read again.
+        init?(_ text: String, store: ObjectStore) {
+            for line in text.split(separator: "\n") {
+                let words = line.split(separator: " ", maxSplits: 4)
+                switch words.first {
+                case "file":
+                    guard words.count == 5, let mode = UInt32(words[1], radix: 8), let size = UInt64(words[2]), let digest = Digest(words[3]),
+                          store.has(digest) else { return nil }
+                    files.append(TreeEntry(name: String(words[4]), kind: .regular, mode: mode, size: size, digest: digest))
+                case "conffile": conffiles.append(String(line.dropFirst("conffile ".count)))
+                case "interest":
+                    guard words.count == 3 else { return nil }
+                    interests.append((String(words[1]), String(words[2])))
+                case "policy": hasPolicy = true
+                default: return nil
+                }
+            }
+            guard !files.isEmpty else { return nil }
+        }
     }
 
     /// dpkg names a `Multi-Arch: same` package's files `NAME:ARCH.*`, any other's `NAME.*`.

@@ -151,12 +151,15 @@ public enum Composition {
         guard software.contains(where: \.isDebianPackage) else { return nil }
         let store = try ObjectStore(root: home.path + "/store", create: true)
         let batch = try store.beginBatch()
-        guard let root = try DpkgDatabase.build(layers: software, state: configuration, into: batch) else { return nil }
+        guard let root = try DpkgDatabase.build(layers: software, state: configuration, into: batch, cache: home.path + "/cache/dpkg-info") else { return nil }
         let metadata = try LayerMetadata(name: "strata-dpkg-database", version: DebianVersion("1"), extraFields: [MetadataField(layerTypeField, "generated")])
         let digest = try batch.put(LayerManifest(metadata: metadata.controlText, filesystem: root, scripts: nil).encoded())
         try batch.commit()
-        try makeDirectories(home.path + "/held")
-        try AtomicFile.write("\(digest)  # the dpkg database VLFS \(state.name) shows\n", to: state.heldDatabase)
+        let held = "\(digest)  # the dpkg database VLFS \(state.name) shows\n"
+        if (try? String(contentsOfFile: state.heldDatabase, encoding: .utf8)) != held {
+            try makeDirectories(home.path + "/held")
+            try AtomicFile.write(held, to: state.heldDatabase)
+        }
         return SharedLayer(repository: "strata", metadata: metadata, digest: digest, root: root, store: store, kind: .generated)
     }
 }

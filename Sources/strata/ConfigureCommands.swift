@@ -40,7 +40,9 @@ final class DaemonConfiguration: Sendable {
                     configured.merge(ConfigurationState.configuredLayers(layer.metadata)) { _, upper in upper }
                 }
                 try configurator.transition(
-                    from: previous, to: layers.filter { $0.kind == .software }.map(\.installed), configuredByLayers: configured, home: home,
+                    from: previous, to: layers.filter { $0.kind == .software }.map(\.installed),
+                    stackShown: Set(union.stack.layers.filter { $0.kind != .generated }.map(\.digest)) == Set(layers.map(\.digest)),
+                    configuredByLayers: configured, home: home,
                     swap: { configuration in
                         let paths = try union.replaceStack(try Composition.stack(layers: layers, home: home, state: state, configuration: configuration))
                         fuse.invalidate(paths: paths)
