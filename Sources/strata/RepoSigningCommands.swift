@@ -51,7 +51,7 @@ extension RepoCommand {
                 : 0
             let named = try options.strataHome.repositories().contains { $0.name == repository }
             let signed = try IndexSignature.sign(
-                indexPath: repo.path + "/index.sqlite", repository: name ?? (named ? repository : (repo.path as NSString).lastPathComponent),
+                indexPath: repo.path + "/index.sqlite", repository: name ?? (named ? repository : URL(fileURLWithPath: repo.path).standardizedFileURL.lastPathComponent),
                 serial: previous + 1, expires: Date(timeIntervalSinceNow: Double(expires) * 86400), with: signing)
             try AtomicFile.write(signed.text, to: signatureFile)
             print("\(signed.repository)\tserial \(signed.serial)\t\(signed.index)\texpires \(IndexSignature.format(signed.expires))")
