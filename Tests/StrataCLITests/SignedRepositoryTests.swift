@@ -57,9 +57,10 @@ final class SignedRemote: Sendable {
                 == expectSuccess(try remote.workspace.strata("layer", "list", "main")).stdout)
 
         // Objects come as before, verified by digest.
-        let local = remote.workspace.scratch.path + "/local"
-        expectSuccess(try remote.client("repo", "init", local))
-        #expect(expectSuccess(try remote.client("pull", "--layer", "app", "remote", local)).stdout.contains("app 1 sha256:"))
+        try AtomicFile.write("remote/app 1\nremote/base 1\n", to: remote.ldf)
+        expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance"))
+        #expect(try remote.read("usr/bin/app") == "app one\n")
+        expectSuccess(try remote.client("umount", remote.mountpoint))
 
         // An unchanged signature fetches no index; a new one does.
         #expect(expectSuccess(try remote.client("repo", "update", "remote")).stdout == "remote\tunchanged\t3 layers\n")
