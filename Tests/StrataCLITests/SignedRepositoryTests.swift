@@ -127,6 +127,13 @@ final class SignedRemote: Sendable {
         #expect(refused.status != 0 && refused.stderr.contains("index.sig missing: repository 'plain' requires a signed index"), "\(refused.stderr)")
         #expect(try !expectSuccess(remote.client("repo", "list")).stdout.contains("plain"))
         #expect(!FileManager.default.fileExists(atPath: remote.clientHome + "/keys/plain.pub"))
+
+        // A key put in the keyring by hand binds the name it is filed under, with no --key.
+        try AtomicFile.write(key + "\n", to: remote.clientHome + "/keys/filed.pub")
+        let filed = try remote.client("repo", "add", "filed", unsigned.server.url)
+        #expect(filed.status != 0 && filed.stderr.contains("index.sig missing: repository 'filed' requires a signed index"), "\(filed.stderr)")
+        expectSuccess(try remote.client("repo", "add", "filed", remote.server.url))
+        #expect(FileManager.default.fileExists(atPath: remote.clientHome + "/mirrors/filed/index.sig"))
     }
 
     @Test func keyFileErrorsNameTheFile() throws {
