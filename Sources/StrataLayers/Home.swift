@@ -59,6 +59,24 @@ public struct StrataHome: Sendable {
         try AtomicFile.write(lines.joined(separator: "\n") + "\n", to: repositoriesFile)
     }
 
+    /// Where the public key trusted to sign the index of the repository named `name` is kept: the
+    /// home's keyring, one `strata-ed25519 …` line a file (`strata repo add --key`, or put there).
+    public func keyPath(of name: String) -> String { path + "/keys/" + name + ".pub" }
+
+    /// What the home requires of the index of the served repository named `name`: nil when the home
+    /// holds no key for it (its index is then accepted unauthenticated).
+    public func trust(of name: String, expectedName: String? = nil) throws -> IndexTrust? {
+        guard FileManager.default.fileExists(atPath: keyPath(of: name)) else { return nil }
+        return IndexTrust(name: name, key: try SigningKey.readPublic(keyPath(of: name)), expectedName: expectedName)
+    }
+
+    /// Records `key` as the one trusted to sign the index of the repository named `name`.
+    public func trustKey(_ key: Ed25519.PublicKey, of name: String) throws {
+        try Self.checkName(name)
+        try makeDirectories(path + "/keys")
+        try AtomicFile.write(SigningKey.line(key) + "\n", to: keyPath(of: name))
+    }
+
     /// Where the mirror of the repository named `name` (by URL) keeps its index copy and objects.
     public func mirrorPath(of name: String) -> String { path + "/mirrors/" + name }
 
@@ -77,7 +95,7 @@ public struct StrataHome: Sendable {
                 throw LayerError("\(location): name a served repository first ('strata repo add NAME \(location)'), then use its name")
             }
             do {
-                return try RepositoryMirror.open(location, at: mirrorPath(of: nameOrPath))
+                return try RepositoryMirror.open(location, at: mirrorPath(of: nameOrPath), trust: try trust(of: nameOrPath))
             } catch let error as NetworkError {
                 throw LayerError("repository '\(nameOrPath)' (\(location)): \(error)")
             }

@@ -114,24 +114,38 @@ public func copyContents(from source: Int32, to destination: Int32, size: UInt64
 /// Atomic replacement of small files (indexes, LDFs, configuration, refs):
 /// write a temporary file beside the target, fsync it, rename it over the target, fsync the directory.
 public enum AtomicFile {
-    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        let temporary = "\(directory.isEmpty ? "." : directory)/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    /// - Parameter replace: false to refuse an existing target (EEXIST): the temporary file is then
+    ///   linked into place instead of renamed, which fails rather than overwrite, with no race.
+    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644, replace: Bool = true) throws {
+        let (directory, name) = split(path)
+        let temporary = "\(directory)/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {
             let fd = try FileDescriptor.open(temporary, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
             try bytes.withUnsafeBytes { try fd.write($0) }
             _ = try sys("fchmod", temporary) { fchmod(fd.raw, mode) }
             try fd.sync()
-            _ = try sys("rename", path) { rename(temporary, path) }
+            if replace {
+                _ = try sys("rename", path) { rename(temporary, path) }
+            } else {
+                _ = try sys("link", path) { link(temporary, path) }
+                unlink(temporary)
+            }
         } catch {
             unlink(temporary)
             throw error
         }
-        try syncDirectory(directory.isEmpty ? "." : directory)
+        try syncDirectory(directory)
     }
 
-    public static func write(_ text: String, to path: String, mode: mode_t = 0o644) throws {
-        try write(Array(text.utf8), to: path, mode: mode)
+    /// The directory (`.` for none) and name of `path`. Not NSString's path accessors: they trap on
+    /// a one-character relative name ("k") in this Foundation, and users type such names.
+    private static func split(_ path: String) -> (directory: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        return (slash == path.startIndex ? "/" : String(path[..<slash]), String(path[path.index(after: slash)...]))
+    }
+
+    public static func write(_ text: String, to path: String, mode: mode_t = 0o644, replace: Bool = true) throws {
+        try write(Array(text.utf8), to: path, mode: mode, replace: replace)
     }
 
     /// Writes many files, each atomically, with one `syncfs` for all of them instead of two syncs each

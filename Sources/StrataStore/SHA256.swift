@@ -37,4 +37,16 @@ public struct SHA256: ~Copyable {
     public static func hash(_ bytes: [UInt8]) -> Digest {
         bytes.withUnsafeBytes { hash($0) }
     }
+
+    /// The digest of what is left to read of `file`, in chunks: a whole index can be tens of MB.
+    public static func hash(reading file: borrowing FileDescriptor) throws -> Digest {
+        var hasher = SHA256()
+        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+        while true {
+            let n = try buffer.withUnsafeMutableBytes { try file.read(into: $0) }
+            if n == 0 { break }
+            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+        }
+        return hasher.finalize()
+    }
 }

@@ -8,7 +8,7 @@ import StrataStore
 struct RepoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "repo", abstract: "Create and name layer repositories.",
-        subcommands: [Init.self, Add.self, List.self, Update.self, Reindex.self, Index.self, Serve.self])
+        subcommands: [Init.self, Add.self, List.self, Update.self, Reindex.self, Index.self, Serve.self, Key.self, Sign.self])
 
     struct Init: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an empty repository at PATH.")
@@ -28,10 +28,19 @@ struct RepoCommand: ParsableCommand {
                 LOCATION is a path, an http:// URL of a repository served as static files (its index is \
                 fetched now into $STRATA_HOME/mirrors/NAME; layers' objects are fetched when first needed), \
                 or 'debian' for the machine's apt sources.
+
+                With --key (or a key already in $STRATA_HOME/keys/NAME.pub), the served index must be \
+                signed by that key ('strata repo sign'): every fetch of it checks index.sig, and the \
+                key is kept in the home's keyring. Without a key the index is accepted as served, \
+                unauthenticated.
                 """)
         @OptionGroup var options: HomeOptions
         @Argument var name: String
         @Argument var location: String
+        @Option(help: "The public key that must sign a served repository's index: a key file, or its 'strata-ed25519 …' line.")
+        var key: String?
+        @Option(name: .customLong("expect-name"), help: "The repository name the signature must carry (default: the first one accepted).")
+        var expectName: String?
 
         func run() throws {
             let home = options.strataHome
@@ -39,12 +48,28 @@ struct RepoCommand: ParsableCommand {
             if HTTPLocation.isRemote(location) {
                 try StrataHome.checkName(name)
                 resolved = try HTTPLocation(location).description
-                _ = try RepositoryMirror.open(resolved, at: home.mirrorPath(of: name))
+                let trusted = try key.map(Self.publicKey)
+                let trust = try trusted.map { IndexTrust(name: name, key: $0, expectedName: expectName) }
+                    ?? home.trust(of: name, expectedName: expectName)
+                let mirror = try RepositoryMirror.open(resolved, at: home.mirrorPath(of: name), trust: trust)
+                if let trusted {
+                    // A mirror kept from before holds an index accepted under another key, or none.
+                    try RepositoryMirror.refreshIndex(of: mirror, trust: trust)
+                    try home.trustKey(trusted, of: name)
+                }
+            } else if key != nil || expectName != nil {
+                throw ValidationError("--key and --expect-name are for served repositories; a local one is read as it is")
             } else if location != "debian" {
                 resolved = URL(fileURLWithPath: location).standardizedFileURL.path
                 _ = try Repository(at: resolved)
             }
             try home.addRepository(name: name, location: resolved)
+        }
+
+        /// A key file's public key, or the key line given in place of a file.
+        static func publicKey(_ argument: String) throws -> Ed25519.PublicKey {
+            if argument.hasPrefix("strata-ed25519 ") { return try SigningKey.parsePublic(argument, file: "--key") }
+            return try SigningKey.readPublic(argument)
         }
     }
 
@@ -63,7 +88,7 @@ struct RepoCommand: ParsableCommand {
             }
             for repository in served where names.isEmpty || names.contains(repository.name) {
                 let mirror = try home.repository(repository.name)
-                let changed = try RepositoryMirror.refreshIndex(of: mirror)
+                let changed = try RepositoryMirror.refreshIndex(of: mirror, trust: try home.trust(of: repository.name))
                 print("\(repository.name)\t\(changed ? "updated" : "unchanged")\t\(try home.repository(repository.name).layers().count) layers")
             }
         }

@@ -23,15 +23,17 @@ final class RemoteWorkspace: Sendable {
         ("bulk", "1", nil, ["var/lib/bulk/data": String(repeating: "0123456789abcdef", count: 1 << 19)]),
     ]
 
-    /// - Parameter label: short, because the VLFS's control socket path must fit in a socket address.
-    init(_ kind: ServerKind, label: String, rateLimit: Int = 0) throws {
+    /// - Parameters:
+    ///   - label: short, because the VLFS's control socket path must fit in a socket address.
+    ///   - add: whether the client home names the served repository `remote` now (signed ones are added later).
+    init(_ kind: ServerKind, label: String, rateLimit: Int = 0, add: Bool = true) throws {
         workspace = try Workspace(label)
         server = try RepositoryServer(kind, serving: workspace.repository, scratch: workspace.scratch.path, rateLimit: rateLimit)
         for layer in Self.layers {
             try importLayer(layer.name, layer.version, depends: layer.depends, files: layer.files)
         }
         try makeDirectories(mountpoint)
-        expectSuccess(try client("repo", "add", "remote", server.url))
+        if add { expectSuccess(try client("repo", "add", "remote", server.url)) }
     }
 
     deinit {
