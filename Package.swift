@@ -18,9 +18,10 @@ let package = Package(
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CSolv", pkgConfig: "libsolvext", providers: [.apt(["libsolv-dev", "libsolvext-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
         .target(name: "StrataStore", dependencies: ["CLinux", "COpenSSL", "CArchive"]),
-        .target(name: "StrataHTTP", dependencies: ["CLinux"]),
+        .target(name: "StrataHTTP", dependencies: ["CLinux", "CCurl"]),
         .target(name: "StrataLayers", dependencies: [
             "StrataStore", "StrataHTTP",
             .product(name: "GRDB", package: "GRDB.swift"),

@@ -17,13 +17,27 @@ public struct HTTPHeaders: Sendable {
     static let maximumBytes = 64 * 1024
     static let maximumFields = 100
 
-    /// Reads fields up to the blank line that ends a message head (or a chunked body's trailer).
+    /// Reads fields up to the blank line that ends a message head.
     static func read(from socket: Socket) throws -> HTTPHeaders {
-        var headers = HTTPHeaders()
-        var budget = maximumBytes
-        while let line = try socket.readLine(limit: budget, tooLong: "a message head larger than \(maximumBytes) bytes; refused") {
-            if line.isEmpty { return headers }
-            budget = max(0, budget - line.utf8.count)
+        var reader = Reader()
+        while let line = try socket.readLine(limit: reader.budget, tooLong: Reader.tooLarge) {
+            if try reader.take(line) { return reader.headers }
+        }
+        throw NetworkError("the connection closed in the middle of a message head")
+    }
+
+    /// Takes the lines of a message head (or a chunked body's trailer) one at a time, within bounds.
+    struct Reader {
+        private(set) var headers = HTTPHeaders()
+        /// What the head may still take, in bytes.
+        private(set) var budget = maximumBytes
+        static let tooLarge = "a message head larger than \(maximumBytes) bytes; refused"
+
+        /// Takes one line without its CR LF; true for the blank line that ends the head.
+        mutating func take(_ line: String) throws -> Bool {
+            if line.isEmpty { return true }
+            guard line.utf8.count <= budget else { throw NetworkError(Self.tooLarge) }
+            budget -= line.utf8.count
             guard headers.fields.count < maximumFields else { throw NetworkError("more than \(maximumFields) header lines; refused") }
             // No space before the colon, no folded continuation line: RFC 9112 has them refused, as
             // two parties could read them differently.
@@ -31,8 +45,8 @@ public struct HTTPHeaders: Sendable {
                 throw NetworkError("malformed header line: '\(line.prefix(80))'")
             }
             headers.fields.append((String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
+            return false
         }
-        throw NetworkError("the connection closed in the middle of a message head")
     }
 
     /// Every value of a field, those of repeated lines and those of comma-separated lists alike.
@@ -47,8 +61,10 @@ public struct HTTPHeaders: Sendable {
     }
 }
 
-/// Where a repository is served: `http://HOST[:PORT][/PATH]`.
+/// Where a repository is served: `http[s]://HOST[:PORT][/PATH]`.
 public struct HTTPLocation: Sendable, Hashable, CustomStringConvertible {
+    /// `http` or `https`.
+    public let scheme: String
     public let host: String
     public let port: Int
     /// The path the repository's files are under, without a trailing slash ("" for the root).
@@ -60,16 +76,15 @@ public struct HTTPLocation: Sendable, Hashable, CustomStringConvertible {
     }
 
     public init(_ url: String) throws {
-        if url.hasPrefix("https://") {
-            throw NetworkError("\(url): https is not supported yet; serve the repository over http (every object is checked against its digest)")
+        guard let scheme = ["http", "https"].first(where: { url.hasPrefix($0 + "://") }) else {
+            throw NetworkError("\(url): not an http:// or https:// URL")
         }
-        guard url.hasPrefix("http://") else { throw NetworkError("\(url): not an http:// URL") }
-        let rest = url.dropFirst("http://".count)
+        let rest = url.dropFirst(scheme.count + "://".count)
         let authority = rest.prefix { $0 != "/" }
         var path = String(rest.dropFirst(authority.count))
         while path.hasSuffix("/") { path.removeLast() }
         var hostPart = Substring(authority)
-        var port = 80
+        var port = scheme == "https" ? 443 : 80
         if let colon = authority.lastIndex(of: ":"), !authority.hasSuffix("]") {
             guard let number = Int(authority[authority.index(after: colon)...]), (1...65535).contains(number) else {
                 throw NetworkError("\(url): invalid port")
@@ -78,7 +93,10 @@ public struct HTTPLocation: Sendable, Hashable, CustomStringConvertible {
             hostPart = authority[..<colon]
         }
         if hostPart.hasPrefix("[") && hostPart.hasSuffix("]") { hostPart = hostPart.dropFirst().dropLast() }
-        guard !hostPart.isEmpty, !path.contains("?"), !path.contains("#") else { throw NetworkError("\(url): expected http://HOST[:PORT][/PATH]") }
+        guard !hostPart.isEmpty, !hostPart.contains("@"), !path.contains("?"), !path.contains("#") else {
+            throw NetworkError("\(url): expected \(scheme)://HOST[:PORT][/PATH]")
+        }
+        self.scheme = scheme
         host = String(hostPart)
         self.port = port
         basePath = path
@@ -88,12 +106,18 @@ public struct HTTPLocation: Sendable, Hashable, CustomStringConvertible {
     public func target(_ relative: String) -> String { basePath + "/" + relative }
 
     /// The full URL of a file of the repository, for messages.
-    public func url(_ relative: String) -> String { "http://\(authority)\(target(relative))" }
+    public func url(_ relative: String) -> String { "\(scheme)://\(authority)\(target(relative))" }
+
+    /// The URL a request for a file of the repository goes to: its target escaped, keeping '/'.
+    func requestURL(_ relative: String) -> String {
+        let target = target(relative)
+        return "\(scheme)://\(authority)\(target.addingPercentEncoding(withAllowedCharacters: CharacterSet.urlPathAllowed) ?? target)"
+    }
 
     var authority: String {
         let name = host.contains(":") ? "[\(host)]" : host
-        return port == 80 ? name : "\(name):\(port)"
+        return port == (scheme == "https" ? 443 : 80) ? name : "\(name):\(port)"
     }
 
-    public var description: String { "http://\(authority)\(basePath)" }
+    public var description: String { "\(scheme)://\(authority)\(basePath)" }
 }

@@ -11,13 +11,14 @@ public struct RequestedRange: Sendable, Equatable {
         self.last = last
     }
 
-    var header: (name: String, value: String) { ("Range", "bytes=\(first)-\(last.map(String.init) ?? "")") }
+    /// `FIRST-[LAST]`, as libcurl's CURLOPT_RANGE takes it for `Range: bytes=FIRST-[LAST]`.
+    var specification: String { "\(first)-\(last.map(String.init) ?? "")" }
 
     /// The length of the part a 206 answer's `Content-Range` (`bytes FIRST-LAST/TOTAL`, the total
     /// possibly `*`) says it holds, if that part starts where asked and ends no later.
     func partLength(answeredBy contentRange: String?) throws -> Int64 {
         guard let contentRange else { throw NetworkError("a partial answer without a Content-Range") }
-        let refusal = NetworkError("Content-Range '\(contentRange.prefix(80))' does not answer the range asked for, bytes=\(first)-\(last.map(String.init) ?? "")")
+        let refusal = NetworkError("Content-Range '\(contentRange.prefix(80))' does not answer the range asked for, bytes=\(specification)")
         guard contentRange.hasPrefix("bytes ") else { throw refusal }
         let spec = contentRange.dropFirst("bytes ".count).split(separator: "/", omittingEmptySubsequences: false)
         let bounds = spec.first?.split(separator: "-", omittingEmptySubsequences: false) ?? []

@@ -9,13 +9,13 @@ public struct NetworkError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 
     init(_ call: String, _ peer: String, errno code: Int32 = errno) {
-        // A receive or send past its SO_RCVTIMEO/SO_SNDTIMEO fails with EAGAIN, a connect with EINPROGRESS.
-        let reason = code == EAGAIN || code == EINPROGRESS ? "timed out" : String(cString: strerror(code))
+        // A receive or send past its SO_RCVTIMEO/SO_SNDTIMEO fails with EAGAIN.
+        let reason = code == EAGAIN ? "timed out" : String(cString: strerror(code))
         description = "\(call) \(peer): \(reason)"
     }
 }
 
-/// An owned TCP socket with a read buffer, closed when it goes away. Used by one thread at a time.
+/// An owned TCP socket of the server with a read buffer, closed when it goes away. Used by one thread at a time.
 final class Socket {
     let fd: Int32
     /// Who is at the other end, for error messages.
@@ -31,27 +31,6 @@ final class Socket {
 
     deinit { close(fd) }
 
-    /// Connects to `host:port`, trying each address the name resolves to; `timeout` bounds the
-    /// connect and every later read or write, so a stalled peer ends in an error, not a hang.
-    static func connect(host: String, port: Int, timeout: Int) throws -> Socket {
-        let peer = "\(host):\(port)"
-        for address in try addresses(host: host, port: port, passive: false) {
-            let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { continue }
-            setTimeout(fd, seconds: timeout)
-            var one: Int32 = 1
-            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            let connected = address.storage.withUnsafeBytes {
-                Glibc.connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), address.length)
-            }
-            if connected == 0 { return Socket(fd: fd, peer: peer) }
-            let code = errno
-            close(fd)
-            if address.isLast { throw NetworkError("connect", peer, errno: code) }
-        }
-        throw NetworkError("connect \(peer): no usable address")
-    }
-
     static func setTimeout(_ fd: Int32, seconds: Int) {
         var time = timeval(tv_sec: seconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
@@ -62,7 +41,6 @@ final class Socket {
         var family: Int32
         var storage: [UInt8]
         var length: socklen_t
-        var isLast: Bool
     }
 
     static func addresses(host: String?, port: Int, passive: Bool) throws -> [Address] {
@@ -79,10 +57,9 @@ final class Socket {
         var cursor: UnsafeMutablePointer<addrinfo>? = first
         while let info = cursor {
             let bytes = UnsafeRawBufferPointer(start: info.pointee.ai_addr, count: Int(info.pointee.ai_addrlen))
-            result.append(Address(family: info.pointee.ai_family, storage: Array(bytes), length: info.pointee.ai_addrlen, isLast: false))
+            result.append(Address(family: info.pointee.ai_family, storage: Array(bytes), length: info.pointee.ai_addrlen))
             cursor = info.pointee.ai_next
         }
-        result[result.count - 1].isLast = true
         return result
     }
 
@@ -119,25 +96,6 @@ final class Socket {
             end = n
             return n > 0
         }
-    }
-
-    /// Whether buffered or incoming bytes are waiting, without blocking: an idle keep-alive
-    /// connection with something to read has been closed (or spoken out of turn) by the peer.
-    var isReadable: Bool {
-        if start < end { return true }
-        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        return poll(&poller, 1, 0) != 0
-    }
-
-    /// Reads up to `into.count` bytes; 0 at end of stream.
-    func read(into destination: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard try fill() else { return 0 }
-        let count = min(destination.count, end - start)
-        buffer.withUnsafeBytes { source in
-            destination.baseAddress!.copyMemory(from: source.baseAddress! + start, byteCount: count)
-        }
-        start += count
-        return count
     }
 
     /// One line without its CR LF; nil at end of stream before any byte. Lines are bounded, so a

@@ -27,7 +27,7 @@ struct Misbehaviour: Sendable, CustomTestStringConvertible {
     }
 
     static let all: [Misbehaviour] = [
-        Misbehaviour("negative Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nabc", complaint: "Content-Length '-1' is not a byte count"),
+        Misbehaviour("negative Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nabc", complaint: "Invalid Content-Length"),
         Misbehaviour("non-numeric Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\nabc", complaint: "Content-Length '12abc' is not a byte count"),
         Misbehaviour("signed Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nabc", complaint: "Content-Length '+3' is not a byte count"),
         Misbehaviour("overflowing Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\nabc", complaint: "is not a byte count"),
@@ -50,14 +50,14 @@ struct Misbehaviour: Sendable, CustomTestStringConvertible {
         Misbehaviour("malformed header line", "HTTP/1.1 200 OK\r\nContent-Length : 3\r\n\r\nabc", complaint: "malformed header line"),
         Misbehaviour("over-long status line", "HTTP/1.1 200 " + String(repeating: "A", count: 100_000) + "\r\n\r\n",
                      complaint: "a status line longer than 8192 bytes"),
-        Misbehaviour("negative status", "HTTP/1.1 -5 Odd\r\nContent-Length: 0\r\n\r\n", complaint: "not an HTTP response"),
-        Misbehaviour("negative chunk size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nabc", complaint: "malformed chunk size '-5'"),
+        Misbehaviour("negative status", "HTTP/1.1 -5 Odd\r\nContent-Length: 0\r\n\r\n", complaint: "Unsupported response code in HTTP response"),
+        Misbehaviour("negative chunk size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nabc", complaint: "Illegal or missing hexadecimal sequence in chunked-encoding"),
         Misbehaviour("overflowing chunk size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\nabc",
-                     complaint: "malformed chunk size"),
+                     complaint: "Too long hexadecimal number in chunked-encoding"),
         Misbehaviour("chunk beyond the caller's limit", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n100\r\n" + String(repeating: "a", count: 256) + "\r\n0\r\n\r\n",
                      complaint: "the body is longer than the 10 bytes expected", request: { _ = try $0.get("file", limit: 10) }),
         Misbehaviour("chunk longer than its size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXYZ\r\n0\r\n\r\n",
-                     complaint: "a chunk longer than its size says"),
+                     complaint: "Malformed encoding found in chunked-encoding"),
         Misbehaviour("trailer flood", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n" + String(repeating: "X: a\r\n", count: 1000) + "\r\n",
                      complaint: "more than 100 header lines"),
         Misbehaviour("Transfer-Encoding with Content-Length", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
@@ -111,13 +111,13 @@ struct Misbehaviour: Sendable, CustomTestStringConvertible {
     @Test func aServerThatAcceptsAndNeverAnswersTimesOut() throws {
         let server = try Self.server(misbehaving: ScriptedHTTPServer.Answer([], then: .stall))
         let error = try #require(try Self.failure(of: { _ = try $0.get("file", limit: 100) }, at: server, timeout: 1))
-        #expect(error == "\(server.url)/file: receive from 127.0.0.1:\(server.url.split(separator: ":").last!): timed out")
+        #expect(error.hasPrefix("\(server.url)/file: timed out (Operation too slow."), "\(error)")
     }
 
     @Test func aServerThatStopsMidBodyTimesOut() throws {
         let server = try Self.server(misbehaving: ScriptedHTTPServer.Answer("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc", then: .stall))
         let error = try #require(try Self.failure(of: { _ = try $0.get("file", limit: 100) }, at: server, timeout: 1))
-        #expect(error.hasPrefix("\(server.url)/file: ") && error.hasSuffix("timed out"), "\(error)")
+        #expect(error.hasPrefix("\(server.url)/file: timed out (Operation too slow."), "\(error)")
     }
 
     @Test func aHostThatStopsAcceptingTimesOutOnConnect() throws {
@@ -125,7 +125,7 @@ struct Misbehaviour: Sendable, CustomTestStringConvertible {
         // The first connection fills the listener's queue (and stays there, unaccepted, once closed).
         _ = try Self.failure(of: { _ = try $0.get("file", limit: 100) }, at: server, timeout: 1)
         let error = try #require(try Self.failure(of: { _ = try $0.get("file", limit: 100) }, at: server, timeout: 1))
-        #expect(error == "\(server.url)/file: connect \(server.url.dropFirst("http://".count)): timed out")
+        #expect(error.hasPrefix("\(server.url)/file: timed out (Failed to connect to 127.0.0.1 port"), "\(error)")
     }
 
     @Test func wellFormedAnswersAreRead() throws {
