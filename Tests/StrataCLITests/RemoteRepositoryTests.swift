@@ -23,12 +23,18 @@ final class RemoteWorkspace: Sendable {
         ("bulk", "1", nil, ["var/lib/bulk/data": String(repeating: "0123456789abcdef", count: 1 << 19)]),
     ]
 
+    /// The CA file the client trusts, when the server speaks https.
+    let trusted: String?
+
     /// - Parameters:
     ///   - label: short, because the VLFS's control socket path must fit in a socket address.
     ///   - add: whether the client home names the served repository `remote` now (signed ones are added later).
-    init(_ kind: ServerKind, label: String, rateLimit: Int = 0, add: Bool = true) throws {
+    ///   - tls: whether nginx serves https (and HTTP/2), with a certificate of a CA made for the test that the client trusts.
+    init(_ kind: ServerKind, label: String, rateLimit: Int = 0, add: Bool = true, tls: Bool = false) throws {
         workspace = try Workspace(label)
-        server = try RepositoryServer(kind, serving: workspace.repository, scratch: workspace.scratch.path, rateLimit: rateLimit)
+        let certificate = tls ? try TestCertificate(in: workspace.scratch.path) : nil
+        trusted = certificate?.authority
+        server = try RepositoryServer(kind, serving: workspace.repository, scratch: workspace.scratch.path, rateLimit: rateLimit, tls: certificate)
         for layer in Self.layers {
             try importLayer(layer.name, layer.version, depends: layer.depends, files: layer.files)
         }
@@ -49,7 +55,7 @@ final class RemoteWorkspace: Sendable {
     }
 
     func client(_ arguments: String...) throws -> Execution {
-        try execute(strataExecutable, arguments, environment: ["STRATA_HOME": clientHome])
+        try execute(strataExecutable, arguments, environment: ["STRATA_HOME": clientHome].merging(trusted.map { ["CURL_CA_BUNDLE": $0] } ?? [:]) { $1 })
     }
 
     var isMounted: Bool {
@@ -208,7 +214,7 @@ final class RemoteWorkspace: Sendable {
         let notRepository = try remote.client("repo", "add", "other", base + "objects")
         #expect(notRepository.status != 0 && notRepository.stderr.contains("\(base)objects/strata-repository"), "\(notRepository.stderr)")
         let unreachable = try remote.client("repo", "add", "other", "http://127.0.0.1:\(try freePort())")
-        #expect(unreachable.status != 0 && unreachable.stderr.contains("connect 127.0.0.1:"), "\(unreachable.stderr)")
+        #expect(unreachable.status != 0 && unreachable.stderr.contains("Failed to connect to 127.0.0.1 port"), "\(unreachable.stderr)")
         #expect(!expectSuccess(try remote.client("repo", "list")).stdout.contains("other"))
     }
 }

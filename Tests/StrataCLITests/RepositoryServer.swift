@@ -21,8 +21,11 @@ final class RepositoryServer: @unchecked Sendable {
     let log: String
     private let process: Process
 
-    /// - Parameter rateLimit: bytes per second per connection, to make downloads slow enough to interrupt.
-    init(_ kind: ServerKind, serving repository: String, scratch: String, rateLimit: Int = 0) throws {
+    /// - Parameters:
+    ///   - rateLimit: bytes per second per connection, to make downloads slow enough to interrupt.
+    ///   - tls: a certificate for nginx to serve https:// and HTTP/2 with.
+    init(_ kind: ServerKind, serving repository: String, scratch: String, rateLimit: Int = 0, tls: TestCertificate? = nil) throws {
+        precondition(tls == nil || kind == .nginx, "only nginx serves https")
         log = "\(scratch)/\(kind.rawValue)-access.log"
         process = Process()
         switch kind {
@@ -55,9 +58,12 @@ final class RepositoryServer: @unchecked Sendable {
                     uwsgi_temp_path \(scratch)/nginx-uwsgi;
                     scgi_temp_path \(scratch)/nginx-scgi;
                     server {
-                        listen 127.0.0.1:\(port);
+                        listen 127.0.0.1:\(port)\(tls == nil ? "" : " ssl http2");
+                        \(tls.map { "ssl_certificate \($0.certificate); ssl_certificate_key \($0.key);" } ?? "")
                         root \(repository);
                         limit_rate \(rateLimit);
+                        # The repository again under /moved/, by redirect.
+                        rewrite ^/moved/(.*)$ /$1 permanent;
                     }
                 }
                 """
@@ -65,7 +71,7 @@ final class RepositoryServer: @unchecked Sendable {
             process.executableURL = URL(fileURLWithPath: nginx)
             process.arguments = ["-p", scratch, "-e", "\(scratch)/nginx-error.log", "-c", "\(scratch)/nginx.conf"]
             try process.run()
-            url = "http://127.0.0.1:\(port)"
+            url = "\(tls == nil ? "http" : "https")://127.0.0.1:\(port)"
             try waitUntilListening(port: port)
         }
     }
@@ -91,6 +97,27 @@ extension FileHandle {
             if byte.first == 0x0A { break }
         }
         return data
+    }
+}
+
+/// A certificate authority made for a test, and a certificate it signed for 127.0.0.1 and localhost.
+struct TestCertificate: Sendable, Equatable {
+    /// The authority's certificate, to trust.
+    let authority: String
+    let certificate: String
+    let key: String
+
+    init(in directory: String, name: String = "server") throws {
+        authority = "\(directory)/\(name)-ca.pem"
+        certificate = "\(directory)/\(name).pem"
+        key = "\(directory)/\(name).key"
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+        _ = try shell("""
+            cd \(directory) && openssl req -x509 \(ec) -keyout \(name)-ca.key -out \(name)-ca.pem -days 2 -subj '/CN=Strata test CA \(name)' 2>&1 \
+            && openssl req \(ec) -keyout \(name).key -out \(name).csr -subj '/CN=127.0.0.1' 2>&1 \
+            && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > \(name).ext \
+            && openssl x509 -req -in \(name).csr -CA \(name)-ca.pem -CAkey \(name)-ca.key -CAcreateserial -out \(name).pem -days 2 -extfile \(name).ext 2>&1
+            """)
     }
 }
 

@@ -1,0 +1,35 @@
+import Foundation
+import StrataStore
+import StrataTestSupport
+import Testing
+
+/// A repository served by nginx over https and HTTP/2, with a certificate of a CA made for the test.
+@Suite(.serialized) struct HTTPSRepositoryTests {
+    @Test func aRepositoryServedOverHTTPSIsMirroredMountedAndFollowedThroughARedirect() throws {
+        let remote = try RemoteWorkspace(.nginx, label: "remote-tls", tls: true)
+        let url = remote.server.url
+        #expect(url.hasPrefix("https://127.0.0.1:"))
+        let served = expectSuccess(try remote.workspace.strata("layer", "list", "main")).stdout
+        #expect(expectSuccess(try remote.client("layer", "list", "remote")).stdout == served)
+
+        try AtomicFile.write("remote/app\n", to: remote.ldf)
+        expectSuccess(try remote.client("ldf", "resolve", remote.ldf, "--write"))
+        expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance"))
+        #expect(try remote.read("usr/bin/app") == "app one\n")
+        #expect(try remote.read("etc/os-release") == "strata\n")
+        expectSuccess(try remote.client("umount", remote.mountpoint))
+        let requests = remote.server.requests()
+        #expect(requests.contains { $0.contains("GET /objects/sha256/") && $0.contains(" HTTP/2.0\" 200 ") }, "objects came over HTTP/2: \(requests)")
+
+        // The same repository under another path, reached through a permanent redirect.
+        expectSuccess(try remote.client("repo", "add", "moved", url + "/moved/"))
+        #expect(expectSuccess(try remote.client("layer", "list", "moved")).stdout == served)
+        #expect(remote.server.requests().contains { $0.contains("GET /moved/index.sqlite") && $0.contains("\" 301 ") })
+
+        // A client that does not trust the test's CA refuses the server, naming the URL and why.
+        let untrusted = try execute(strataExecutable, ["repo", "add", "other", url],
+                                    environment: ["STRATA_HOME": remote.workspace.scratch.path + "/untrusted-home", "CURL_CA_BUNDLE": "", "SSL_CERT_FILE": ""])
+        #expect(untrusted.status != 0 && untrusted.stderr.contains("\(url)/strata-repository: the server's certificate is not trusted (SSL certificate problem"),
+                "\(untrusted.stderr)")
+    }
+}
