@@ -85,7 +85,7 @@ public struct StrataHome: Sendable {
 
     /// The local repository behind a repository name or path — the one way every verb, resolution and
     /// mounting open a repository: a path (or a name for one) opens that directory; a name for an
-    /// `http://` URL opens its mirror under `mirrors/NAME`, made and its index fetched the first
+    /// `http://` or `https://` URL opens its mirror under `mirrors/NAME`, made and its index fetched the first
     /// time (objects come later, with `Repository.fetchLayers`); a name for `debian` opens the
     /// repository of the Debian packages imported so far, made empty the first time.
     public func repository(_ nameOrPath: String) throws -> Repository {

@@ -25,7 +25,7 @@ struct RepoCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Name a repository in the Strata home.",
             discussion: """
-                LOCATION is a path, an http:// URL of a repository served as static files (its index is \
+                LOCATION is a path, an http:// or https:// URL of a repository served as static files (its index is \
                 fetched now into $STRATA_HOME/mirrors/NAME; layers' objects are fetched when first needed), \
                 or 'debian' for the machine's apt sources.
 
