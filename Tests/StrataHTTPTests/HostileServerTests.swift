@@ -149,4 +149,23 @@ struct Misbehaviour: Sendable, CustomTestStringConvertible {
         #expect(try client.readWholeBody() == Array("fgh".utf8))
         #expect(try client.get("other", limit: 100).1 == Array("until close".utf8))
     }
+
+    @Test func aResponseLeftUnreadDoesNotHoldUpTheNext() throws {
+        let large = 3 << 20
+        let server = try ScriptedHTTPServer { request in
+            request.path == "large"
+                ? ScriptedHTTPServer.Answer("HTTP/1.1 200 OK\r\nContent-Length: \(large)\r\n\r\n" + String(repeating: "a", count: large), then: .keepAlive)
+                : ScriptedHTTPServer.Answer("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfine", then: .keepAlive)
+        }
+        let client = HTTPClient(location: try HTTPLocation(server.url))
+        // Read in part: more than the client holds back unread, so libcurl's transfer is paused.
+        #expect(try client.send("GET", "large").contentLength == Int64(large))
+        var part = [UInt8](repeating: 0, count: 1000)
+        #expect(try part.withUnsafeMutableBytes { try client.readBody(into: $0) } > 0)
+        #expect(try client.get("good", limit: 100).1 == Array("fine".utf8))
+        // Read whole, a part at a time, after an abandoned one.
+        _ = try client.send("GET", "large")
+        #expect(try client.readWholeBody().count == large)
+        #expect(try client.get("good", limit: 100).1 == Array("fine".utf8))
+    }
 }
