@@ -51,6 +51,6 @@ let package = Package(
         .testTarget(name: "VLFSTests", dependencies: ["VLFS", "StrataStore", "StrataLayers", "StrataTestSupport"]),
         .testTarget(name: "MirageTests", dependencies: ["Mirage", "StrataStore", "StrataLayers", "StrataTestSupport"]),
         // Resources: C sources the tests compile and run themselves (power-cut-disk.c), not part of the target.
-        .testTarget(name: "StrataCLITests", dependencies: ["StrataStore", "StrataLayers", "StrataTestSupport"], exclude: ["Resources"]),
+        .testTarget(name: "StrataCLITests", dependencies: ["StrataStore", "StrataLayers", "StrataHTTP", "StrataTestSupport"], exclude: ["Resources"]),
     ]
 )

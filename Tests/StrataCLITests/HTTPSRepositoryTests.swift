@@ -1,10 +1,31 @@
 import Foundation
+import StrataHTTP
 import StrataStore
 import StrataTestSupport
 import Testing
 
 /// A repository served by nginx over https and HTTP/2, with a certificate of a CA made for the test.
 @Suite(.serialized) struct HTTPSRepositoryTests {
+    @Test func theClientTrustsItsOwnCAFileAndPinnedPublicKey() throws {
+        let remote = try RemoteWorkspace(.nginx, label: "remote-pin", tls: true)
+        let location = try HTTPLocation(remote.server.url)
+        let authority = try #require(remote.trusted)
+        let certificate = authority.replacingOccurrences(of: "-ca.pem", with: ".pem")
+        let pin = "sha256//" + (try shell("openssl x509 -pubkey -noout -in \(certificate) | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64"))
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let trusted = HTTPClient(location: location, trust: .init(caFile: authority, pinnedPublicKey: pin))
+        let (response, _) = try trusted.get("strata-repository", limit: 4096)
+        #expect(response.status == 200)
+
+        let wrongPin = HTTPClient(location: location, trust: .init(caFile: authority, pinnedPublicKey: "sha256//" + String(repeating: "A", count: 43) + "="))
+        let refused = try #require(throws: NetworkError.self) { try wrongPin.get("strata-repository", limit: 4096) }
+        #expect(refused.description.hasPrefix("\(remote.server.url)/strata-repository: the server's public key is not the one pinned"), "\(refused)")
+
+        let systemStore = HTTPClient(location: location, trust: .init())
+        let untrusted = try #require(throws: NetworkError.self) { try systemStore.get("strata-repository", limit: 4096) }
+        #expect(untrusted.description.contains("the server's certificate is not trusted"), "\(untrusted)")
+    }
+
     @Test func aRepositoryServedOverHTTPSIsMirroredMountedAndFollowedThroughARedirect() throws {
         let remote = try RemoteWorkspace(.nginx, label: "remote-tls", tls: true)
         let url = remote.server.url
