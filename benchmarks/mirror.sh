@@ -6,7 +6,8 @@
 # and https:// (HTTP/2; the old client refuses https). Prints a Markdown table of the best of RUNS
 # runs, and the part of strata's time spent without the network (the same pull with the mirror full).
 #
-# Usage: benchmarks/mirror.sh OLD_STRATA [NEW_STRATA]   (NEW_STRATA: this tree's release build; RUNS=3)
+# Usage: benchmarks/mirror.sh OLD_STRATA [NEW_STRATA]   (NEW_STRATA: this tree's release build; RUNS=3,
+#        LAYERS="small large", TRANSPORTS="http https")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v swift >/dev/null || PATH="/opt/swift/usr/bin:$PATH"
@@ -78,14 +79,14 @@ fetch_with_curl() { # URL OBJECTS-LIST
     rm -rf "$work/curl-out" && mkdir "$work/curl-out"
     awk -v base="$1" -v out="$work/curl-out" '{ print "url = \"" base "/" $0 "\"\noutput = \"" out "/" NR "\"" }' "$2" > "$work/curl.config"
     local start; start=$(now)
-    curl -s -f --parallel --parallel-max 4 -K "$work/curl.config"
+    curl -s -f --no-progress-meter --parallel --parallel-max 4 -K "$work/curl.config"
     ms "$start" "$(now)"
 }
 
 best() { sort -n | head -1; }
 echo "| layer | bytes | transport | old client (ms) | new client, libcurl (ms) | curl --parallel-max 4 (ms) | strata without network, new (ms) |"
 echo "|---|---:|---|---:|---:|---:|---:|"
-for layer in small large; do
+for layer in ${LAYERS:-small large}; do
     # The layer's objects: those a pull leaves in a fresh mirror.
     home="$work/list-home"
     STRATA_HOME="$home" "$new" repo init "$home/local" >/dev/null
@@ -94,7 +95,7 @@ for layer in small large; do
     (cd "$home/mirrors/remote" && find objects -type f | sort) > "$work/$layer.objects"
     bytes=$(cd "$home/mirrors/remote" && find objects -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
     rm -rf "$home"
-    for transport in http https; do
+    for transport in ${TRANSPORTS:-http https}; do
         if [ "$transport" = http ]; then url="http://127.0.0.1:$port"; else url="https://127.0.0.1:$tls_port"; fi
         o="" n="" c="" l=""
         for run in $(seq "$runs"); do
