@@ -27,7 +27,7 @@ extension Repository {
         guard let origin else { return }
         let wanted = records.filter { !store.has($0.digest) }
         if wanted.isEmpty { return }
-        let fetcher = ObjectFetcher(location: origin, store: store, partialDirectory: path + "/partial")
+        let fetcher = ObjectFetcher(location: origin, trust: tls, store: store, partialDirectory: path + "/partial")
         let label = wanted.count == 1 ? "\(wanted[0].name) \(wanted[0].version)" : "\(wanted.count) layers"
         let tally = FetchTally(FetchProgress(layer: label), observer: progress)
         let layers = try fetcher.manifests(wanted.map(\.digest))

@@ -16,6 +16,7 @@ import Glibc
 /// returned in memory, for the caller to store once their children are stored.
 struct ObjectFetcher: Sendable {
     let location: HTTPLocation
+    let trust: HTTPClient.Trust
     let store: ObjectStore
     let partialDirectory: String
     var connections = 4
@@ -135,7 +136,7 @@ struct ObjectFetcher: Sendable {
         let next = Atomic<Int>(0)
         let failure = Mutex<(any Error)?>(nil)
         DispatchQueue.concurrentPerform(iterations: min(connections, items.count)) { _ in
-            let client = HTTPClient(location: location)
+            let client = HTTPClient(location: location, trust: trust)
             do {
                 var batch = try store.beginBatch()
                 var lastCommit = ContinuousClock.now

@@ -34,6 +34,8 @@ public final class Repository: Sendable {
     public let store: ObjectStore
     /// Where a mirror's objects come from; nil for a repository of its own.
     public let origin: HTTPLocation?
+    /// Which https servers a mirror believes (`MirrorTLS`).
+    public let tls: HTTPClient.Trust
     let database: DatabaseQueue
 
     static let marker = "strata-repository"
@@ -75,6 +77,7 @@ public final class Repository: Sendable {
     private init(openingDatabaseAt path: String) throws {
         self.path = path
         origin = try RepositoryMirror.origin(at: path).map(HTTPLocation.init)
+        tls = origin == nil ? .environment : try MirrorTLS.load(path)
         store = try ObjectStore(root: path, create: true)
         var configuration = Configuration()
         configuration.prepareDatabase { db in

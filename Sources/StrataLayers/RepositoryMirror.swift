@@ -33,13 +33,15 @@ public enum RepositoryMirror {
     /// The mirror of `url` at `path`, made (and its index fetched) the first time, or again when the
     /// name now points at another URL (objects fetched before stay: they are named by content), or
     /// when a key is now required and the mirror holds no index signed with one.
-    public static func open(_ url: String, at path: String, trust: IndexTrust? = nil) throws -> Repository {
+    /// `caFile` and `pin` (from `repo add --ca/--pin`) are kept in the mirror for every later fetch.
+    public static func open(_ url: String, at path: String, trust: IndexTrust? = nil, caFile: String? = nil, pin: String? = nil) throws -> Repository {
         let location = try HTTPLocation(url)
+        try MirrorTLS.save(caFile: caFile, pin: pin, in: path)
         if origin(at: path) == location.description, FileManager.default.fileExists(atPath: path + "/" + Repository.marker),
            trust == nil || FileManager.default.fileExists(atPath: path + "/" + IndexSignature.fileName) {
             return try Repository(at: path)
         }
-        let client = HTTPClient(location: location)
+        let client = HTTPClient(location: location, trust: try MirrorTLS.load(path))
         let (response, marker) = try client.get(Repository.marker, limit: 4096)
         guard response.status == 200, marker.starts(with: Array("\(Repository.marker) ".utf8)) else {
             throw LayerError("\(location.url(Repository.marker)): \(response.status == 200 ? "not a Strata repository marker" : "the server answered \(response.status) \(response.reason)"); is \(url) a Strata repository?")
@@ -62,7 +64,7 @@ public enum RepositoryMirror {
     @discardableResult
     public static func refreshIndex(of repository: Repository, trust: IndexTrust? = nil) throws -> Bool {
         guard let location = repository.origin else { throw LayerError("\(repository.path) is not a mirror of a served repository") }
-        return try refreshIndex(at: repository.path, from: location, client: HTTPClient(location: location), trust: trust)
+        return try refreshIndex(at: repository.path, from: location, client: HTTPClient(location: location, trust: repository.tls), trust: trust)
     }
 
     @discardableResult

@@ -41,6 +41,10 @@ struct RepoCommand: ParsableCommand {
         var key: String?
         @Option(name: .customLong("expect-name"), help: "The repository name the signature must carry (default: the first one accepted).")
         var expectName: String?
+        @Option(help: "For https: a PEM file of the certificate authorities to trust for this repository instead of the system's (copied into the mirror).")
+        var ca: String?
+        @Option(help: "For https: the server's public key, pinned (a PEM or DER file, or sha256//BASE64).")
+        var pin: String?
 
         func run() throws {
             let home = options.strataHome
@@ -51,14 +55,14 @@ struct RepoCommand: ParsableCommand {
                 let trusted = try key.map(Self.publicKey)
                 let trust = try trusted.map { IndexTrust(name: name, key: $0, expectedName: expectName) }
                     ?? home.trust(of: name, expectedName: expectName)
-                let mirror = try RepositoryMirror.open(resolved, at: home.mirrorPath(of: name), trust: trust)
+                let mirror = try RepositoryMirror.open(resolved, at: home.mirrorPath(of: name), trust: trust, caFile: ca, pin: pin)
                 if let trusted {
                     // A mirror kept from before holds an index accepted under another key, or none.
                     try RepositoryMirror.refreshIndex(of: mirror, trust: trust)
                     try home.trustKey(trusted, of: name)
                 }
-            } else if key != nil || expectName != nil {
-                throw ValidationError("--key and --expect-name are for served repositories; a local one is read as it is")
+            } else if key != nil || expectName != nil || ca != nil || pin != nil {
+                throw ValidationError("--key, --expect-name, --ca and --pin are for served repositories; a local one is read as it is")
             } else if location != "debian" {
                 resolved = URL(fileURLWithPath: location).standardizedFileURL.path
                 _ = try Repository(at: resolved)

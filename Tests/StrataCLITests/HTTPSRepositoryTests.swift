@@ -53,4 +53,34 @@ import Testing
         #expect(untrusted.status != 0 && untrusted.stderr.contains("\(url)/strata-repository: the server's certificate is not trusted (SSL certificate problem"),
                 "\(untrusted.stderr)")
     }
+
+    /// `repo add --ca` and `--pin` keep the repository's own trust in its mirror: later fetches (the
+    /// layers at mount) check the same, with nothing in the environment.
+    @Test func aRepositoryAddedWithItsOwnCAAndPinIsTrustedForEveryFetch() throws {
+        let remote = try RemoteWorkspace(.nginx, label: "remote-ca", tls: true)
+        let url = remote.server.url, authority = try #require(remote.trusted)
+        let certificate = authority.replacingOccurrences(of: "-ca.pem", with: ".pem")
+        let pin = "sha256//" + (try shell("openssl x509 -pubkey -noout -in \(certificate) | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64"))
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let home = remote.workspace.scratch.path + "/own-trust-home"
+        func strata(_ arguments: String...) throws -> Execution {
+            try execute(strataExecutable, arguments, environment: ["STRATA_HOME": home, "CURL_CA_BUNDLE": "", "SSL_CERT_FILE": ""])
+        }
+        let copy = remote.workspace.scratch.path + "/ca-given.pem"
+        try shell("cp '\(authority)' '\(copy)'")
+        expectSuccess(try strata("repo", "add", "remote", url, "--ca", copy, "--pin", pin))
+        try FileManager.default.removeItem(atPath: copy)  // the mirror keeps its own copy
+        try AtomicFile.write("remote/app\n", to: remote.ldf)
+        expectSuccess(try strata("ldf", "resolve", remote.ldf, "--write"))
+        let mountpoint = remote.workspace.scratch.path + "/own-trust-mnt"
+        try makeDirectories(mountpoint)
+        expectSuccess(try strata("mount", remote.ldf, mountpoint, "--name", "own-trust"))
+        #expect(try String(contentsOfFile: mountpoint + "/usr/bin/app", encoding: .utf8) == "app one\n")
+        expectSuccess(try strata("umount", mountpoint))
+
+        let wrongPin = try strata("repo", "add", "pinned", url, "--ca", authority, "--pin", "sha256//" + String(repeating: "A", count: 43) + "=")
+        #expect(wrongPin.status != 0 && wrongPin.stderr.contains("the server's public key is not the one pinned"), "\(wrongPin.stderr)")
+        let notPEM = try strata("repo", "add", "bad", url, "--ca", remote.ldf)
+        #expect(notPEM.status != 0 && notPEM.stderr.contains("--ca \(remote.ldf): not a readable PEM file"), "\(notPEM.stderr)")
+    }
 }
