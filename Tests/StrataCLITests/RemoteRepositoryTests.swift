@@ -218,3 +218,23 @@ final class RemoteWorkspace: Sendable {
         #expect(!expectSuccess(try remote.client("repo", "list")).stdout.contains("other"))
     }
 }
+
+extension RemoteRepositoryTests {
+    /// `mirror status` tells which layers a mounted LDF brought into the mirror, and refuses a name that
+    /// is no mirror.
+    @Test func mirrorStatusShowsWhatIsLocal() throws {
+        let remote = try RemoteWorkspace(.strata, label: "mirror-status")
+        let before = expectSuccess(try remote.client("mirror", "status", "remote")).stdout
+        #expect(before.contains("app 1 remote") && before.contains("base 1 remote") && before.contains("0 of 3 layers local"), "\(before)")
+        try AtomicFile.write("remote/app 1\nremote/base 1\n", to: remote.ldf)
+        expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance"))
+        expectSuccess(try remote.client("umount", remote.mountpoint))
+        let after = expectSuccess(try remote.client("mirror", "status", "remote", "--json")).stdout
+        struct Report: Decodable { struct Layer: Decodable { let name: String; let local: Bool }; let layers: [Layer]; let objects: Int }
+        let report = try JSONDecoder().decode(Report.self, from: Data(after.utf8))
+        #expect(Dictionary(uniqueKeysWithValues: report.layers.map { ($0.name, $0.local) }) == ["app": true, "base": true, "bulk": false])
+        #expect(report.objects == (try remote.mirrorObjects()).count)
+        let local = try remote.client("mirror", "status", remote.workspace.repository)
+        #expect(local.status != 0 && local.stderr.contains("'\(remote.workspace.repository)' is not a served repository"), "\(local.stderr)")
+    }
+}

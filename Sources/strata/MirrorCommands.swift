@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import StrataLayers
+import StrataStore
+
+struct MirrorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "mirror", abstract: "What a home's mirrors of served repositories hold.",
+                                                    subcommands: [Status.self])
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show which layers of a served repository are local to its mirror.",
+            discussion: """
+                A layer is local when its manifest is in the mirror: manifests are stored only after \
+                everything they reach, so a local layer is whole and mounts without the server.
+                """)
+        @OptionGroup var options: HomeOptions
+        @Argument(help: "The served repository's name in the home.") var name: String
+        @Flag(help: "Print JSON.") var json = false
+
+        struct Layer: Encodable {
+            let name: String, version: String, local: Bool, files: Int, bytes: UInt64
+        }
+
+        struct Report: Encodable {
+            let repository: String, origin: String, layers: [Layer], objects: Int, objectBytes: UInt64, partialDownloads: Int
+        }
+
+        func run() throws {
+            let repository = try options.repository(name)
+            guard let origin = repository.origin else { throw ValidationError("'\(name)' is not a served repository: it has no mirror") }
+            let layers = try repository.layers().map {
+                Layer(name: $0.name, version: $0.version, local: repository.store.has($0.digest), files: $0.files, bytes: $0.bytes)
+            }
+            let objects = try repository.store.allObjects()
+            let objectBytes = objects.reduce(UInt64(0)) { total, digest in
+                var status = stat()
+                return total + (stat(repository.store.path(of: digest), &status) == 0 ? UInt64(status.st_size) : 0)
+            }
+            let partial = (try? FileManager.default.contentsOfDirectory(atPath: repository.path + "/partial").count) ?? 0
+            let report = Report(repository: name, origin: origin.description, layers: layers, objects: objects.count, objectBytes: objectBytes,
+                                partialDownloads: partial)
+            if json { return try printJSON(report) }
+            for layer in layers { print("\(layer.name) \(layer.version) \(layer.local ? "local" : "remote") \(layer.files) files \(layer.bytes) bytes") }
+            let local = layers.filter(\.local)
+            print("\(local.count) of \(layers.count) layers local (\(local.reduce(0) { $0 + $1.bytes }) of \(layers.reduce(0) { $0 + $1.bytes }) bytes); "
+                + "\(objects.count) objects, \(objectBytes) bytes in \(repository.path)" + (partial > 0 ? "; \(partial) partial downloads to resume" : ""))
+        }
+    }
+}
