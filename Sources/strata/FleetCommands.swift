@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import StrataLayers
+import StrataLifecycle
 import VLFS
 
 /// An appliance as the fleet verbs report it: what it runs when mounted (as its daemon last composed
@@ -18,6 +19,8 @@ struct ApplianceStatus: Encodable {
     var pending: [String]
     /// Why its LDF does not compose, if it does not.
     var error: String?
+    /// `NAME PHASE` of each layer whose configuration scripts have not all succeeded (`strata configure NAME`).
+    var unconfigured: [String]
 
     /// One status per appliance. Appliances with the same LDF text (`@TEMPLATE`) share one plan.
     static func all(_ appliances: [Appliance], registry: ApplianceRegistry, home: StrataHome) throws -> [ApplianceStatus] {
@@ -37,8 +40,10 @@ struct ApplianceStatus: Encodable {
             }
             var error: String?
             if case .failure(let failure) = plan { error = "\(failure)" }
+            let configuration = (try? ConfigurationState.load(state.configuration)) ?? ConfigurationState()
+            let unconfigured = configuration.records.values.filter { $0.phase != .installed }.sorted { $0.name < $1.name }.map { "\($0.name) \($0.phase.rawValue)" }
             return ApplianceStatus(name: appliance.name, template: appliance.template, mac: appliance.mac, mounted: mounted,
-                                   running: running, composes: composes, pending: pending, error: error)
+                                   running: running, composes: composes, pending: pending, error: error, unconfigured: unconfigured)
         }
     }
 }
@@ -89,7 +94,8 @@ struct FleetCommand: ParsableCommand {
                 A mounted appliance is pending when its LDF (through its template) now composes other layers than its \
                 daemon composed: it takes them at its next update, which a rewrite of the LDF or of a template it \
                 includes starts by itself. Each line: NAME TEMPLATE STATE LAYERS, STATE one of current, pending, \
-                not-mounted, broken.
+                not-mounted, broken; then, if some layers' configuration scripts have not all succeeded, \
+                'not configured:' and those layers with their state.
                 """)
         @OptionGroup var options: HomeOptions
         @Flag var json = false
@@ -102,7 +108,8 @@ struct FleetCommand: ParsableCommand {
             for status in statuses {
                 let state = status.error != nil ? "broken" : !status.mounted ? "not-mounted" : status.pending.isEmpty ? "current" : "pending"
                 let layers = status.error ?? (status.pending.isEmpty ? (status.running ?? status.composes).joined(separator: ", ") : status.pending.joined(separator: ", "))
-                print("\(status.name)\t\(status.template)\t\(state)\t\(layers)")
+                let configuration = status.unconfigured.isEmpty ? "" : "\tnot configured: " + status.unconfigured.joined(separator: ", ")
+                print("\(status.name)\t\(status.template)\t\(state)\t\(layers)\(configuration)")
             }
         }
     }

@@ -98,6 +98,19 @@ import Glibc
         #expect(after.contains("runtime 2 installed") && !after.contains("broken"), "\(after)")
     }
 
+    /// Fleet status names an appliance's layers whose scripts failed.
+    @Test func fleetStatusShowsLayersNotConfigured() throws {
+        let appliance = try Appliance("cfg-fleet")
+        try appliance.layer("broken", "1", failing: ["post-install"])
+        try appliance.write(["main/broken 1"])
+        expectSuccess(try appliance.workspace.strata("template", "create", "tpl", appliance.ldf))
+        expectSuccess(try appliance.workspace.strata("provision", "a1", "--template", "tpl"))
+        expectSuccess(try appliance.workspace.strata("mount", appliance.workspace.home + "/appliances/a1.ldf", appliance.mountpoint, "--name", "a1"))
+        defer { _ = try? appliance.workspace.strata("umount", appliance.mountpoint) }
+        let status = expectSuccess(try appliance.workspace.strata("fleet", "status")).stdout
+        #expect(status.contains("a1\ttpl\tcurrent") && status.hasSuffix("not configured: broken half-configured\n"), "\(status)")
+    }
+
     @Test func theSandboxKeepsScriptsInsideTheVLFS() throws {
         let appliance = try Appliance("cfg")
         try appliance.write([])
