@@ -46,14 +46,18 @@ extension RepoCommand {
                 throw LayerError("'\(repository)' is a mirror of \(origin); sign the repository there")
             }
             let signatureFile = repo.path + "/" + IndexSignature.fileName
-            let previous = FileManager.default.fileExists(atPath: signatureFile)
-                ? try IndexSignature(parsing: try FileDescriptor.open(signatureFile, O_RDONLY).readAll(limit: 1 << 20), file: signatureFile).serial
-                : 0
-            let named = try options.strataHome.repositories().contains { $0.name == repository }
-            let signed = try IndexSignature.sign(
-                indexPath: repo.path + "/index.sqlite", repository: name ?? (named ? repository : URL(fileURLWithPath: repo.path).standardizedFileURL.lastPathComponent),
-                serial: previous + 1, expires: Date(timeIntervalSinceNow: Double(expires) * 86400), with: signing)
-            try AtomicFile.write(signed.text, to: signatureFile)
+            // One signer at a time: two reading the same previous serial would sign two indexes alike.
+            let signed = try FileLock.withExclusive(signatureFile + ".lock") {
+                let previous = FileManager.default.fileExists(atPath: signatureFile)
+                    ? try IndexSignature(parsing: try FileDescriptor.open(signatureFile, O_RDONLY).readAll(limit: 1 << 20), file: signatureFile).serial
+                    : 0
+                let named = try options.strataHome.repositories().contains { $0.name == repository }
+                let signed = try IndexSignature.sign(
+                    indexPath: repo.path + "/index.sqlite", repository: name ?? (named ? repository : URL(fileURLWithPath: repo.path).standardizedFileURL.lastPathComponent),
+                    serial: previous + 1, expires: Date(timeIntervalSinceNow: Double(expires) * 86400), with: signing)
+                try AtomicFile.write(signed.text, to: signatureFile)
+                return signed
+            }
             print("\(signed.repository)\tserial \(signed.serial)\t\(signed.index)\texpires \(IndexSignature.format(signed.expires))")
         }
     }
