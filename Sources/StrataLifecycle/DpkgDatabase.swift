@@ -76,14 +76,15 @@ public enum DpkgDatabase {
             var paths = ["/."]
             try layer.store.walk(layer.filesystem.digest!) { path, _ in paths.append("/" + path) }
             files.append(try Self.stored(prefix + "list", Array((paths.joined(separator: "\n") + "\n").utf8), mode: 0o644, batch))
+            var lookup = TreeLookup(store: layer.store)
             let members = layer.isDebianPackage ? try layer.scriptMembers() : [:]
             for (name, entry) in members.sorted(by: { $0.key < $1.key }) {
                 let bytes = try layer.store.read(entry.digest!)
                 files.append(try Self.stored(prefix + (LayerScript(rawValue: name)?.debianName ?? name), bytes, mode: entry.mode, batch))
-                if name == "conffiles" { conffiles = try DpkgDatabase.conffileLines(bytes, layer: layer) }
+                if name == "conffiles" { conffiles = try DpkgDatabase.conffileLines(bytes, layer: layer, lookup: &lookup) }
                 if name == "triggers" { interests = DpkgDatabase.interests(bytes, package: layer.name) }
             }
-            hasPolicy = try layer.store.entry(at: DpkgDatabase.policyPath, under: layer.filesystem) != nil
+            hasPolicy = try lookup.entry(at: DpkgDatabase.policyPath, under: layer.filesystem) != nil
         }
 
         private static func stored(_ name: String, _ bytes: [UInt8], mode: UInt32, _ batch: ObjectStore.Batch) throws -> TreeEntry {
@@ -142,12 +143,12 @@ public enum DpkgDatabase {
 
     /// ` PATH MD5` for each conffile the layer ships (dpkg's `Conffiles` field); a conffile line may carry
     /// a flag first (`remove-on-upgrade PATH`), and those name files the package no longer ships.
-    static func conffileLines(_ bytes: [UInt8], layer: InstalledLayer) throws -> [String] {
+    static func conffileLines(_ bytes: [UInt8], layer: InstalledLayer, lookup: inout TreeLookup) throws -> [String] {
         var lines: [String] = []
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
             let words = line.split(separator: " ")
             guard words.count == 1, let path = words.first, path.hasPrefix("/") else { continue }
-            guard let entry = try layer.store.entry(at: String(path.dropFirst()), under: layer.filesystem), entry.kind == .regular, let digest = entry.digest
+            guard let entry = try lookup.entry(at: String(path.dropFirst()), under: layer.filesystem), entry.kind == .regular, let digest = entry.digest
             else { continue }
             lines.append("\(path) \(MD5.hex(try layer.store.read(digest)))")
         }
@@ -164,16 +165,4 @@ public enum DpkgDatabase {
     }
 
     private static func components(_ path: String) -> [String] { path.split(separator: "/").map(String.init) }
-}
-
-extension ObjectStore {
-    /// The entry at a relative path in a stored tree, or nil.
-    func entry(at path: String, under root: TreeEntry) throws -> TreeEntry? {
-        var current = root
-        for name in path.split(separator: "/") {
-            guard current.kind == .directory, let digest = current.digest, let next = try tree(digest).entry(named: String(name)) else { return nil }
-            current = next
-        }
-        return current
-    }
 }

@@ -1,13 +1,11 @@
-import StrataStore
-
 /// Finds entries by path in stored trees, decoding each directory once.
-struct TreeLookup {
-    let store: ObjectStore
+public struct TreeLookup {
+    public let store: ObjectStore
     private var trees: [Digest: Tree] = [:]
 
-    init(store: ObjectStore) { self.store = store }
+    public init(store: ObjectStore) { self.store = store }
 
-    mutating func tree(_ digest: Digest) throws -> Tree {
+    public mutating func tree(_ digest: Digest) throws -> Tree {
         if let tree = trees[digest] { return tree }
         let tree = try store.tree(digest)
         trees[digest] = tree
@@ -15,7 +13,7 @@ struct TreeLookup {
     }
 
     /// The entry at `path` (relative, '/'-separated; "" is the root itself) below `root`, or nil.
-    mutating func entry(at path: String, under root: TreeEntry) throws -> TreeEntry? {
+    public mutating func entry(at path: String, under root: TreeEntry) throws -> TreeEntry? {
         var current = root
         for component in path.split(separator: "/") {
             guard current.kind == .directory, let next = try tree(current.digest!).entry(named: String(component)) else { return nil }
