@@ -54,18 +54,9 @@ struct ObjectFetcher: Sendable {
         }
     }
 
-    /// Fetches one blob into the store with `client` and commits it before returning: for a reader
-    /// waiting on this one object (a lazily mounted VLFS opening a file).
-    func blob(_ digest: Digest, size: UInt64, client: HTTPClient, received: @Sendable (_ completed: Bool, _ bytes: Int) -> Void) throws {
-        try makeDirectories(partialDirectory)
-        let batch = try store.beginBatch()
-        try batch.adopt(fileAt: try download(digest, size: size, client: client, received: received), as: digest)
-        try batch.commit()
-    }
-
     /// Downloads one blob into its partial file, resuming what an earlier run left, and returns the
     /// file's path once its content verified.
-    private func download(_ digest: Digest, size: UInt64, client: HTTPClient, received: @Sendable (_ completed: Bool, _ bytes: Int) -> Void) throws -> String {
+    func download(_ digest: Digest, size: UInt64, client: HTTPClient, received: @Sendable (_ completed: Bool, _ bytes: Int) -> Void) throws -> String {
         let path = "\(partialDirectory)/\(digest.hex)"
         if try !download(digest, size: size, to: path, client: client, resume: true, received: received) {
             guard try download(digest, size: size, to: path, client: client, resume: false, received: received) else {

@@ -2,9 +2,17 @@ import Foundation
 import Synchronization
 import StrataHTTP
 import StrataStore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Objects of a served repository fetched one at a time, as a lazily mounted VLFS opens them: each
-/// is downloaded, verified against its digest and committed to the mirror before the open goes on.
+/// is downloaded and verified against its digest before the open goes on.
+///
+/// A verified object is read from where it is staged at once, and made durable in the mirror's store
+/// with others in one commit a moment later (one `syncfs` for many objects: a commit of its own, with
+/// its fsyncs, would cost an open about ten milliseconds here). A crash before the commit loses only
+/// what a later open fetches again.
 ///
 /// Concurrent requests for one object share one download (the later ones wait for the first), and
 /// a background `prefetch` goes through the same door, so the daemon never downloads an object twice
@@ -16,11 +24,15 @@ public final class RemoteObjects: Sendable {
     private let fetcher: ObjectFetcher
     private let idle = Mutex<[ClientBox]>([])
     private let flights = Mutex<[Digest: Flight]>([:])
+    /// Verified objects waiting for their commit, where they can be read meanwhile.
+    private let pending = Mutex<(batch: ObjectStore.Batch?, staged: [Digest: String], commitScheduled: Bool)>((nil, [:], false))
     private let fetchedObjects = Atomic<Int>(0)
     private let fetchedBytes = Atomic<Int>(0)
 
     /// Connections kept open between fetches.
     static let idleLimit = 8
+    /// How long staged objects wait to be committed together.
+    static let commitDelay = DispatchTimeInterval.milliseconds(50)
 
     private static let instances = Mutex<[String: RemoteObjects]>([:])
 
@@ -47,31 +59,20 @@ public final class RemoteObjects: Sendable {
         }
     }
 
-    /// Makes a blob of `size` bytes local, downloading it unless it is in the store already or another
-    /// thread is downloading it (then waits for that download and shares its outcome).
-    public func fetch(_ digest: Digest, size: UInt64) throws {
-        if repository.store.has(digest) { return }
-        let (flight, isLeader) = flights.withLock { flights -> (Flight, Bool) in
-            if let running = flights[digest] { return (running, false) }
-            let started = Flight()
-            flights[digest] = started
-            return (started, true)
-        }
-        guard isLeader else { return try flight.wait() }
-        var failure: (any Error)?
-        do {
-            // Landed between the check above and taking the flight.
-            if !repository.store.has(digest) { try download(digest, size: size) }
-        } catch {
-            failure = error
-        }
-        flights.withLock { _ = $0.removeValue(forKey: digest) }
-        flight.finish(failure)
-        if let failure { throw failure }
+    /// Opens a blob of `size` bytes read-only (a raw descriptor the caller closes), downloading it
+    /// first unless it is in the store or staged, or another thread is downloading it (then waits for
+    /// that download and shares its outcome).
+    public func open(_ digest: Digest, size: UInt64) throws -> Int32 {
+        let path = try fetch(digest, size: size)
+        var fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        // Committed between the fetch and this open: it is in the store now.
+        if fd < 0 && errno == ENOENT { fd = Glibc.open(repository.store.path(of: digest), O_RDONLY | O_CLOEXEC) }
+        guard fd >= 0 else { throw SystemError("open", path) }
+        return fd
     }
 
-    /// Fetches blobs in the given order on `connections` threads, skipping those already local.
-    /// Returns the failures (the objects stay remote: a later open tries again).
+    /// Fetches blobs in the given order on `connections` threads, skipping those already here.
+    /// Returns the failures (those objects stay remote: a later open tries again).
     public func prefetch(_ blobs: [(digest: Digest, size: UInt64)], connections: Int) -> [any Error] {
         let missing = blobs.filter { !repository.store.has($0.digest) }
         if missing.isEmpty { return [] }
@@ -82,7 +83,7 @@ public final class RemoteObjects: Sendable {
                 let index = next.add(1, ordering: .relaxed).oldValue
                 guard index < missing.count else { return }
                 do {
-                    try fetch(missing[index].digest, size: missing[index].size)
+                    _ = try fetch(missing[index].digest, size: missing[index].size)
                 } catch {
                     failures.withLock { $0.append(error) }
                 }
@@ -91,35 +92,87 @@ public final class RemoteObjects: Sendable {
         return failures.withLock { $0 }
     }
 
-    private func download(_ digest: Digest, size: UInt64) throws {
+    /// Where the blob can be read: the store's file, or the staged one until its commit moves it there.
+    private func fetch(_ digest: Digest, size: UInt64) throws -> String {
+        let final = repository.store.path(of: digest)
+        if repository.store.has(digest) { return final }
+        if let staged = pending.withLock({ $0.staged[digest] }) { return staged }
+        let (flight, isLeader) = flights.withLock { flights -> (Flight, Bool) in
+            if let running = flights[digest] { return (running, false) }
+            let started = Flight()
+            flights[digest] = started
+            return (started, true)
+        }
+        guard isLeader else { return try flight.wait() }
+        let outcome = Result { () throws -> String in
+            // Landed between the checks above and taking the flight.
+            if repository.store.has(digest) { return final }
+            if let staged = pending.withLock({ $0.staged[digest] }) { return staged }
+            return try download(digest, size: size)
+        }
+        flights.withLock { _ = $0.removeValue(forKey: digest) }
+        flight.finish(outcome)
+        return try outcome.get()
+    }
+
+    /// Downloads and verifies a blob, stages it for the next commit, and returns where it is staged.
+    private func download(_ digest: Digest, size: UInt64) throws -> String {
         let box = idle.withLock { $0.popLast() } ?? ClientBox(HTTPClient(location: fetcher.location, trust: fetcher.trust))
-        try fetcher.blob(digest, size: size, client: box.client) { _, bytes in _ = fetchedBytes.add(bytes, ordering: .relaxed) }
+        let verified = try fetcher.download(digest, size: size, client: box.client) { _, bytes in _ = fetchedBytes.add(bytes, ordering: .relaxed) }
         fetchedObjects.add(1, ordering: .relaxed)
         // A client whose transfer failed is dropped with its connection; a good one is kept.
         idle.withLock { if $0.count < Self.idleLimit { $0.append(box) } }
+        let (staged, scheduleCommit) = try pending.withLock { pending throws -> (String, Bool) in
+            if pending.batch == nil { pending.batch = try repository.store.beginBatch() }
+            try pending.batch!.adopt(fileAt: verified, as: digest)
+            // Not staged: the store had it already.
+            let staged = pending.batch!.stagedPath(of: digest) ?? repository.store.path(of: digest)
+            pending.staged[digest] = staged
+            defer { pending.commitScheduled = true }
+            return (staged, !pending.commitScheduled)
+        }
+        if scheduleCommit { DispatchQueue.global().asyncAfter(deadline: .now() + Self.commitDelay) { self.commitPending() } }
+        return staged
+    }
+
+    /// Makes the staged objects durable in the store, together. Readers holding a staged path find the
+    /// object in the store once it has moved.
+    private func commitPending() {
+        let (batch, digests) = pending.withLock { pending in
+            defer {
+                pending.batch = nil
+                pending.commitScheduled = false
+            }
+            return (pending.batch, Array(pending.staged.keys))
+        }
+        do {
+            try batch?.commit()
+        } catch {
+            FileHandle.standardError.write(Data("strata: committing \(digests.count) fetched objects to \(repository.path) failed (they are fetched again when next opened): \(error)\n".utf8))
+        }
+        pending.withLock { pending in for digest in digests { pending.staged[digest] = nil } }
     }
 }
 
 /// One download that other threads may be waiting on.
 private final class Flight: @unchecked Sendable {
     private let condition = NSCondition()
-    private var done = false
-    private var failure: (any Error)?
+    private var outcome: Result<String, any Error>?
 
-    func finish(_ error: (any Error)?) {
+    func finish(_ outcome: Result<String, any Error>) {
         condition.lock()
-        done = true
-        failure = error
+        self.outcome = outcome
         condition.broadcast()
         condition.unlock()
     }
 
-    func wait() throws {
+    /// Where the object can be read, once the download ends.
+    func wait() throws -> String {
         condition.lock()
-        while !done { condition.wait() }
-        let failure = failure
+        while outcome == nil { condition.wait() }
+        let outcome = outcome!
         condition.unlock()
-        if let failure { throw failure }
+        return try outcome.get()
     }
 }
 

@@ -51,8 +51,8 @@ public struct InstalledLayer: Sendable {
 
     /// A regular file's bytes, fetched first when the layer is lazily fetched and the blob is not here yet.
     public func content(of entry: TreeEntry) throws -> [UInt8] {
-        if let remote { try remote.fetch(entry.digest!, size: entry.size) }
-        return try store.read(entry.digest!)
+        guard let remote, !store.has(entry.digest!) else { return try store.read(entry.digest!) }
+        return try FileDescriptor(raw: try remote.open(entry.digest!, size: entry.size), path: store.path(of: entry.digest!)).readAll()
     }
 }
 

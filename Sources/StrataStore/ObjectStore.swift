@@ -189,6 +189,12 @@ public final class ObjectStore: Sendable {
             }
         }
 
+        /// Where an object staged in this batch waits for the commit (which renames it away), or nil
+        /// when this batch has not staged it.
+        public func stagedPath(of digest: Digest) -> String? {
+            staged.withLock { $0.contains(digest) } ? stagingPath(of: digest).file : nil
+        }
+
         /// Copies a file into the batch while hashing it, with a caller-provided buffer. A file that fits
         /// the buffer is read whole, hashed, and written only if it is new (one create, no rename); a
         /// larger one streams through a temporary file. Either way the bytes written are the bytes hashed.

@@ -77,12 +77,11 @@ public struct SharedLayer: Sendable {
         if fd >= 0 { return fd }
         guard errno == ENOENT, let remote else { throw FSError.last }
         do {
-            try remote.fetch(entry.digest!, size: entry.size)
+            return try remote.open(entry.digest!, size: entry.size)
         } catch {
             FileHandle.standardError.write(Data("strata: layer \(label): fetching \(entry.digest!) failed: \(error)\n".utf8))
             throw FSError(EIO)
         }
-        return try check { open(path, O_RDONLY | O_CLOEXEC) }
     }
 }
 

@@ -38,7 +38,7 @@ import Glibc
         #expect(try !remote.mirrorObjects().contains(Self.bulkBlob))
 
         #expect(try remote.read("usr/bin/app") == "app one\n")
-        #expect(try remote.mirrorObjects().contains(Self.appBlob), "the opened file is kept in the mirror")
+        #expect(try Self.eventually(5) { try remote.mirrorObjects().contains(Self.appBlob) }, "the opened file is committed to the mirror a moment later")
         #expect(try !remote.mirrorObjects().contains(Self.bulkBlob), "and nothing else")
 
         // Eight readers at once of a file not yet here: one download, every reader gets it whole.
@@ -110,5 +110,59 @@ import Glibc
         remote.server.stop()
         expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance"))
         #expect(try remote.read("var/lib/bulk/data") == Self.bulk)
+    }
+}
+
+extension LazyMountTests {
+    /// Real Debian packages (dbus's closure and busybox) served by `strata repo serve`, mounted lazily
+    /// in an empty home: dpkg configures them at mount with the files it opens fetched as it opens
+    /// them, and busybox's web server answers from inside the VLFS while most of the layers' bytes are
+    /// still on the server.
+    @Test func aLazilyMountedDebianSystemServesItsFirstRequestBeforeItsLayersAreMirrored() throws {
+        try DebianConfigurationTests.prepareHome()
+        let scratch = try TemporaryDirectory("lazy-deb")
+        let ldf = scratch.path + "/web.ldf", mountpoint = scratch.path + "/mnt", client = scratch.path + "/client-home"
+        try AtomicFile.write("debian/dbus\ndebian/busybox\n", to: ldf)
+        expectSuccess(try DebianConfigurationTests.strata("ldf", "resolve", ldf, "--write", "--fetch"))
+        let layers = try String(contentsOfFile: ldf, encoding: .utf8).split(separator: "\n").filter { $0.contains("/") }.count
+        let server = try RepositoryServer(.strata, serving: DebianConfigurationTests.home + "/debian", scratch: scratch.path)
+        func strata(_ arguments: String...) throws -> Execution { try execute(strataExecutable, arguments, environment: ["STRATA_HOME": client]) }
+        expectSuccess(try strata("repo", "add", "debian", server.url))
+        try makeDirectories(mountpoint)
+        let port = try freePort()
+        expectSuccess(try strata("mount", ldf, mountpoint, "--name", "lazy-deb", "--fetch", "on-open"))
+        // busybox's web server in the foreground, a child of the test (a daemon would inherit the
+        // descriptor by which Foundation learns that the shell that started it exited).
+        let httpd = Process()
+        defer {
+            if httpd.isRunning {
+                kill(httpd.processIdentifier, SIGKILL)
+                httpd.waitUntilExit()
+            }
+            _ = try? strata("umount", mountpoint)
+        }
+        func inside(_ command: String) throws -> String { try shell("chroot '\(mountpoint)' /bin/sh -c '\(command)'") }
+        #expect(try inside("getent passwd messagebus").hasPrefix("messagebus:"), "dbus's postinst ran on lazily fetched files")
+        let listed = try inside("dpkg-query -W -f \"\\${db:Status-Abbrev}\\n\"").split(separator: "\n")
+        #expect(listed.count == layers && listed.allSatisfy { $0.hasPrefix("ii ") })
+
+        httpd.executableURL = URL(fileURLWithPath: "/usr/sbin/chroot")
+        httpd.arguments = [mountpoint, "/bin/busybox", "httpd", "-f", "-p", "127.0.0.1:\(port)", "-h", "/usr/share/common-licenses"]
+        httpd.standardOutput = FileHandle.nullDevice
+        httpd.standardError = FileHandle.nullDevice
+        try httpd.run()
+        var page = ""
+        for _ in 0..<50 where !page.contains("GNU GENERAL PUBLIC LICENSE") {
+            page = (try? shell("curl -sf http://127.0.0.1:\(port)/GPL-3")) ?? ""
+            if page.isEmpty { usleep(100_000) }
+        }
+        #expect(page.contains("GNU GENERAL PUBLIC LICENSE"))
+
+        struct Report: Decodable { struct Layer: Decodable { let state: String; let bytes: UInt64 }; let layers: [Layer]; let objectBytes: UInt64 }
+        let report = try JSONDecoder().decode(Report.self, from: Data(expectSuccess(try strata("mirror", "status", "debian", "--json")).stdout.utf8))
+        let mounted = report.layers.filter { $0.state != "remote" }
+        let total = mounted.reduce(0) { $0 + $1.bytes }
+        #expect(mounted.count == layers && mounted.allSatisfy { $0.state == "partial" }, "every layer mounted, none whole")
+        #expect(report.objectBytes < total / 2, "fetched \(report.objectBytes) of the layers' \(total) bytes")
     }
 }
