@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C libraries, fenced into shim targets: nothing above the Swift wrapper of each sees C types.
@@ -38,6 +39,8 @@ let package = Package(
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ]),
         .target(name: "StrataLayers", dependencies: [
             "StrataStore", "StrataHTTP",
@@ -69,6 +72,7 @@ let package = Package(
         .testTarget(name: "VLFSTests", dependencies: ["VLFS", "StrataStore", "StrataLayers", "StrataTestSupport"]),
         .testTarget(name: "MirageTests", dependencies: ["Mirage", "StrataStore", "StrataLayers", "StrataTestSupport"]),
         // Resources: C sources the tests compile and run themselves (power-cut-disk.c), not part of the target.
-        .testTarget(name: "StrataCLITests", dependencies: ["StrataStore", "StrataLayers", "StrataHTTP", "StrataTestSupport"], exclude: ["Resources"]),
+        .testTarget(name: "StrataCLITests", dependencies: ["StrataStore", "StrataLayers", "StrataHTTP", "StrataServer", "StrataTestSupport",
+                                                          .product(name: "Logging", package: "swift-log")], exclude: ["Resources"]),
     ]
 )

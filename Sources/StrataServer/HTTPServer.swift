@@ -1,9 +1,10 @@
-import Dispatch
+import Foundation
 import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
-import Synchronization
+import ServiceLifecycle
+import UnixSignals
 
 /// An HTTP/1.1 server for what Strata serves read-only — repository directories as static files,
 /// single files, and small dynamic GET routes — on Hummingbird (SwiftNIO), whose types stay inside
@@ -13,12 +14,13 @@ import Synchronization
 /// var server = try HTTPServer(listen: "127.0.0.1:0", logger: logger)   // port 0: the kernel picks one
 /// try server.serveDirectory("/srv/main", at: "/repos/main/")           // GET/HEAD, ranges, ETags
 /// try server.serveFile("/srv/boot/vmlinuz", at: "/boot/vmlinuz", contentType: "application/octet-stream")
-/// server.get("/boot/appliance") { request in                           // bytes made per request
+/// try server.get("/boot/appliance") { request in                       // bytes made per request
 ///     request.accepts("application/json")
 ///         ? ServedResponse(contentType: "application/json", text: description)
 ///         : ServedResponse(contentType: "text/plain", text: script)
 /// }
 /// try server.run { address in print("http://\(address)/") }           // blocks until SIGINT or SIGTERM
+/// // or, beside other work (and in tests): let running = try server.start(); … running.port …; try running.stop()
 /// ```
 ///
 /// Request targets are matched after percent-decoding: routes (`get`, `serveFile`) by their exact
@@ -26,7 +28,8 @@ import Synchronization
 /// (400); one that is routed nowhere, names no regular file, or passes a symbolic link is 404; only
 /// GET and HEAD are answered (405). Files are opened beneath a directory descriptor taken when they
 /// are added (openat2 with RESOLVE_BENEATH and no symbolic links), never by joining path strings,
-/// and their bodies are streamed a chunk at a time. `limits` bounds what a client can hold: see
+/// and their bodies are streamed a chunk at a time. The server's tasks run on threads of their own,
+/// so a caller blocking Swift's shared pool cannot stall it. `limits` bounds what a client can hold: see
 /// ``Limits``. One line per request is logged at `info` level on `logger`.
 public struct HTTPServer: Sendable {
     /// What a client can make the server hold.
@@ -84,7 +87,19 @@ public struct HTTPServer: Sendable {
     /// Binds, tells `onListening` the address bound (`HOST:PORT`, the port filled in when 0 was
     /// asked for), and serves until the process gets SIGINT or SIGTERM; then stops accepting and
     /// lets the responses under way finish. Throws when the address cannot be bound.
-    public func run(onListening: @escaping @Sendable (String) -> Void) throws {
+    public func run(onListening: (String) -> Void) throws {
+        let server = try launch(stoppedBy: [.sigint, .sigterm])
+        onListening(server.address)
+        try server.wait()
+    }
+
+    /// Binds and serves in the background until `stop` (for a program that serves beside other
+    /// work, and for tests); returns once bound. Throws when the address cannot be bound.
+    public func start() throws -> RunningServer {
+        try launch(stoppedBy: [])
+    }
+
+    private func launch(stoppedBy signals: [UnixSignal]) throws -> RunningServer {
         let (host, port) = try Self.split(listen)
         var configuration = HTTP1Channel.Configuration(
             additionalChannelHandlers: [RequestGuard(stalledWriteTimeout: TimeAmount(limits.stalledWriteTimeout), logger: logger)],
@@ -93,29 +108,19 @@ public struct HTTPServer: Sendable {
         // Hummingbird's own messages (started, stopped) are not requests: only its warnings show.
         var frameworkLogger = logger
         frameworkLogger.logLevel = max(logger.logLevel, .warning)
+        let running = RunningServer()
         let application = Application(
             responder: Responder(routes: routes, rateLimit: limits.rateLimit, logger: logger),
             server: .http1(configuration: configuration),
             configuration: ApplicationConfiguration(
                 address: .hostname(host, port: port), serverName: "strata",
                 availableConnectionsDelegate: MaximumAvailableConnections(limits.connections)),
-            onServerRunning: { channel in onListening(Self.describe(channel.localAddress)) },
+            onServerRunning: { channel in running.bound(to: Self.describe(channel.localAddress)) },
             logger: frameworkLogger)
-        // The callers are synchronous commands; the server runs on Swift's concurrency pool while this thread waits.
-        let outcome = Mutex<(any Error)?>(nil)
-        let finished = DispatchSemaphore(value: 0)
-        Task {
-            do {
-                try await application.runService()
-            } catch {
-                outcome.withLock { $0 = error }
-            }
-            finished.signal()
-        }
-        finished.wait()
-        if let error = outcome.withLock({ $0 }) { throw ServerError("serve on \(listen): \(error)") }
+        let group = ServiceGroup(services: [application], gracefulShutdownSignals: signals, logger: frameworkLogger)
+        try running.launch(group, listen: listen)
+        return running
     }
-
     static func split(_ listen: String) throws -> (host: String, port: Int) {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
             throw ServerError("\(listen): expected HOST:PORT, :PORT or [IPv6]:PORT")
@@ -128,6 +133,114 @@ public struct HTTPServer: Sendable {
     private static func describe(_ address: SocketAddress?) -> String {
         guard let address, let ip = address.ipAddress, let port = address.port else { return "?" }
         return (ip.contains(":") ? "[\(ip)]" : ip) + ":\(port)"
+    }
+}
+
+/// A server serving on Swift's concurrency pool while the threads of its (synchronous) callers wait.
+public final class RunningServer: @unchecked Sendable {
+    // Every stored variable is read and written with `condition` locked.
+    private let condition = NSCondition()
+    private var boundAddress: String?
+    private var group: ServiceGroup?
+    private var failure: (any Error)?
+    private var finished = false
+
+    init() {}
+
+    /// The address bound, as `HOST:PORT` (`[IPv6]:PORT`).
+    public var address: String { locked { boundAddress ?? "" } }
+
+    /// The port bound, the one the kernel picked when 0 was asked for.
+    public var port: Int { Int(address.split(separator: ":").last ?? "") ?? 0 }
+
+    /// Stops accepting connections, lets the responses under way finish, and returns once it is done.
+    public func stop() throws {
+        if let group = locked({ group }) {
+            Task { await group.triggerGracefulShutdown() }
+        }
+        try wait()
+    }
+
+    /// Returns when the server has stopped (by `stop`, or by a signal `run` named), throwing what
+    /// stopped it otherwise.
+    public func wait() throws {
+        if let failure = waitUntil({ finished }) { throw failure }
+    }
+
+    fileprivate func launch(_ group: ServiceGroup, listen: String) throws {
+        locked { self.group = group }
+        Task(executorPreference: ServerThreads.shared) { [self] in
+            var failure: (any Error)?
+            do {
+                try await group.run()
+            } catch {
+                failure = ServerError("serve on \(listen): \(error)")
+            }
+            locked {
+                self.failure = failure
+                finished = true
+            }
+        }
+        if let failure = waitUntil({ boundAddress != nil || finished }) { throw failure }
+    }
+
+    fileprivate func bound(to address: String) {
+        locked { boundAddress = address }
+    }
+
+    /// Runs `body` with the lock held, and wakes the threads waiting for a change.
+    private func locked<T>(_ body: () -> T) -> T {
+        condition.lock()
+        defer {
+            condition.broadcast()
+            condition.unlock()
+        }
+        return body()
+    }
+
+    /// Waits until `ready`, then returns the failure, if any.
+    private func waitUntil(_ ready: () -> Bool) -> (any Error)? {
+        condition.lock()
+        defer { condition.unlock() }
+        while !ready() { condition.wait() }
+        return failure
+    }
+}
+
+/// The threads the server's tasks run on, and those of the connections and requests they start
+/// (which inherit the preference): not Swift's shared pool, whose few threads a program embedding
+/// the server may block (a synchronous test waiting for an answer from it would then wait forever).
+final class ServerThreads: TaskExecutor, @unchecked Sendable {
+    static let shared = ServerThreads(count: max(4, ProcessInfo.processInfo.activeProcessorCount))
+
+    // `jobs` is read and written with `condition` locked.
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+
+    private init(count: Int) {
+        for _ in 0..<count {
+            let thread = Thread { [self] in work() }
+            thread.name = "strata-server"
+            thread.start()
+        }
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        condition.lock()
+        jobs.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func work() -> Never {
+        while true {
+            condition.lock()
+            while jobs.isEmpty { condition.wait() }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
     }
 }
 
