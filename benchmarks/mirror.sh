@@ -5,9 +5,12 @@
 # fetching the same object files. Two layers: many small files and a few large ones; over http://
 # and https:// (HTTP/2; the old client refuses https). Prints a Markdown table of the best of RUNS
 # runs, and the part of strata's time spent without the network (the same pull with the mirror full).
+# A second table compares servers: the same pulls by the new client over http from `strata repo serve`
+# of OLD_STRATA (the hand-written server), of NEW_STRATA (StrataServer, on Hummingbird) and from nginx.
 #
 # Usage: benchmarks/mirror.sh OLD_STRATA [NEW_STRATA]   (NEW_STRATA: this tree's release build; RUNS=3,
-#        LAYERS="small large", TRANSPORTS="http https")
+#        LAYERS="small large", TRANSPORTS="http https", SERVERS="old new nginx"; an empty TRANSPORTS
+#        or SERVERS leaves that table out)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v swift >/dev/null || PATH="/opt/swift/usr/bin:$PATH"
@@ -87,6 +90,7 @@ best() { sort -n | head -1; }
 echo "| layer | bytes | transport | old client (ms) | new client, libcurl (ms) | curl --parallel-max 4 (ms) | strata without network, new (ms) |"
 echo "|---|---:|---|---:|---:|---:|---:|"
 for layer in ${LAYERS:-small large}; do
+    [ -n "${TRANSPORTS-http https}" ] || break
     # The layer's objects: those a pull leaves in a fresh mirror.
     home="$work/list-home"
     STRATA_HOME="$home" "$new" repo init "$home/local" >/dev/null
@@ -95,7 +99,7 @@ for layer in ${LAYERS:-small large}; do
     (cd "$home/mirrors/remote" && find objects -type f | sort) > "$work/$layer.objects"
     bytes=$(cd "$home/mirrors/remote" && find objects -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
     rm -rf "$home"
-    for transport in ${TRANSPORTS:-http https}; do
+    for transport in ${TRANSPORTS-http https}; do
         if [ "$transport" = http ]; then url="http://127.0.0.1:$port"; else url="https://127.0.0.1:$tls_port"; fi
         o="" n="" c="" l=""
         for run in $(seq "$runs"); do
@@ -106,4 +110,42 @@ for layer in ${LAYERS:-small large}; do
         o=$(printf '%s' "$o" | best); n=$(printf '%s' "$n" | best); c=$(printf '%s' "$c" | best); l=$(printf '%s' "$l" | best)
         echo "| $layer ($(wc -l < "$work/$layer.objects") objects) | $bytes | $transport | ${o:-refused} | $n | $c | $l |"
     done
+done
+
+# `strata repo serve` of a binary on a free port, in the background; sets url and server_pid.
+serve() { # STRATA
+    rm -f "$work/serve.url"
+    "$1" repo serve "$work/repo" --listen 127.0.0.1:0 --quiet > "$work/serve.url" & server_pid=$!; pids+=($!)
+    for _ in $(seq 100); do [ -s "$work/serve.url" ] && break; sleep 0.1; done
+    url=$(sed 's#/$##' "$work/serve.url")
+}
+
+[ -n "${SERVERS-old new nginx}" ] || exit 0
+echo
+echo "| layer | server | pull by the new client (ms) | ratio to nginx |"
+echo "|---|---|---:|---:|"
+for layer in ${LAYERS:-small large}; do
+    declare -A took=()
+    for server in ${SERVERS-old new nginx}; do
+        case $server in
+            old) serve "$old" ;;
+            new) serve "$new" ;;
+            nginx) url="http://127.0.0.1:$port" ;;
+        esac
+        t=""
+        for run in $(seq "$runs"); do t+="$(pull "$new" "$url" "$layer" | cut -d' ' -f1)"$'\n'; done
+        took[$server]=$(printf '%s' "$t" | best)
+        if [ "$server" != nginx ]; then kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; fi
+    done
+    for server in ${SERVERS-old new nginx}; do
+        case $server in
+            old) name="old hand-written repo serve" ;;
+            new) name="repo serve on Hummingbird" ;;
+            nginx) name="nginx" ;;
+        esac
+        ratio=""
+        [ -n "${took[nginx]:-}" ] && ratio=$(awk -v a="${took[$server]}" -v b="${took[nginx]}" 'BEGIN { printf "%.2f", a / b }')
+        echo "| $layer | $name | ${took[$server]} | $ratio |"
+    done
+    unset took
 done

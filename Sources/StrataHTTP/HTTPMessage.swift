@@ -17,26 +17,16 @@ public struct HTTPHeaders: Sendable {
     static let maximumBytes = 64 * 1024
     static let maximumFields = 100
 
-    /// Reads fields up to the blank line that ends a message head.
-    static func read(from socket: Socket) throws -> HTTPHeaders {
-        var reader = Reader()
-        while let line = try socket.readLine(limit: reader.budget, tooLong: Reader.tooLarge) {
-            if try reader.take(line) { return reader.headers }
-        }
-        throw NetworkError("the connection closed in the middle of a message head")
-    }
-
     /// Takes the lines of a message head (or a chunked body's trailer) one at a time, within bounds.
     struct Reader {
         private(set) var headers = HTTPHeaders()
         /// What the head may still take, in bytes.
         private(set) var budget = maximumBytes
-        static let tooLarge = "a message head larger than \(maximumBytes) bytes; refused"
 
         /// Takes one line without its CR LF; true for the blank line that ends the head.
         mutating func take(_ line: String) throws -> Bool {
             if line.isEmpty { return true }
-            guard line.utf8.count <= budget else { throw NetworkError(Self.tooLarge) }
+            guard line.utf8.count <= budget else { throw NetworkError("a message head larger than \(maximumBytes) bytes; refused") }
             budget -= line.utf8.count
             guard headers.fields.count < maximumFields else { throw NetworkError("more than \(maximumFields) header lines; refused") }
             // No space before the colon, no folded continuation line: RFC 9112 has them refused, as
@@ -54,10 +44,6 @@ public struct HTTPHeaders: Sendable {
         fields.filter { $0.name.caseInsensitiveCompare(name) == .orderedSame }
             .flatMap { $0.value.split(separator: ",", omittingEmptySubsequences: false) }
             .map { $0.trimmingCharacters(in: .whitespaces) }
-    }
-
-    func serialized() -> String {
-        fields.map { "\($0.name): \($0.value)\r\n" }.joined()
     }
 }
 

@@ -82,20 +82,30 @@ public enum Beneath {
 
 extension Beneath {
     /// Opens for reading the regular file at `relative` beneath `directory`, if it is still the file
-    /// `listed` describes (same device and inode). It is reached as O_PATH first and reopened through
-    /// /proc/self/fd only once checked, so a device node or FIFO swapped in since the listing is never
-    /// opened (opening some devices acts: a watchdog starts, a tape rewinds).
+    /// `listed` describes (same device and inode).
     public static func openListedFile(_ directory: Int32, _ relative: String, listed: stat, path: String) throws -> FileDescriptor {
+        let opened = try openChecked(directory, relative, path: path) {
+            ($0.st_mode & S_IFMT) == S_IFREG && $0.st_dev == listed.st_dev && $0.st_ino == listed.st_ino
+        }
+        guard let opened else {
+            throw StoreError("\(path) changed while it was read: it is no longer the regular file listed, and was not opened")
+        }
+        return FileDescriptor(raw: opened.fd, path: path)
+    }
+
+    /// Opens for reading the file at `relative` beneath `directory` if `accept` takes its status:
+    /// the descriptor (the caller's to close) and that status, or nil when `accept` refuses. The file
+    /// is reached as O_PATH first and reopened through /proc/self/fd only once checked, so a device
+    /// node or FIFO that is not wanted is never opened (opening some devices acts: a watchdog starts,
+    /// a tape rewinds; opening a FIFO blocks).
+    public static func openChecked(_ directory: Int32, _ relative: String, path: String, accept: (stat) -> Bool) throws -> (fd: Int32, status: stat)? {
         let held = open(directory, relative, flags: pathOnly | O_NOFOLLOW)
         guard held >= 0 else { throw SystemError("open", path, errno: -held) }
         defer { close(held) }
         var st = stat()
         _ = try sys("fstat", path) { fstat(held, &st) }
-        guard (st.st_mode & S_IFMT) == S_IFREG, st.st_dev == listed.st_dev, st.st_ino == listed.st_ino else {
-            throw StoreError("\(path) changed while it was read: it is no longer the regular file listed, and was not opened")
-        }
-        let fd = try sys("open", path) { Glibc.open("/proc/self/fd/\(held)", O_RDONLY | O_CLOEXEC) }
-        return FileDescriptor(raw: fd, path: path)
+        guard accept(st) else { return nil }
+        return (try sys("open", path) { Glibc.open("/proc/self/fd/\(held)", O_RDONLY | O_CLOEXEC) }, st)
     }
 }
 

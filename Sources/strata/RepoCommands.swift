@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
+import Logging
 import StrataHTTP
 import StrataLayers
 import StrataResolver
+import StrataServer
 import StrataStore
 
 struct RepoCommand: ParsableCommand {
@@ -145,30 +147,46 @@ struct RepoCommand: ParsableCommand {
 
     struct Serve: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Serve a repository read-only over HTTP, as static files.",
+            abstract: "Serve a repository read-only over HTTP, as static files, for quick local use.",
             discussion: """
                 Answers GET and HEAD for the repository's files (strata-repository, index.sqlite, \
                 objects/sha256/…), with Content-Length, ETags and single byte ranges; no listings, and \
-                nothing outside PATH. Prints the URL on the first line of stdout (useful with port 0), \
-                then logs one line per request on stderr. Runs until interrupted.
+                nothing outside PATH (no '..', no symbolic links). Prints the URL on the first line of \
+                stdout (useful with port 0), then logs one line per request on stderr. Runs until \
+                interrupted. Bounded: --connections served at once (more wait to be accepted), request \
+                heads of at most 16 KiB, no request bodies, and a client idle or not reading for \
+                --timeout seconds loses its connection. For production, serve the directory with nginx \
+                (docs/serving.md).
                 """)
         @OptionGroup var options: HomeOptions
         @Argument(help: "The repository's directory, or its name in the Strata home.") var path: String
         @Option(help: "HOST:PORT, :PORT (every interface) or [IPv6]:PORT; port 0 picks a free port.") var listen = "127.0.0.1:8080"
-        @Option(name: .customLong("limit-rate"), help: "Bytes per second per connection (0: no limit).") var limitRate = 0
+        @Option(name: .customLong("limit-rate"), help: "Bytes per second per response (0: no limit).") var limitRate = 0
+        @Option(help: "Connections served at once.") var connections = 256
+        @Option(help: "Seconds a connection may stay idle, or a client may not read its response.") var timeout = 30
         @Flag(help: "Do not log requests.") var quiet = false
+
+        func validate() throws {
+            guard limitRate >= 0 else { throw ValidationError("--limit-rate must be 0 or more") }
+            guard connections > 0 else { throw ValidationError("--connections must be at least 1") }
+            guard timeout > 0 else { throw ValidationError("--timeout must be at least 1") }
+        }
 
         func run() throws {
             let repository = try options.repository(path)
             if let origin = repository.origin {
                 throw LayerError("'\(path)' is a mirror of \(origin), holding only what was fetched; serve the repository there")
             }
-            let server = try StaticFileServer(root: repository.path, listen: listen, rateLimit: limitRate)
-            // A client that goes away mid-transfer must cost its connection, not the server.
-            signal(SIGPIPE, SIG_IGN)
-            FileHandle.standardOutput.write(Data("http://\(server.address)/\n".utf8))
-            let quiet = quiet
-            server.run { line in if !quiet { printError(line) } }
+            var limits = HTTPServer.Limits()
+            limits.connections = connections
+            limits.idleTimeout = .seconds(timeout)
+            limits.stalledWriteTimeout = .seconds(timeout)
+            limits.rateLimit = limitRate
+            var logger = Logger(label: "strata") { StreamLogHandler.standardError(label: $0) }
+            logger.logLevel = quiet ? Logger.Level.error : .info
+            var server = try HTTPServer(listen: listen, limits: limits, logger: logger)
+            try server.serveDirectory(repository.path)
+            try server.run { address in FileHandle.standardOutput.write(Data("http://\(address)/\n".utf8)) }
         }
     }
 }

@@ -24,14 +24,16 @@ final class RepositoryServer: @unchecked Sendable {
     /// - Parameters:
     ///   - rateLimit: bytes per second per connection, to make downloads slow enough to interrupt.
     ///   - tls: a certificate for nginx to serve https:// and HTTP/2 with.
-    init(_ kind: ServerKind, serving repository: String, scratch: String, rateLimit: Int = 0, tls: TestCertificate? = nil) throws {
+    ///   - options: more options of `strata repo serve`.
+    init(_ kind: ServerKind, serving repository: String, scratch: String, rateLimit: Int = 0, tls: TestCertificate? = nil, options: [String] = []) throws {
         precondition(tls == nil || kind == .nginx, "only nginx serves https")
+        precondition(options.isEmpty || kind == .strata, "options are strata's")
         log = "\(scratch)/\(kind.rawValue)-access.log"
         process = Process()
         switch kind {
         case .strata:
             process.executableURL = URL(fileURLWithPath: strataExecutable)
-            process.arguments = ["repo", "serve", repository, "--listen", "127.0.0.1:0", "--limit-rate", String(rateLimit)]
+            process.arguments = ["repo", "serve", repository, "--listen", "127.0.0.1:0", "--limit-rate", String(rateLimit)] + options
             let out = Pipe()
             process.standardOutput = out
             _ = FileManager.default.createFile(atPath: log, contents: nil)
@@ -75,6 +77,9 @@ final class RepositoryServer: @unchecked Sendable {
             try waitUntilListening(port: port)
         }
     }
+
+    /// The port served on.
+    var port: Int { Int(url.split(separator: ":").last!.trimmingCharacters(in: CharacterSet(charactersIn: "/")))! }
 
     deinit { stop() }
 
@@ -151,16 +156,21 @@ func freePort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
+/// Connects a TCP socket to 127.0.0.1:`port`; whether it connected.
+func connectToLoopback(_ fd: Int32, port: Int) -> Bool {
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    return withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    }
+}
+
 func waitUntilListening(port: Int) throws {
     for _ in 0..<100 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        let connected = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
+        let connected = connectToLoopback(fd, port: port)
         close(fd)
         if connected { return }
         usleep(50_000)

@@ -13,8 +13,8 @@ final class SignedRemote: Sendable {
     var served: String { remote.workspace.repository }
     var acceptedSignature: String { remote.mirror + "/index.sig" }
 
-    init(label: String) throws {
-        remote = try RemoteWorkspace(.strata, label: label, add: false)
+    init(_ kind: ServerKind = .strata, label: String) throws {
+        remote = try RemoteWorkspace(kind, label: label, add: false)
         expectSuccess(try remote.workspace.strata("repo", "key", "generate", key))
         try sign()
         expectSuccess(try remote.client("repo", "add", "remote", remote.server.url, "--key", key + ".pub"))
@@ -72,8 +72,8 @@ final class SignedRemote: Sendable {
         #expect(try String(contentsOfFile: signed.acceptedSignature, encoding: .utf8).contains("Serial: 2\n"))
     }
 
-    @Test func tamperedReplayedExpiredForeignAndUnsignedIndexesAreRefused() throws {
-        let signed = try SignedRemote(label: "signed-refused")
+    @Test(arguments: ServerKind.allCases) func tamperedReplayedExpiredForeignAndUnsignedIndexesAreRefused(_ kind: ServerKind) throws {
+        let signed = try SignedRemote(kind, label: "signed-refused-\(kind)")
         let remote = signed.remote
         let index = signed.served + "/index.sqlite", signature = signed.served + "/index.sig"
         let first = (index: try FileDescriptor.open(index, O_RDONLY).readAll(), signature: try FileDescriptor.open(signature, O_RDONLY).readAll())
