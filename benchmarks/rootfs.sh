@@ -33,11 +33,12 @@ mkdir -p "$debian_cache" "$STRATA_HOME" && ln -s "$debian_cache" "$STRATA_HOME/d
 "$STRATA" repo add machines "$work/repo"
 "$STRATA" repo add debian debian
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1000000 }'; }
-layer_bytes() { "$STRATA" layer list machines --json | python3 -c "
+# The bytes of the layers named by an LDF's lines (`machines/NAME VERSION`, `=` for pinned) read on stdin.
+layer_bytes() { "$STRATA" layer list machines --json > "$work/layers.json"; python3 -c "
 import json, sys
-layers = json.load(sys.stdin)
-names = set(sys.argv[1:])
-print(sum(l['bytes'] for l in layers if (l['name'] + ' ' + l['version']) in names or (not names and not l['name'].endswith('-config'))))" "$@"; }
+layers = json.load(open(sys.argv[1]))
+names = {line.strip().lstrip('=').split('/', 1)[1] for line in sys.stdin if line.strip() and not line.startswith('#')}
+print(sum(l['bytes'] for l in layers if l['name'] + ' ' + l['version'] in names))" "$work/layers.json"; }
 
 storage="| machine | packages | bare machine β (MB) | its package layers (MB) | its configuration layer (MB) | verified | repository after (MB) | machines as bare trees (MB) |
 |---|---:|---:|---:|---:|---|---:|---:|"
@@ -58,15 +59,14 @@ for index in "${!machines[@]}"; do
     output=$("$STRATA" import rootfs "$root" --repo machines --ldf "$work/$name.ldf" --verify)
     different=$(echo "$output" | awk '$1 == "different" { print $2 }')
     config=$(echo "$output" | head -n 1 | cut -d' ' -f1,2)
-    mapfile -t packages < <(sed -n '/^$/q; /^[^#=]/p' "$work/$name.ldf"; sed -n '/^$/,$p' "$work/$name.ldf" | sed '/^$/d')
-    package_bytes=$(layer_bytes $(printf '%s\n' "${packages[@]}" | sed 's|^machines/||'))
-    installed=${#packages[@]}
+    package_bytes=$(grep -v -e '^=' -e '^#' "$work/$name.ldf" | layer_bytes)
+    installed=$(grep -c -v -e '^=' -e '^#' -e '^$' "$work/$name.ldf")
     manual=$(chroot "$root" apt-mark showmanual | wc -l)
     minimal=$(echo "$output" | sed -n 's/.*minimal set \([0-9]*\).*/\1/p')
     explicit=$(sed -n '/^$/q; /^[^#=]/p' "$work/$name.ldf" | wc -l)
     repository=$(du -sb "$work/repo/objects" | cut -f1)
     storage+="
-| $name ($includes) | $installed | $(mb "$bare") | $(mb "$package_bytes") | $(mb "$(layer_bytes "$config")") | $([ "$different" = 0 ] && echo equal || echo "$different differ") | $(mb "$repository") | $(mb "$bare_total") |"
+| $name ($includes) | $installed | $(mb "$bare") | $(mb "$package_bytes") | $(mb "$(echo "machines/$config" | layer_bytes)") | $([ "$different" = 0 ] && echo equal || echo "$different differ") | $(mb "$repository") | $(mb "$bare_total") |"
     reduction+="
 | $name ($includes) | $installed | $manual | $minimal | $explicit | $(awk -v a="$installed" -v b="$explicit" 'BEGIN { printf "%.1f %%", 100 * (a - b) / a }') |"
 done
