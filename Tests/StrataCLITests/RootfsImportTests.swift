@@ -139,6 +139,16 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: files + "/usr/bin/less") && !FileManager.default.fileExists(atPath: files + "/bin"))
     }
 
+    /// A tarball of a machine imports as the machine would (read by libarchive, its paths checked).
+    @Test func aTarballOfTheMachineImportsAndVerifies() throws {
+        let workspace = try Self.workspace("rootfs-tar")
+        let imported = expectSuccess(try workspace.strata("import", "rootfs", try Self.machineTarball(), "--repo", "main",
+                                                          "--ldf", workspace.scratch.path + "/tar.ldf", "--verify"))
+        let table = Self.verification(imported.stdout)
+        #expect(table["different"] == 0 && (table["identical"] ?? 0) > 8000, "\(imported.stdout)")
+        #expect(imported.stdout.contains(", 0 rebuilt from the machine's files"), "\(imported.stdout)")
+    }
+
     /// A source is read as it is, never through its symlinks into the importing machine.
     @Test func aSourceCannotLeadTheImportOutsideItself() throws {
         let workspace = try Workspace()
