@@ -55,8 +55,10 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         .target(name: "Forensics", dependencies: ["VLFS", "Mirage", "StrataStore", "StrataLayers"]),
+        .target(name: "StrataConvert", dependencies: ["StrataStore", "StrataLayers", "StrataResolver", "StrataLifecycle", "VLFS", "Forensics", "Mirage"]),
         .executableTarget(name: "strata", dependencies: [
             "StrataStore", "StrataLayers", "StrataResolver", "StrataHTTP", "StrataServer", "VLFS", "VLFSFuse", "Forensics", "Mirage", "StrataLifecycle",
+            "StrataConvert",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -70,6 +72,7 @@ let package = Package(
         .testTarget(name: "StrataLayersTests", dependencies: ["StrataLayers", "StrataTestSupport"]),
         .testTarget(name: "StrataResolverTests", dependencies: ["StrataResolver", "StrataLayers", "StrataStore", "StrataTestSupport"]),
         .testTarget(name: "VLFSTests", dependencies: ["VLFS", "StrataStore", "StrataLayers", "StrataTestSupport"]),
+        .testTarget(name: "StrataConvertTests", dependencies: ["StrataConvert", "StrataLayers"]),
         .testTarget(name: "MirageTests", dependencies: ["Mirage", "StrataStore", "StrataLayers", "StrataTestSupport"]),
         // Resources: C sources the tests compile and run themselves (power-cut-disk.c), not part of the target.
         .testTarget(name: "StrataCLITests", dependencies: ["StrataStore", "StrataLayers", "StrataHTTP", "StrataServer", "StrataTestSupport",

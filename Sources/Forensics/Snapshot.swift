@@ -59,6 +59,15 @@ public enum Snapshot {
                              provenance: ["vlfs": name, "host": ProcessInfo.processInfo.hostName, "snapshot": ISO8601DateFormatter().string(from: Date())])
     }
 
+    /// The filesystem a union shows, its directories stored into `batch` (files, and directories one
+    /// layer alone provides, stay the layers' objects): a snapshot's tree without an image, for
+    /// comparing a composition with another tree.
+    public static func filesystem(of union: Union, into batch: ObjectStore.Batch) throws -> TreeEntry {
+        var noCache: StatCache? = nil
+        let privateLayer = try DirectoryImporter.importTree(at: union.privateRoot, into: batch, statCache: &noCache).root
+        return try compose("", union: union, privateTree: try batch.store.treeIfPresent(privateLayer.digest!, batch: batch), batch: batch)
+    }
+
     /// The tree of `path` as the union shows it.
     private static func compose(_ path: String, union: Union, privateTree: (String) throws -> Tree?, batch: ObjectStore.Batch) throws -> TreeEntry {
         let view = try union.view(path)

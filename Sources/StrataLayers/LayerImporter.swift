@@ -6,7 +6,10 @@ import StrataStore
 extension Repository {
     public static let scriptNames: Set<String> = ["pre-install", "post-install", "pre-remove", "post-remove"]
     /// Debian maintainer scripts and the layer scripts they become.
-    static let debianScripts = ["preinst": "pre-install", "postinst": "post-install", "prerm": "pre-remove", "postrm": "post-remove"]
+    public static let debianScripts = ["preinst": "pre-install", "postinst": "post-install", "prerm": "pre-remove", "postrm": "post-remove"]
+    /// The member of a Debian layer's `scripts/` tree holding the package's paths as dpkg lists them
+    /// (`info/PKG.list`); made at import, never taken from the package.
+    public static let debianFileList = "list"
 
     /// Imports one source. `metadata` is required for plain directories and tarballs and refused otherwise.
     public func importLayer(from source: String, metadata: LayerMetadata? = nil) throws -> LayerRecord {
@@ -68,9 +71,11 @@ extension Repository {
         let package = try DebianPackage.read(path: source, into: batch)
         let metadata = try LayerMetadata(parsing: package.control ?? "", file: "\(source)(control)")
         let scripts = TreeBuilder(source: source)
-        for member in package.controlMembers.values where member.name != "control" {
+        for member in package.controlMembers.values where member.name != "control" && member.name != Self.debianFileList {
             try scripts.addFile(at: [Self.debianScripts[member.name] ?? member.name], contents: member.bytes, mode: member.mode, into: batch)
         }
+        // dpkg's view of the files, which the tree no longer says once mapped into merged /usr.
+        try scripts.addFile(at: [Self.debianFileList], contents: Array(package.fileList.map { $0 + "\n" }.joined().utf8), mode: 0o644, into: batch)
         let manifest = LayerManifest(metadata: metadata.controlText, filesystem: package.data, scripts: try scripts.store(into: batch))
         return (metadata, manifest, package.statistics)
     }

@@ -230,6 +230,13 @@ public final class Repository: Sendable {
         return try register(metadata, digest: digest, statistics: statistics)
     }
 
+    /// The next version of a layer numbered 1, 2, 3… (configuration layers): one more than the highest
+    /// whole-number version the repository has ever had, withdrawn ones included.
+    public func nextWholeVersion(of layer: String) throws -> DebianVersion {
+        let highest = try layers(includeWithdrawn: true).filter { $0.name == layer }.compactMap { Int($0.version) }.max() ?? 0
+        return try DebianVersion(String(highest + 1))
+    }
+
     /// A mirror's index and objects are copies: changes belong to the repository it mirrors.
     func refuseIfMirror() throws {
         if let origin { throw LayerError("\(path) is a mirror of \(origin): change the repository there, then 'strata repo update'") }

@@ -73,11 +73,14 @@ public enum DpkgDatabase {
 
         init(_ layer: InstalledLayer, into batch: ObjectStore.Batch) throws {
             let prefix = DpkgDatabase.infoPrefix(layer)
-            var paths = ["/."]
-            try layer.store.walk(layer.filesystem.digest!) { path, _ in paths.append("/" + path) }
-            files.append(try Self.stored(prefix + "list", Array((paths.joined(separator: "\n") + "\n").utf8), mode: 0o644, batch))
             var lookup = TreeLookup(store: layer.store)
             let members = layer.isDebianPackage ? try layer.scriptMembers() : [:]
+            // A `.deb` brings its list (dpkg's paths, before merged /usr); any other layer lists its tree.
+            if members[Repository.debianFileList] == nil {
+                var paths = ["/."]
+                try layer.store.walk(layer.filesystem.digest!) { path, _ in paths.append("/" + path) }
+                files.append(try Self.stored(prefix + "list", Array((paths.joined(separator: "\n") + "\n").utf8), mode: 0o644, batch))
+            }
             for (name, entry) in members.sorted(by: { $0.key < $1.key }) {
                 let bytes = try layer.content(of: entry)
                 files.append(try Self.stored(prefix + (LayerScript(rawValue: name)?.debianName ?? name), bytes, mode: entry.mode, batch))
@@ -148,7 +151,8 @@ public enum DpkgDatabase {
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
             let words = line.split(separator: " ")
             guard words.count == 1, let path = words.first, path.hasPrefix("/") else { continue }
-            guard let entry = try lookup.entry(at: String(path.dropFirst()), under: layer.filesystem), entry.kind == .regular else { continue }
+            let stored = MergedUsr.mapped(components(String(path))).joined(separator: "/")
+            guard let entry = try lookup.entry(at: stored, under: layer.filesystem), entry.kind == .regular else { continue }
             lines.append("\(path) \(MD5.hex(try layer.content(of: entry)))")
         }
         return lines

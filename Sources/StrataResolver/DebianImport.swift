@@ -34,12 +34,26 @@ extension DebianArchive {
         return try repository.importLayer(from: path)
     }
 
+    /// The archive's units of exactly these package versions, by name, as `ensureImported` takes them;
+    /// a package whose version the archive no longer has is absent.
+    public func units(exactly wanted: [(name: String, version: String)]) throws -> [String: ResolvedUnit] {
+        let architecture = try machineArchitecture()
+        let pool = SolvPool(architecture: architecture)
+        _ = try loadIndex(into: pool, name: "debian", priority: 1, architecture: architecture)
+        pool.prepare()
+        var found: [String: ResolvedUnit] = [:]
+        for (name, version) in wanted {
+            guard let id = pool.units(named: name).first(where: { pool.version($0) == version }) else { continue }
+            found[name] = ResolvedUnit(entry: LDFEntry(repository: "debian", layer: name, version: try DebianVersion(version)), architecture: pool.architecture(id),
+                                       location: .debian, record: nil, debSHA256: pool.sha256(id), isExplicit: false, preDepends: [])
+        }
+        return found
+    }
+
     /// A download directory apt's unprivileged `_apt` user may write to.
     private func temporaryDirectory() throws -> String {
         try makeDirectories(cacheDirectory)
-        var template = Array((cacheDirectory + "/download-XXXXXX").utf8CString)
-        guard mkdtemp(&template) != nil else { throw SystemError("mkdtemp", cacheDirectory) }
-        let path = String(cString: template)
+        let path = try StrataStore.temporaryDirectory(in: cacheDirectory, prefix: "download-")
         chmod(path, 0o777)
         return path
     }

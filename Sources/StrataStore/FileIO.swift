@@ -179,6 +179,13 @@ public enum AtomicFile {
     }
 }
 
+/// Creates a new directory with a unique name, `parent/PREFIXxxxxxx` (mode 0700), and returns its path.
+public func temporaryDirectory(in parent: String, prefix: String) throws -> String {
+    var template = Array((parent + "/" + prefix + "XXXXXX").utf8CString)
+    guard mkdtemp(&template) != nil else { throw SystemError("mkdtemp", parent + "/" + prefix + "XXXXXX") }
+    return String(cString: template)
+}
+
 /// Creates a directory and its parents; existing directories are fine.
 public func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
     if mkdir(path, mode) == 0 || errno == EEXIST { return }

@@ -44,7 +44,7 @@ enum TemplatePromotion {
         let previous = union.stack.layers.first { $0.kind == .config && $0.name == configName }
         if let previous { _ = try ObjectTransfer.copy([previous.digest], from: previous.store, to: repository.store) }
 
-        let version = try nextVersion(of: configName, in: repository)
+        let version = try repository.nextWholeVersion(of: configName)
         let metadata = try LayerMetadata(name: configName, version: version, description: "configuration of template \(name)",
                                          extraFields: [MetadataField(Composition.layerTypeField, "config"), MetadataField("Template", name),
                                                        MetadataField("Evidence", evidence.description)]
@@ -63,11 +63,5 @@ enum TemplatePromotion {
             throw LayerError("\(configName) \(version) is in \(repositoryName) and \(ldf), but the mounted template did not take it: \(ControlChannel.failure(reply))")
         }
         return record
-    }
-
-    /// 1, then one more than the highest whole-number version the repository has ever had.
-    private static func nextVersion(of layer: String, in repository: Repository) throws -> DebianVersion {
-        let highest = try repository.layers(includeWithdrawn: true).filter { $0.name == layer }.compactMap { Int($0.version) }.max() ?? 0
-        return try DebianVersion(String(highest + 1))
     }
 }

@@ -10,10 +10,11 @@ import Glibc
 /// database, `dpkg --configure -a` in the sandbox, upgrades and removals with the maintainer scripts'
 /// own arguments, and the administrator's conffiles kept.
 @Suite(.serialized) struct DebianConfigurationTests {
-    /// One Strata home for every test here and across runs (`/tmp/strata-test-debian-home`): `main`, a
-    /// local repository of rebuilt `tar` packages, ahead of `debian`, the machine's apt indexes, whose
-    /// layers are fetched and imported once.
-    static let home = "/tmp/strata-test-debian-home"
+    /// One Strata home for every test here and across runs (`/tmp/strata-test-debian-home-merged-usr`,
+    /// named for the layout its layers were imported in, so a cache of another layout is never reused):
+    /// `main`, a local repository of rebuilt `tar` packages, ahead of `debian`, the machine's apt
+    /// indexes, whose layers are fetched and imported once.
+    static let home = "/tmp/strata-test-debian-home-merged-usr"
     static let tarVersion = "1.34+dfsg-1.2+deb12u1"
 
     static func strata(_ arguments: String...) throws -> Execution { try strata(arguments) }

@@ -8,7 +8,7 @@ import Testing
 /// A home whose `debian` repository is the machine's apt indexes. It survives between runs, so
 /// the suite's `.solv` cache is built once.
 let debianHome: StrataHome = {
-    let home = StrataHome(explicit: "/tmp/strata-test-debian-home")
+    let home = StrataHome(explicit: "/tmp/strata-test-debian-home-merged-usr")
     try? home.addRepository(name: "debian", location: "debian")
     return home
 }()
