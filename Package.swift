@@ -30,13 +30,14 @@ let package = Package(
         .target(name: "StrataLifecycle", dependencies: ["CLinux", "StrataStore", "StrataLayers"]),
         .target(name: "VLFS", dependencies: ["CLinux", "StrataStore", "StrataLayers", "StrataLifecycle"]),
         .target(name: "VLFSFuse", dependencies: ["CFuse3", "CLinux", "VLFS", "StrataStore", "StrataLayers"]),
+        .target(name: "StrataBoot", dependencies: ["StrataHTTP", "StrataLayers", "StrataStore", "VLFS"]),
         .target(name: "Mirage", dependencies: [
             "StrataStore", "StrataLayers",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         .target(name: "Forensics", dependencies: ["VLFS", "Mirage", "StrataStore", "StrataLayers"]),
         .executableTarget(name: "strata", dependencies: [
-            "StrataStore", "StrataLayers", "StrataResolver", "StrataHTTP", "VLFS", "VLFSFuse", "Forensics", "Mirage", "StrataLifecycle",
+            "StrataStore", "StrataLayers", "StrataResolver", "StrataHTTP", "VLFS", "VLFSFuse", "Forensics", "Mirage", "StrataLifecycle", "StrataBoot",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
