@@ -42,7 +42,7 @@ if [ -z "$modules_only" ]; then
     mke2fs=$(command -v mke2fs) || { echo "$0: mke2fs not found (apt-get install e2fsprogs)" >&2; exit 1; }
     mkdir -p "$root/bin" "$root/sbin" "$root/etc" "$root/proc" "$root/sys" "$root/dev" "$root/run" "$root/tmp" "$root/disk" "$root/root"
     cp "$busybox" "$root/bin/busybox"
-    for applet in $("$busybox" --list); do ln -sf busybox "$root/bin/$applet"; done
+    for applet in $("$busybox" --list); do [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"; done
     # modprobe where the kernel calls it (request_module), for crc32c and friends.
     ln -sf ../bin/busybox "$root/sbin/modprobe"
     # strata stripped (symbols are two thirds of it), mke2fs, and the libraries each loads.

@@ -25,7 +25,7 @@ public struct ApplianceHome {
     public func fetchDescription(service: String, mac: String) throws -> (BootDescription, Source) {
         let location = try HTTPLocation(service)
         let client = HTTPClient(location: location, timeout: 10)
-        let relative = "boot/" + mac
+        let relative = String(BootAnswers.bootPath.dropFirst()) + "?mac=" + mac
         let url = location.url(relative)
         let answer: (HTTPClient.Response, [UInt8])
         do {

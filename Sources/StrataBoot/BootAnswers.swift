@@ -21,8 +21,8 @@ public struct BootAnswers: Sendable {
     /// URL paths of what the service serves.
     public static let chainPath = "/boot.ipxe"
     public static let bootPath = "/boot"
-    public static let initramfsPath = "/boot/initramfs.cpio.gz"
-    public static let modulesPath = "/boot/modules.cpio.gz"
+    public static let initramfsPath = "/initramfs.cpio.gz"
+    public static let modulesPath = "/modules.cpio.gz"
     public static func repositoryPath(_ name: String) -> String { "/repos/\(name)/" }
 
     /// iPXE's first request: a script that chains to this machine's own, by the MAC of the interface it booted from.

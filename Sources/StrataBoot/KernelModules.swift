@@ -18,6 +18,18 @@ public struct KernelModules: Sendable {
         self.builder = builder
     }
 
+    /// The archive for the kernel that appliance `name` composes now (a request's word: checked to be
+    /// a registered appliance before its name reaches a path).
+    public func archive(forAppliance name: String, answers: BootAnswers) throws -> String {
+        try StrataHome.checkName(name)
+        let registry = try ApplianceRegistry(home: home)
+        guard try registry.all().contains(where: { $0.name == name }) else { throw LayerError("no appliance '\(name)'") }
+        guard let kernel = try answers.kernelLayer(in: try Composition.plan(ldf: registry.ldf(of: name), home: home)) else {
+            throw LayerError("appliance '\(name)' composes no kernel")
+        }
+        return try archive(for: kernel.layer)
+    }
+
     public func archive(for layer: Composition.PlannedLayer) throws -> String {
         let directory = home.path + "/boot"
         let archive = directory + "/modules-\(layer.record.digest.hex).cpio.gz"
