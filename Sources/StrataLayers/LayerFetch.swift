@@ -15,33 +15,92 @@ public struct FetchProgress: Sendable {
 public typealias FetchObserver = @Sendable (FetchProgress) -> Void
 
 extension Repository {
-    /// Makes sure every object of the given layers is in this repository's store. Nothing to do for
-    /// a repository of its own; a mirror fetches what it lacks — the layer manifests, their trees
-    /// level by level, then the blobs of all of them in one pass — several objects at once, each
-    /// verified against its digest.
+    /// How much of a layer a fetch makes local.
+    public enum FetchDepth: Sendable {
+        /// Every object: the layer mounts without the server.
+        case whole
+        /// The layer manifest, every directory tree and the configuration scripts; file contents stay
+        /// remote until opened (`RemoteObjects`). The mount composes from these alone: the overlap
+        /// check and the dpkg database read every path of every layer, and the scripts.
+        case metadata
+    }
+
+    /// Where a mirror keeps the layer manifests of layers fetched to `metadata` depth: outside the
+    /// store, whose layer manifests mean "whole".
+    var partialLayers: String { path + "/layers" }
+
+    /// Makes sure the given layers are in this repository's store to `depth`. Nothing to do for a
+    /// repository of its own; a mirror fetches what it lacks — the layer manifests, their trees level
+    /// by level, then the blobs of all of them in one pass — several objects at once, each verified
+    /// against its digest.
     ///
-    /// Manifests are stored only after everything they refer to, so a mirror that holds a layer
-    /// manifest holds the whole layer, and a fetch cut short leaves no manifest whose children are
-    /// missing: running it again fetches only the rest.
-    public func fetchLayers(_ records: [LayerRecord], progress: FetchObserver? = nil) throws {
+    /// Layer manifests go into the store only after everything they refer to, so a mirror whose store
+    /// holds a layer manifest holds the whole layer, and a fetch cut short leaves no layer manifest
+    /// whose children are missing: running it again fetches only the rest. Trees may be stored before
+    /// the blobs under them (a `metadata` fetch stores them alone).
+    public func fetchLayers(_ records: [LayerRecord], depth: FetchDepth = .whole, progress: FetchObserver? = nil) throws {
         guard let origin else { return }
-        let wanted = records.filter { !store.has($0.digest) }
+        let wanted = records.filter { !store.has($0.digest) && (depth == .whole || !hasPartialLayer($0.digest)) }
         if wanted.isEmpty { return }
         let fetcher = ObjectFetcher(location: origin, trust: tls, store: store, partialDirectory: path + "/partial")
         let label = wanted.count == 1 ? "\(wanted[0].name) \(wanted[0].version)" : "\(wanted.count) layers"
         let tally = FetchTally(FetchProgress(layer: label), observer: progress)
-        let layers = try fetcher.manifests(wanted.map(\.digest))
-        tally.add(objects: layers.count, bytes: layers.values.reduce(0) { $0 + $1.count })
+        var layers: [Digest: [UInt8]] = [:]
+        for record in wanted { layers[record.digest] = try? partialLayer(record.digest) }
+        let fetchedLayers = try fetcher.manifests(wanted.map(\.digest).filter { layers[$0] == nil })
+        layers.merge(fetchedLayers) { old, _ in old }
+        tally.add(objects: fetchedLayers.count, bytes: fetchedLayers.values.reduce(0) { $0 + $1.count })
 
-        var trees: [Digest: [UInt8]] = [:]
-        var blobs: [Digest: UInt64] = [:]
-        var level: [Digest] = []
+        var filesystems: [Digest] = []
+        var scripts: [Digest] = []
         for record in wanted {
             let manifest = try LayerManifest(decoding: layers[record.digest]!, what: "layer \(record.name) \(record.version) from \(origin)")
-            level += [manifest.filesystem.digest!] + (manifest.scripts?.digest.map { [$0] } ?? [])
+            filesystems.append(manifest.filesystem.digest!)
+            scripts += manifest.scripts?.digest.map { [$0] } ?? []
         }
-        var seen = Set(level)
-        level = Array(seen)
+        // Scripts are read at mount, before anything is opened: their blobs come at either depth.
+        var (trees, blobs) = try fetchTrees(scripts, fetcher: fetcher, tally: tally)
+        let (filesystemTrees, filesystemBlobs) = try fetchTrees(filesystems, fetcher: fetcher, tally: tally)
+        trees.merge(filesystemTrees) { old, _ in old }
+        if depth == .whole { blobs.merge(filesystemBlobs) { old, _ in old } }
+        let manifestBytes = layers.values.reduce(0) { $0 + $1.count } + trees.values.reduce(0) { $0 + $1.count }
+        tally.expect(objects: layers.count + trees.count + blobs.count, bytes: Int64(manifestBytes) + blobs.values.reduce(0) { $0 + Int64($1) })
+        try fetcher.blobs(blobs, received: { tally.add(objects: $0 ? 1 : 0, bytes: $1) })
+
+        let batch = try store.beginBatch()
+        for bytes in trees.values { try batch.put(bytes) }
+        try batch.commit()
+        switch depth {
+        case .whole:
+            let batch = try store.beginBatch()
+            for bytes in layers.values { try batch.put(bytes) }
+            try batch.commit()
+            for digest in layers.keys { unlink("\(partialLayers)/\(digest.hex)") }
+        case .metadata:
+            try makeDirectories(partialLayers)
+            for (digest, bytes) in layers where !hasPartialLayer(digest) { try AtomicFile.write(bytes, to: "\(partialLayers)/\(digest.hex)") }
+        }
+        tally.finish()
+    }
+
+    /// Whether the layer manifest of a layer fetched to `metadata` depth is here.
+    func hasPartialLayer(_ digest: Digest) -> Bool { access("\(partialLayers)/\(digest.hex)", F_OK) == 0 }
+
+    /// The layer manifest of a layer fetched to `metadata` depth, checked against its digest.
+    func partialLayer(_ digest: Digest) throws -> [UInt8] {
+        let bytes = try FileDescriptor.open("\(partialLayers)/\(digest.hex)", O_RDONLY).readAll()
+        guard SHA256.hash(bytes) == digest else { throw LayerError("\(partialLayers)/\(digest.hex) is damaged (its content does not hash to its name)") }
+        return bytes
+    }
+
+    /// Fetches the trees beneath `roots` that the store lacks, level by level (one round of requests
+    /// per depth), reading those it has. Returns the fetched trees and the blobs they name that the
+    /// store lacks, with their sizes.
+    private func fetchTrees(_ roots: [Digest], fetcher: ObjectFetcher, tally: FetchTally) throws -> (trees: [Digest: [UInt8]], blobs: [Digest: UInt64]) {
+        var trees: [Digest: [UInt8]] = [:]
+        var blobs: [Digest: UInt64] = [:]
+        var seen = Set(roots)
+        var level = Array(seen)
         while !level.isEmpty {
             let fetched = try fetcher.manifests(level.filter { !store.has($0) })
             tally.add(objects: fetched.count, bytes: fetched.values.reduce(0) { $0 + $1.count })
@@ -49,7 +108,7 @@ extension Repository {
             for digest in level {
                 let bytes = try fetched[digest] ?? store.read(digest)
                 trees[digest] = fetched[digest]
-                for entry in try Tree(decoding: bytes, what: "tree \(digest) from \(origin)").entries {
+                for entry in try Tree(decoding: bytes, what: "tree \(digest) from \(fetcher.location)").entries {
                     guard let child = entry.digest else { continue }
                     if entry.kind == .directory {
                         if seen.insert(child).inserted { next.append(child) }
@@ -60,16 +119,7 @@ extension Repository {
             }
             level = next
         }
-        let manifestBytes = layers.values.reduce(0) { $0 + $1.count } + trees.values.reduce(0) { $0 + $1.count }
-        tally.expect(objects: layers.count + trees.count + blobs.count, bytes: Int64(manifestBytes) + blobs.values.reduce(0) { $0 + Int64($1) })
-        try fetcher.blobs(blobs, received: { tally.add(objects: $0 ? 1 : 0, bytes: $1) })
-
-        for group in [Array(trees.values), Array(layers.values)] {
-            let batch = try store.beginBatch()
-            for bytes in group { try batch.put(bytes) }
-            try batch.commit()
-        }
-        tally.finish()
+        return (trees, blobs)
     }
 }
 

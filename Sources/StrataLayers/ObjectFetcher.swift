@@ -49,15 +49,30 @@ struct ObjectFetcher: Sendable {
         // Largest first, so one big file does not start last and run alone.
         let ordered = sizes.sorted { $0.value > $1.value }
         try inParallel(ordered) { client, blob, batch in
-            let path = "\(partialDirectory)/\(blob.key.hex)"
-            if try !download(blob.key, size: blob.value, to: path, client: client, resume: true, received: received) {
-                guard try download(blob.key, size: blob.value, to: path, client: client, resume: false, received: received) else {
-                    throw LayerError("object \(blob.key) from \(location.url(Self.relativePath(of: blob.key))) did not verify after a fresh download")
-                }
-            }
-            try batch.adopt(fileAt: path, as: blob.key)
+            try batch.adopt(fileAt: try download(blob.key, size: blob.value, client: client, received: received), as: blob.key)
             received(true, 0)
         }
+    }
+
+    /// Fetches one blob into the store with `client` and commits it before returning: for a reader
+    /// waiting on this one object (a lazily mounted VLFS opening a file).
+    func blob(_ digest: Digest, size: UInt64, client: HTTPClient, received: @Sendable (_ completed: Bool, _ bytes: Int) -> Void) throws {
+        try makeDirectories(partialDirectory)
+        let batch = try store.beginBatch()
+        try batch.adopt(fileAt: try download(digest, size: size, client: client, received: received), as: digest)
+        try batch.commit()
+    }
+
+    /// Downloads one blob into its partial file, resuming what an earlier run left, and returns the
+    /// file's path once its content verified.
+    private func download(_ digest: Digest, size: UInt64, client: HTTPClient, received: @Sendable (_ completed: Bool, _ bytes: Int) -> Void) throws -> String {
+        let path = "\(partialDirectory)/\(digest.hex)"
+        if try !download(digest, size: size, to: path, client: client, resume: true, received: received) {
+            guard try download(digest, size: size, to: path, client: client, resume: false, received: received) else {
+                throw LayerError("object \(digest) from \(location.url(Self.relativePath(of: digest))) did not verify after a fresh download")
+            }
+        }
+        return path
     }
 
     /// Downloads one blob into `path`, continuing what is there when `resume` allows. Returns false

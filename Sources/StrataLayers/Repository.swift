@@ -113,9 +113,20 @@ public final class Repository: Sendable {
         return candidates.filter { $0.state == .active }.max { Self.versionLess($0.version, $1.version) }
     }
 
+    /// A layer's manifest: from the store, or for a mirror's layer fetched only to `metadata` depth,
+    /// from beside it.
     public func layerManifest(_ record: LayerRecord) throws -> LayerManifest {
-        try LayerManifest(decoding: try store.read(record.digest), what: "layer \(record.name) \(record.version)")
+        try layerManifest(record.digest, what: "layer \(record.name) \(record.version)")
     }
+
+    public func layerManifest(_ digest: Digest, what: String) throws -> LayerManifest {
+        let bytes = origin != nil && !store.has(digest) && hasPartialLayer(digest) ? try partialLayer(digest) : try store.read(digest)
+        return try LayerManifest(decoding: bytes, what: what)
+    }
+
+    /// Whether every object of a layer is local: always for a repository of its own; for a mirror,
+    /// once its layer manifest is in the store.
+    public func isWhole(_ record: LayerRecord) -> Bool { origin == nil || store.has(record.digest) }
 
     private static func versionLess(_ a: String, _ b: String) -> Bool {
         guard let x = try? DebianVersion(a), let y = try? DebianVersion(b) else { return a < b }

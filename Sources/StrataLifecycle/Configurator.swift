@@ -231,8 +231,9 @@ extension ConfigurationState.Record {
     /// This record's layer instance from its repository (for the scripts of a layer no longer composed).
     func layer(in home: StrataHome) throws -> InstalledLayer {
         let repository = try home.repository(repository)
-        let manifest = try LayerManifest(decoding: try repository.store.read(digest), what: "layer \(name) \(version)")
+        let manifest = try repository.layerManifest(digest, what: "layer \(name) \(version)")
         return InstalledLayer(repository: self.repository, metadata: try LayerMetadata(parsing: manifest.metadata, file: "layer \(name) \(version)"),
-                              digest: digest, filesystem: manifest.filesystem, scripts: manifest.scripts, store: repository.store)
+                              digest: digest, filesystem: manifest.filesystem, scripts: manifest.scripts, store: repository.store,
+                              remote: RemoteObjects.for(repository))
     }
 }

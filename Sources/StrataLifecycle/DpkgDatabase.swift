@@ -79,7 +79,7 @@ public enum DpkgDatabase {
             var lookup = TreeLookup(store: layer.store)
             let members = layer.isDebianPackage ? try layer.scriptMembers() : [:]
             for (name, entry) in members.sorted(by: { $0.key < $1.key }) {
-                let bytes = try layer.store.read(entry.digest!)
+                let bytes = try layer.content(of: entry)
                 files.append(try Self.stored(prefix + (LayerScript(rawValue: name)?.debianName ?? name), bytes, mode: entry.mode, batch))
                 if name == "conffiles" { conffiles = try DpkgDatabase.conffileLines(bytes, layer: layer, lookup: &lookup) }
                 if name == "triggers" { interests = DpkgDatabase.interests(bytes, package: layer.name) }
@@ -148,9 +148,8 @@ public enum DpkgDatabase {
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
             let words = line.split(separator: " ")
             guard words.count == 1, let path = words.first, path.hasPrefix("/") else { continue }
-            guard let entry = try lookup.entry(at: String(path.dropFirst()), under: layer.filesystem), entry.kind == .regular, let digest = entry.digest
-            else { continue }
-            lines.append("\(path) \(MD5.hex(try layer.store.read(digest)))")
+            guard let entry = try lookup.entry(at: String(path.dropFirst()), under: layer.filesystem), entry.kind == .regular else { continue }
+            lines.append("\(path) \(MD5.hex(try layer.content(of: entry)))")
         }
         return lines
     }

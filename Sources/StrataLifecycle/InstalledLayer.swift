@@ -13,14 +13,18 @@ public struct InstalledLayer: Sendable {
     /// of its control archive (`conffiles`, `md5sums`, `triggers`, `templates`, `config`…).
     public let scripts: TreeEntry?
     public let store: ObjectStore
+    /// Where blobs missing from `store` come from (a lazily fetched layer of a mirror).
+    public let remote: RemoteObjects?
 
-    public init(repository: String, metadata: LayerMetadata, digest: Digest, filesystem: TreeEntry, scripts: TreeEntry?, store: ObjectStore) {
+    public init(repository: String, metadata: LayerMetadata, digest: Digest, filesystem: TreeEntry, scripts: TreeEntry?, store: ObjectStore,
+                remote: RemoteObjects? = nil) {
         self.repository = repository
         self.metadata = metadata
         self.digest = digest
         self.filesystem = filesystem
         self.scripts = scripts
         self.store = store
+        self.remote = remote
     }
 
     public var name: String { metadata.name }
@@ -41,8 +45,14 @@ public struct InstalledLayer: Sendable {
 
     /// One script's bytes, or nil when the layer has none by that name.
     public func script(_ script: LayerScript) throws -> [UInt8]? {
-        guard let entry = try scriptMembers()[script.rawValue], let digest = entry.digest else { return nil }
-        return try store.read(digest)
+        guard let entry = try scriptMembers()[script.rawValue] else { return nil }
+        return try content(of: entry)
+    }
+
+    /// A regular file's bytes, fetched first when the layer is lazily fetched and the blob is not here yet.
+    public func content(of entry: TreeEntry) throws -> [UInt8] {
+        if let remote { try remote.fetch(entry.digest!, size: entry.size) }
+        return try store.read(entry.digest!)
     }
 }
 

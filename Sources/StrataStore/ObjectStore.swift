@@ -242,7 +242,11 @@ public final class ObjectStore: Sendable {
         /// Makes every staged object durable, then moves it into place.
         public func commit() throws {
             let digests = staged.withLock { Array($0) }
-            if !digests.isEmpty {
+            if digests.count == 1 {
+                // One object (a lazy fetch waiting on it): its own fsync, not the whole filesystem's.
+                let file = try FileDescriptor.open(stagingPath(of: digests[0]).file, O_RDONLY)
+                _ = try sys("fsync", stagingPath(of: digests[0]).file) { fsync(file.raw) }
+            } else if !digests.isEmpty {
                 let directory = try FileDescriptor.open(stagingPath, O_RDONLY | O_DIRECTORY)
                 _ = try sys("syncfs", stagingPath) { syncfs(directory.raw) }
             }

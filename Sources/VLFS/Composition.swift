@@ -26,6 +26,8 @@ public struct VLFSState: Sendable {
     public var ldfRecord: String { directory + "/ldf" }
     public var controlSocket: String { directory + "/control.sock" }
     public var log: String { directory + "/daemon.log" }
+    /// The shared files the last mount opened first (`FirstOpens`).
+    public var firstOpens: String { directory + "/first-opens" }
     /// How far each layer is configured (`ConfigurationState`).
     public var configuration: String { Configurator.stateFile(in: directory) }
 
@@ -60,8 +62,9 @@ public struct VLFSState: Sendable {
 
 /// Turns an LDF into the shared layers of a VLFS: every layer it names (explicit, through its
 /// includes, and implicit: its own block, or its templates' when it has none) found in its repository —
-/// the pinned version, or the newest one. A layer of a served repository is fetched whole into its
-/// mirror the first time (`progress` hears how far).
+/// the pinned version, or the newest one. A layer of a served repository is fetched into its mirror
+/// the first time (`progress` hears how far): whole, or only its trees and scripts, its files then
+/// coming as they are opened.
 public enum Composition {
     public static let layerTypeField = "Layer-Type"
 
@@ -77,19 +80,20 @@ public enum Composition {
 
     /// The layers in stacking order for configuration layers (the LDF's own above those of the
     /// templates it includes, templates in include order, recursively; see `ExpandedLDF.stackingOrder`).
-    public static func layers(ldf: String, home: StrataHome, progress: FetchObserver? = nil) throws -> [SharedLayer] {
+    public static func layers(ldf: String, home: StrataHome, depth: Repository.FetchDepth = .whole, progress: FetchObserver? = nil) throws -> [SharedLayer] {
         let found = try plan(ldf: ldf, home: home)
         // All of a mirror's missing layers in one fetch: objects flow at full width, and commits are few.
         for name in Set(found.map(\.repositoryName)) {
             let units = found.filter { $0.repositoryName == name }
-            try units[0].repository.fetchLayers(units.map(\.record), progress: progress)
+            try units[0].repository.fetchLayers(units.map(\.record), depth: depth, progress: progress)
         }
         return try found.map { planned in
             let manifest = try planned.repository.layerManifest(planned.record)
             let metadata = try planned.record.parsedMetadata()
             let isConfig = metadata.extraFields.contains { $0.name.caseInsensitiveCompare(layerTypeField) == .orderedSame && $0.value == "config" }
             return SharedLayer(repository: planned.repositoryName, metadata: metadata, digest: planned.record.digest, root: manifest.filesystem,
-                               store: planned.repository.store, kind: isConfig ? .config : .software, scripts: manifest.scripts)
+                               store: planned.repository.store, kind: isConfig ? .config : .software, scripts: manifest.scripts,
+                               remote: RemoteObjects.for(planned.repository))
         }
     }
 
@@ -131,8 +135,8 @@ public enum Composition {
 
     /// The stack for a VLFS's LDF, with its whiteout layers and generated dpkg database from the
     /// VLFS's state.
-    public static func stack(ldf: String, home: StrataHome, state: VLFSState, progress: FetchObserver? = nil) throws -> LayerStack {
-        try stack(layers: try layers(ldf: ldf, home: home, progress: progress), home: home, state: state,
+    public static func stack(ldf: String, home: StrataHome, state: VLFSState, depth: Repository.FetchDepth = .whole, progress: FetchObserver? = nil) throws -> LayerStack {
+        try stack(layers: try layers(ldf: ldf, home: home, depth: depth, progress: progress), home: home, state: state,
                   configuration: try ConfigurationState.load(state.configuration))
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import StrataLayers
 import StrataLifecycle
 import StrataStore
@@ -21,8 +22,11 @@ public struct SharedLayer: Sendable {
     public let kind: Kind
     /// The unit's configuration scripts (and a `.deb`'s other control members), if it has any.
     public let scripts: TreeEntry?
+    /// Where blobs missing from `store` come from: the served repository a mirror copies.
+    public let remote: RemoteObjects?
 
-    public init(repository: String, metadata: LayerMetadata, digest: Digest, root: TreeEntry, store: ObjectStore, kind: Kind, scripts: TreeEntry? = nil) {
+    public init(repository: String, metadata: LayerMetadata, digest: Digest, root: TreeEntry, store: ObjectStore, kind: Kind, scripts: TreeEntry? = nil,
+                remote: RemoteObjects? = nil) {
         self.repository = repository
         self.metadata = metadata
         self.digest = digest
@@ -30,11 +34,12 @@ public struct SharedLayer: Sendable {
         self.store = store
         self.kind = kind
         self.scripts = scripts
+        self.remote = remote
     }
 
     /// The layer as configuration sees it.
     public var installed: InstalledLayer {
-        InstalledLayer(repository: repository, metadata: metadata, digest: digest, filesystem: root, scripts: scripts, store: store)
+        InstalledLayer(repository: repository, metadata: metadata, digest: digest, filesystem: root, scripts: scripts, store: store, remote: remote)
     }
 
     public var name: String { metadata.name }
@@ -62,6 +67,23 @@ public struct SharedLayer: Sendable {
 
     /// The blob file that holds a regular file's content.
     public func blobPath(_ entry: TreeEntry) -> String { store.path(of: entry.digest!) }
+
+    /// Opens a regular file's blob read-only, first fetching it from the served repository when the
+    /// mirror lacks it (a lazily mounted layer). A fetch that fails fails this open alone, with EIO,
+    /// and says why in the daemon's log; the next open tries again.
+    func openBlob(_ entry: TreeEntry) throws(FSError) -> Int32 {
+        let path = blobPath(entry)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 { return fd }
+        guard errno == ENOENT, let remote else { throw FSError.last }
+        do {
+            try remote.fetch(entry.digest!, size: entry.size)
+        } catch {
+            FileHandle.standardError.write(Data("strata: layer \(label): fetching \(entry.digest!) failed: \(error)\n".utf8))
+            throw FSError(EIO)
+        }
+        return try check { open(path, O_RDONLY | O_CLOEXEC) }
+    }
 }
 
 /// Decoded tree manifests, shared by every layer and every stack of a mount. Trees are immutable and

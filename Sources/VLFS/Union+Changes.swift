@@ -227,13 +227,11 @@ extension Union {
         guard case .shared(let layer, let entry) = resolved.top else { return nil }
         let links = entry.linkGroup == 0 ? [] : try linkedPaths(of: entry.linkGroup, layer: layer, in: resolved.stack).filter { $0 != path }
         for name in [path] + links { try ensurePrivateDirectory(Beneath.split(name).parent) }
+        // Opened before the lock: a lazily mounted layer may fetch the blob, and other copies need not wait for that.
+        let contents = entry.kind == .regular && withData ? try resolved.stack.layers[layer].openBlob(entry) : nil
+        defer { if let contents { close(contents) } }
         return try copyUpLock.withLock { _ throws(FSError) -> Int32? in
             guard !(try resolve(path)).isPrivate else { return nil }
-            var contents: Int32?
-            if entry.kind == .regular && withData {
-                contents = try check { Glibc.open(resolved.stack.layers[layer].blobPath(entry), O_RDONLY | O_CLOEXEC) }
-            }
-            defer { if let contents { close(contents) } }
             let copy = try privateLayer.place(entry, contents: contents, at: path, links: links, opening: flags)
             if entry.kind != .directory, let inode = inodes.inode(at: path) { inodes.alias(.privateInode(UInt64(copy.status.st_ino)), to: inode) }
             if entry.kind == .regular { try noteUnsyncedCopy(UInt64(copy.status.st_ino)) }

@@ -47,6 +47,8 @@ public final class Union: Sendable {
     /// Passed by every change (the FUSE adapter wraps its mutating operations in it).
     public let gate = MutationGate()
     let trees = TreeCache()
+    /// What the appliance opens first, for prefetching at the next mount.
+    public let firstOpens = FirstOpens()
     let copyUpLock = Mutex(())
     /// Copies whose rename into place is not yet known durable, by private inode number: the first
     /// fsync of one syncs its directory too. POSIX asks that of a new name; to the appliance a copy is
@@ -483,7 +485,8 @@ public final class Union: Sendable {
                 file = OpenFile(descriptor: fd, blob: nil)
             case .shared(let layer, let entry):
                 guard entry.kind == .regular else { throw FSError.invalid }
-                let fd = try check { Glibc.open(resolved.stack.layers[layer].blobPath(entry), O_RDONLY | O_CLOEXEC) }
+                let fd = try resolved.stack.layers[layer].openBlob(entry)
+                firstOpens.note(path)
                 file = OpenFile(descriptor: fd, blob: entry.digest)
             }
             registerOpen(inode, file, attributes: try attributes(of: resolved, inode: inode))

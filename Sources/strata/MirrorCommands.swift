@@ -11,15 +11,19 @@ struct MirrorCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show which layers of a served repository are local to its mirror.",
             discussion: """
-                A layer is local when its manifest is in the mirror: manifests are stored only after \
-                everything they reach, so a local layer is whole and mounts without the server.
+                A layer is local when its manifest is in the mirror's store: manifests are stored only \
+                after everything they reach, so a local layer is whole and mounts without the server. A \
+                partial layer was mounted lazily: its trees and scripts are here, and the files opened \
+                so far (shown as files and bytes local); a remote layer has nothing here yet.
                 """)
         @OptionGroup var options: HomeOptions
         @Argument(help: "The served repository's name in the home.") var name: String
         @Flag(help: "Print JSON.") var json = false
 
         struct Layer: Encodable {
-            let name: String, version: String, local: Bool, files: Int, bytes: UInt64
+            enum State: String, Encodable { case local, partial, remote }
+            let name: String, version: String, state: State, files: Int, bytes: UInt64, localFiles: Int, localBytes: UInt64
+            var local: Bool { state == .local }
         }
 
         struct Report: Encodable {
@@ -29,8 +33,19 @@ struct MirrorCommand: ParsableCommand {
         func run() throws {
             let repository = try options.repository(name)
             guard let origin = repository.origin else { throw ValidationError("'\(name)' is not a served repository: it has no mirror") }
-            let layers = try repository.layers().map {
-                Layer(name: $0.name, version: $0.version, local: repository.store.has($0.digest), files: $0.files, bytes: $0.bytes)
+            let layers = try repository.layers().map { record in
+                if repository.isWhole(record) {
+                    return Layer(name: record.name, version: record.version, state: .local, files: record.files, bytes: record.bytes,
+                                 localFiles: record.files, localBytes: record.bytes)
+                }
+                guard let manifest = try? repository.layerManifest(record) else {
+                    return Layer(name: record.name, version: record.version, state: .remote, files: record.files, bytes: record.bytes, localFiles: 0, localBytes: 0)
+                }
+                var (files, bytes) = (0, UInt64(0))
+                try repository.store.walk(manifest.filesystem.digest!) { _, entry in
+                    if entry.kind == .regular, repository.store.has(entry.digest!) { (files, bytes) = (files + 1, bytes + entry.size) }
+                }
+                return Layer(name: record.name, version: record.version, state: .partial, files: record.files, bytes: record.bytes, localFiles: files, localBytes: bytes)
             }
             let objects = try repository.store.allObjects()
             let objectBytes = objects.reduce(UInt64(0)) { total, digest in
@@ -41,7 +56,10 @@ struct MirrorCommand: ParsableCommand {
             let report = Report(repository: name, origin: origin.description, layers: layers, objects: objects.count, objectBytes: objectBytes,
                                 partialDownloads: partial)
             if json { return try printJSON(report) }
-            for layer in layers { print("\(layer.name) \(layer.version) \(layer.local ? "local" : "remote") \(layer.files) files \(layer.bytes) bytes") }
+            for layer in layers {
+                let partial = layer.state == .partial ? " (\(layer.localFiles) files, \(layer.localBytes) bytes local)" : ""
+                print("\(layer.name) \(layer.version) \(layer.state.rawValue) \(layer.files) files \(layer.bytes) bytes" + partial)
+            }
             let local = layers.filter(\.local)
             print("\(local.count) of \(layers.count) layers local (\(local.reduce(0) { $0 + $1.bytes }) of \(layers.reduce(0) { $0 + $1.bytes }) bytes); "
                 + "\(objects.count) objects, \(objectBytes) bytes in \(repository.path)" + (partial > 0 ? "; \(partial) partial downloads to resume" : ""))

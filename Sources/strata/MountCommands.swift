@@ -30,6 +30,11 @@ struct Mount: ParsableCommand {
     var controlTimeout = ControlChannel.Limits().requestTimeout
     @Flag(help: "Run no configuration scripts (nor dpkg) at mount or update; layers stay as their state says.")
     var noConfigure = false
+    @Option(help: """
+        When files of layers from served repositories are fetched: lazy (serve at once, fetch a file when first opened, \
+        the rest in the background), on-open (only what is opened), before-mount (mirror every layer whole first).
+        """)
+    var fetch: FetchMode = .lazy
     /// The root filesystem of a network-booted appliance: the daemon must outlive the appliance's init,
     /// which at shutdown kills every process but those whose argv[0] starts with '@' (systemd's
     /// convention for root-storage daemons).
@@ -56,7 +61,7 @@ struct Mount: ParsableCommand {
             throw LayerError("\(state.controlSocket): too long for a Unix socket (108 bytes); use a shorter Strata home or VLFS name")
         }
         // Compose first, so that a bad LDF or a conflict is reported here and not in a daemon log.
-        let stack = try Composition.stack(ldf: ldfPath, home: home, state: state, progress: Progress().fetchObserver)
+        let stack = try Composition.stack(ldf: ldfPath, home: home, state: state, depth: fetch.depth, progress: Progress().fetchObserver)
         if foreground {
             try serve(stack: stack, state: state, ldfPath: ldfPath, home: home)
         } else {
@@ -87,15 +92,18 @@ struct Mount: ParsableCommand {
         let changes = Mutex(())
         let configuration = try DaemonConfiguration(union: union, fuse: fuse, state: state, home: home, mountpoint: fuse.mountpoint)
         let noConfigure = noConfigure
+        let depth = fetch.depth
+        let fetching = LazyFetching(union: union, state: state, home: home, ldf: ldfPath, mode: fetch)
         let update: @Sendable () -> String = {
-            changes.withLock { _ in
+            defer { fetching.layersChanged() }
+            return changes.withLock { _ in
                 do {
                     if !noConfigure {
-                        let reply = configuration.transition(to: try Composition.layers(ldf: ldfPath, home: home))
+                        let reply = configuration.transition(to: try Composition.layers(ldf: ldfPath, home: home, depth: depth))
                         try state.recordComposed(union.stack)
                         return reply
                     }
-                    let stack = try Composition.stack(ldf: ldfPath, home: home, state: state)
+                    let stack = try Composition.stack(ldf: ldfPath, home: home, state: state, depth: depth)
                     let paths = try union.replaceStack(stack)
                     fuse.invalidate(paths: paths)
                     try state.recordComposed(stack)
@@ -123,16 +131,17 @@ struct Mount: ParsableCommand {
             case "status":
                 return "ok " + union.stack.layers.map(\.label).joined(separator: ", ")
             case "statistics":
-                return "ok nodes=\(union.nodeCount)"
+                let fetched = RemoteObjects.fetched
+                return "ok nodes=\(union.nodeCount) fetched-objects=\(fetched.objects) fetched-bytes=\(fetched.bytes)"
             case "snapshot" where words.count == 2:
                 return changes.withLock { _ in VLFSRequests.snapshot(union, state: state, home: home, image: words[1]) }
             case "reset" where words.count == 1 || words[1] == VLFSRequests.keepConfiguration:
                 return changes.withLock { _ in
-                    let reply = VLFSRequests.reset(union, state: state, home: home, ldf: ldfPath, invalidate: fuse.invalidate)
+                    let reply = VLFSRequests.reset(union, state: state, home: home, ldf: ldfPath, depth: depth, invalidate: fuse.invalidate)
                     // The configuration the layers' scripts made went with the private layer (unless a
                     // promotion carries it into a configuration layer): make it again.
                     if reply.hasPrefix("ok"), words.count == 1, !noConfigure, (try? configuration.forget()) != nil,
-                       let layers = try? Composition.layers(ldf: ldfPath, home: home) {
+                       let layers = try? Composition.layers(ldf: ldfPath, home: home, depth: depth) {
                         _ = configuration.transition(to: layers)
                     }
                     return reply
@@ -155,7 +164,9 @@ struct Mount: ParsableCommand {
             }
         }
         try AtomicFile.write("\(getpid())\n", to: state.pidFile)
+        fetching.start()
         fuse.run()
+        fetching.saveFirstOpens()
         unlink(state.pidFile)
         unlink(state.controlSocket)
         fuse.close()
@@ -166,7 +177,7 @@ struct Mount: ParsableCommand {
         try makeDirectories(state.directory, mode: 0o700)
         let arguments = [rootStorage ? "@strata" : "strata", "mount", URL(fileURLWithPath: ldf).standardizedFileURL.path, URL(fileURLWithPath: mountpoint).standardizedFileURL.path,
                          "--name", state.name, "--foreground", "--home", options.strataHome.path, "--control-timeout", String(controlTimeout)]
-            + (noPassthrough ? ["--no-passthrough"] : []) + (noConfigure ? ["--no-configure"] : [])
+            + (noPassthrough ? ["--no-passthrough"] : []) + (noConfigure ? ["--no-configure"] : []) + ["--fetch", fetch.rawValue]
         try startMountDaemon(arguments: arguments, log: state.log, mountpoint: mountpoint)
     }
 }

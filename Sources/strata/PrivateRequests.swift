@@ -21,10 +21,11 @@ enum VLFSRequests {
     /// carries the configuration into a configuration layer.
     static let keepConfiguration = "keep-configuration"
 
-    static func reset(_ union: Union, state: VLFSState, home: StrataHome, ldf: String, invalidate: ([String]) -> Void) -> String {
+    static func reset(_ union: Union, state: VLFSState, home: StrataHome, ldf: String, depth: Repository.FetchDepth = .whole,
+                      invalidate: ([String]) -> Void) -> String {
         reply {
             let (evidence, changed) = try PrivateReset.reset(union, state: state, catalog: try Catalog(home: home)) {
-                try Composition.stack(ldf: ldf, home: home, state: state)
+                try Composition.stack(ldf: ldf, home: home, state: state, depth: depth)
             }
             invalidate(changed)
             return "\(evidence.digest) \(evidence.reference)"

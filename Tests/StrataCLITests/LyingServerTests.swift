@@ -33,7 +33,7 @@ func lyingServer(serving repository: String, lies: Lies) throws -> ScriptedHTTPS
         expectSuccess(try remote.client("repo", "add", "hostile", server.url))
         let mirror = remote.clientHome + "/mirrors/hostile"
         try AtomicFile.write("hostile/app 1\nhostile/base 1\n", to: remote.ldf)
-        expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance"))
+        expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance", "--fetch", "before-mount"))
         expectSuccess(try remote.client("umount", remote.mountpoint))
         let fetched = Set(try ObjectStore(root: mirror).allObjects())
         let listed = expectSuccess(try remote.client("layer", "list", "hostile")).stdout
@@ -48,14 +48,14 @@ func lyingServer(serving repository: String, lies: Lies) throws -> ScriptedHTTPS
         lies.about.withLock { $0 = "objects/" }
         expectSuccess(try remote.client("repo", "update", "hostile"))
         try AtomicFile.write("hostile/app 2\nhostile/base 1\n", to: remote.ldf)
-        let mount = try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance")
+        let mount = try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance", "--fetch", "before-mount")
         #expect(mount.status != 0 && mount.stderr.contains("\(server.url)/objects/sha256/") && mount.stderr.contains("Invalid Content-Length"),
                 "\(mount.stderr)")
         #expect(try Set(ObjectStore(root: mirror).allObjects()).isSuperset(of: fetched), "the objects fetched before stay")
 
         // What the mirror holds still mounts, without asking the server for anything.
         try AtomicFile.write("hostile/app 1\nhostile/base 1\n", to: remote.ldf)
-        expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance"))
+        expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance", "--fetch", "before-mount"))
         #expect(try remote.read("usr/bin/app") == "app one\n")
         expectSuccess(try remote.client("fsck"))
     }
@@ -66,7 +66,7 @@ func lyingServer(serving repository: String, lies: Lies) throws -> ScriptedHTTPS
         let server = try lyingServer(serving: remote.workspace.repository, lies: lies)
         expectSuccess(try remote.client("repo", "add", "hostile", server.url))
         try AtomicFile.write("hostile/app 1\nhostile/base 1\n", to: remote.ldf)
-        expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance"))
+        expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance", "--fetch", "before-mount"))
         let pid = try #require(Int32(try String(contentsOfFile: remote.clientHome + "/vlfs/appliance/daemon.pid", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)))
         try remote.importLayer("app", "2", depends: "base", files: ["usr/bin/app": "app two\n"])

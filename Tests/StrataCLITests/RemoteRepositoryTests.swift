@@ -104,7 +104,7 @@ final class RemoteWorkspace: Sendable {
         expectSuccess(try remote.client("ldf", "resolve", remote.ldf, "--write"))
         #expect(try String(contentsOfFile: remote.ldf, encoding: .utf8) == "remote/app 1\n\nremote/base 1\n")
 
-        expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance"))
+        expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance", "--fetch", "before-mount"))
         #expect(try remote.read("usr/bin/app") == "app one\n")
         #expect(try remote.read("etc/os-release") == "strata\n")
         expectSuccess(try remote.client("umount", remote.mountpoint))
@@ -133,7 +133,7 @@ final class RemoteWorkspace: Sendable {
 
         // Same length, other bytes: caught by the digest.
         try AtomicFile.write("app ONE\n", to: served)
-        var mount = try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance")
+        var mount = try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance", "--fetch", "before-mount")
         #expect(mount.status != 0)
         #expect(mount.stderr.contains("object \(blob)") && mount.stderr.contains("is corrupt"), "\(mount.stderr)")
         #expect(try !remote.mirrorObjects().contains(blob))
@@ -143,7 +143,7 @@ final class RemoteWorkspace: Sendable {
 
         // Another length: refused before it is read.
         try AtomicFile.write("a much longer trojan\n", to: served)
-        mount = try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance")
+        mount = try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance", "--fetch", "before-mount")
         #expect(mount.stderr.contains("the server sends 21 bytes, but the layer's tree says 8"), "\(mount.stderr)")
         #expect(try !remote.mirrorObjects().contains(blob))
         expectSuccess(try remote.client("fsck"))
@@ -162,7 +162,7 @@ final class RemoteWorkspace: Sendable {
 
         let first = Process()
         first.executableURL = URL(fileURLWithPath: strataExecutable)
-        first.arguments = ["mount", remote.ldf, remote.mountpoint, "--name", "appliance", "--home", remote.clientHome]
+        first.arguments = ["mount", remote.ldf, remote.mountpoint, "--name", "appliance", "--home", remote.clientHome, "--fetch", "before-mount"]
         first.standardError = FileHandle.nullDevice
         try first.run()
         var size: Int64 = 0
@@ -175,7 +175,7 @@ final class RemoteWorkspace: Sendable {
         #expect(size >= 1_000_000 && size < Int64(data.utf8.count), "killed mid-way, with \(size) bytes fetched")
         #expect(!remote.isMounted)
 
-        expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance"))
+        expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance", "--fetch", "before-mount"))
         #expect(try remote.read("var/lib/bulk/data") == data)
         let objectRequests = remote.server.requests().filter { $0.contains(blob.hex.dropFirst(2)) }
         #expect(objectRequests.count == 2 && objectRequests.last!.contains(" 206"), "resumed with a range request: \(objectRequests)")
@@ -227,12 +227,12 @@ extension RemoteRepositoryTests {
         let before = expectSuccess(try remote.client("mirror", "status", "remote")).stdout
         #expect(before.contains("app 1 remote") && before.contains("base 1 remote") && before.contains("0 of 3 layers local"), "\(before)")
         try AtomicFile.write("remote/app 1\nremote/base 1\n", to: remote.ldf)
-        expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance"))
+        expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance", "--fetch", "before-mount"))
         expectSuccess(try remote.client("umount", remote.mountpoint))
         let after = expectSuccess(try remote.client("mirror", "status", "remote", "--json")).stdout
-        struct Report: Decodable { struct Layer: Decodable { let name: String; let local: Bool }; let layers: [Layer]; let objects: Int }
+        struct Report: Decodable { struct Layer: Decodable { let name: String; let state: String }; let layers: [Layer]; let objects: Int }
         let report = try JSONDecoder().decode(Report.self, from: Data(after.utf8))
-        #expect(Dictionary(uniqueKeysWithValues: report.layers.map { ($0.name, $0.local) }) == ["app": true, "base": true, "bulk": false])
+        #expect(Dictionary(uniqueKeysWithValues: report.layers.map { ($0.name, $0.state) }) == ["app": "local", "base": "local", "bulk": "remote"])
         #expect(report.objects == (try remote.mirrorObjects()).count)
         let local = try remote.client("mirror", "status", remote.workspace.repository)
         #expect(local.status != 0 && local.stderr.contains("'\(remote.workspace.repository)' is not a served repository"), "\(local.stderr)")

@@ -76,7 +76,10 @@ final class RepositoryServer: @unchecked Sendable {
         }
     }
 
-    deinit {
+    deinit { stop() }
+
+    /// Stops serving (the server is gone, as if the network were).
+    func stop() {
         // SIGKILL: the test runner's threads block the other signals, and children inherit the mask.
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
