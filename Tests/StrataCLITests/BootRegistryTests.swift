@@ -45,3 +45,46 @@ import Testing
         #expect(expectSuccess(try strata.strata("appliance", "list")).stdout.contains("a1\tweb\t-\tnot mounted"))
     }
 }
+
+/// `strata boot show`: what the boot service answers a MAC, made from the home as it is now.
+@Suite struct BootAnswerTests {
+    @Test func aRegisteredMACGetsItsKernelLayerAndDescriptionAndAnUnknownOneIsRefused() throws {
+        let fleet = try FleetWorkspace("boot-show", layers: [
+            ("base", "1", ["etc/os-release": "strata\n", "sbin/init": "#!/bin/sh\n"]),
+            ("kernel", "1", ["boot/vmlinuz-6.1.0-test": "a kernel image\n", "lib/modules/6.1.0-test/modules.order": ""]),
+            ("kernel", "2", ["boot/vmlinuz-6.1.1-test": "the next kernel\n", "lib/modules/6.1.1-test/modules.order": ""]),
+        ])
+        let strata = fleet.workspace
+        let template = try fleet.ldf("web", ["main/base 1", "main/kernel 1"])
+        expectSuccess(try strata.strata("template", "create", "web", template))
+        expectSuccess(try strata.strata("provision", "a1", "--template", "web", "--mac", "52:54:00:00:00:0a"))
+        let service = "http://10.0.2.2:8080"
+
+        func blobURL(_ contents: String) throws -> String {
+            let digest = try shell("printf '%s' '\(contents)' | sha256sum").prefix(64)
+            return "\(service)/repos/main/objects/sha256/\(digest.prefix(2))/\(digest.dropFirst(2))"
+        }
+        let script = expectSuccess(try strata.strata("boot", "show", "52-54-00-00-00-0A", "--service", service)).stdout
+        #expect(script.hasPrefix("#!ipxe\n"))
+        #expect(script.contains("kernel \(try blobURL("a kernel image\n")) console=ttyS0 quiet strata.service=\(service) strata.appliance=a1 BOOTIF=01-52-54-00-00-00-0a\n"), "\(script)")
+        #expect(script.contains("initrd \(service)/initramfs.cpio.gz\ninitrd \(service)/modules.cpio.gz?appliance=a1\nboot\n"), "\(script)")
+
+        let json = try JSONSerialization.jsonObject(with: Data(expectSuccess(try strata.strata("boot", "show", "52:54:00:00:00:0a", "--service", service, "--json")).stdout.utf8)) as? [String: Any]
+        #expect(json?["appliance"] as? String == "a1")
+        #expect(json?["ldf"] as? String == "@web\n")
+        #expect((json?["templates"] as? [String: String])?["web"] == (try String(contentsOfFile: fleet.home + "/templates/web.ldf", encoding: .utf8)))
+        #expect((json?["repositories"] as? [[String: String]]) == [["name": "main", "url": "\(service)/repos/main/"]])
+        #expect(json?["initProgram"] as? String == "/sbin/init")
+
+        // A kernel upgrade is an LDF edit: the next answer boots the new kernel layer's image.
+        expectSuccess(try strata.strata("ldf", "add", fleet.home + "/templates/web.ldf", "main/kernel=2"))
+        #expect(expectSuccess(try strata.strata("boot", "show", "52:54:00:00:00:0a", "--service", service)).stdout.contains("kernel \(try blobURL("the next kernel\n")) "))
+
+        let unknown = try strata.strata("boot", "show", "52:54:00:00:00:0b", "--service", service)
+        #expect(unknown.status != 0 && unknown.stderr.contains("MAC 52:54:00:00:00:0b is not registered: bind it to an appliance with 'strata boot register 52:54:00:00:00:0b NAME'"), "\(unknown.stderr)")
+        expectSuccess(try strata.strata("template", "create", "bare", try fleet.ldf("bare", ["main/base 1"])))
+        expectSuccess(try strata.strata("provision", "a2", "--template", "bare", "--mac", "52:54:00:00:00:0c"))
+        let kernelless = try strata.strata("boot", "show", "52:54:00:00:00:0c", "--service", service)
+        #expect(kernelless.stderr.contains("appliance 'a2' composes no kernel: none of its layers has /boot/vmlinuz-*"), "\(kernelless.stderr)")
+    }
+}
