@@ -66,7 +66,9 @@ public struct BootDescription: Codable, Sendable, Equatable {
 
     func check(source: String) throws {
         func refuse(_ field: String, _ problem: String) -> LayerError { LayerError("\(source): \(field): \(problem)") }
-        do { try StrataHome.checkName(appliance) } catch { throw refuse("appliance", "\(error)") }
+        guard (try? StrataHome.checkName(appliance)) != nil else {
+            throw refuse("appliance", "'\(appliance)' is not an appliance name (a letter or digit, then letters, digits, '-', '_' and '.')")
+        }
         for name in templates.keys {
             do { try StrataHome.checkTemplateName(name) } catch { throw refuse("templates", "\(error)") }
         }

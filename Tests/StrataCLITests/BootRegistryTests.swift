@@ -88,3 +88,47 @@ import Testing
         #expect(kernelless.stderr.contains("appliance 'a2' composes no kernel: none of its layers has /boot/vmlinuz-*"), "\(kernelless.stderr)")
     }
 }
+
+/// `strata boot mount`, the initramfs's step, reads the boot service's answer as an attacker's: a
+/// description it refuses leaves nothing written and nothing mounted, and says which field is wrong.
+@Suite struct BootMountTests {
+    static let mac = "52:54:00:00:00:01"
+
+    static func description(_ changes: [String: Any] = [:]) throws -> String {
+        var fields: [String: Any] = [
+            "appliance": "a1", "mac": mac, "template": "web", "kernel": "http://10.0.2.2:1/k", "initrds": [String](),
+            "commandLine": "", "initProgram": "/sbin/init", "ldf": "@web\n", "templates": ["web": "main/base 1\n"],
+            "repositories": [["name": "main", "url": "http://10.0.2.2:1/repos/main/"]],
+        ]
+        fields.merge(changes) { $1 }
+        return String(decoding: try JSONSerialization.data(withJSONObject: fields), as: UTF8.self)
+    }
+
+    @Test func aHostileRefusingOrAbsentServiceMountsNothing() throws {
+        let scratch = try TemporaryDirectory("boot-mount")
+        let home = scratch.path + "/disk/strata", root = scratch.path + "/root"
+        try makeDirectories(root)
+        func refused(status: String = "200 OK", _ body: String, _ message: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+            let server = try ScriptedHTTPServer { request in
+                #expect(request.path == "boot?mac=\(Self.mac)" && request.headers["accept"] == "application/json", "\(request)")
+                return .init("HTTP/1.1 \(status)\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)", then: .close)
+            }
+            let result = try execute(strataExecutable, ["boot", "mount", server.url, root, "--mac", Self.mac, "--home", home])
+            #expect(result.status != 0, sourceLocation: sourceLocation)
+            #expect(result.stderr.contains(message), "\(result.stderr)", sourceLocation: sourceLocation)
+            #expect(!FileManager.default.fileExists(atPath: home + "/appliances"), "nothing written", sourceLocation: sourceLocation)
+            #expect(!FileManager.default.fileExists(atPath: home + "/boot/description.json"), sourceLocation: sourceLocation)
+        }
+        try refused(try Self.description(["appliance": "../../etc"]), "appliance: '../../etc' is not an appliance name")
+        try refused(try Self.description(["templates": ["../x": "main/base 1\n"]]), "templates: invalid template name '../x'")
+        try refused(try Self.description(["repositories": [["name": "main", "url": "file:///etc"]]]), "repositories: 'main': 'file:///etc' is not an http(s) URL")
+        try refused(try Self.description(["initProgram": "sbin/init"]), "initProgram: 'sbin/init' is not an absolute path")
+        try refused(try Self.description(["mac": "52:54:00:00:00:02"]), "a description for MAC 52:54:00:00:00:02, not 52:54:00:00:00:01")
+        try refused("{\"appliance\": 1}", "not a boot description")
+        try refused(status: "403 Forbidden", "MAC 52:54:00:00:00:01 is not registered\n", "the boot service refused this machine (403 Forbidden): MAC 52:54:00:00:00:01 is not registered")
+
+        let silent = try execute(strataExecutable, ["boot", "mount", "http://127.0.0.1:\(try freePort())", root, "--mac", Self.mac, "--home", home])
+        #expect(silent.status != 0)
+        #expect(silent.stderr.contains("the boot service is unreachable") && silent.stderr.contains("this disk holds no description from an earlier boot"), "\(silent.stderr)")
+    }
+}
