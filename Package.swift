@@ -50,6 +50,7 @@ let package = Package(
         .target(name: "StrataLifecycle", dependencies: ["CLinux", "StrataStore", "StrataLayers"]),
         .target(name: "VLFS", dependencies: ["CLinux", "StrataStore", "StrataLayers", "StrataLifecycle"]),
         .target(name: "VLFSFuse", dependencies: ["CFuse3", "CLinux", "VLFS", "StrataStore", "StrataLayers"]),
+        .target(name: "StrataBoot", dependencies: ["StrataHTTP", "StrataLayers", "StrataStore", "VLFS"]),
         .target(name: "Mirage", dependencies: [
             "StrataStore", "StrataLayers",
             .product(name: "GRDB", package: "GRDB.swift"),
@@ -58,7 +59,7 @@ let package = Package(
         .target(name: "StrataConvert", dependencies: ["StrataStore", "StrataLayers", "StrataResolver", "StrataLifecycle", "VLFS", "Forensics", "Mirage"]),
         .executableTarget(name: "strata", dependencies: [
             "StrataStore", "StrataLayers", "StrataResolver", "StrataHTTP", "StrataServer", "VLFS", "VLFSFuse", "Forensics", "Mirage", "StrataLifecycle",
-            "StrataConvert",
+            "StrataConvert", "StrataBoot",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

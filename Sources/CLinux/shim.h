@@ -140,3 +140,8 @@ static inline int strata_attach_mount(int mount, int target) {
 static inline int strata_make_mounts_private(void) {
     return mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
 }
+
+// Taking the machine down (the network-boot keeper's last step, once the disk is unmounted).
+#include <sys/reboot.h>
+static inline int strata_power_off(void) { return reboot(RB_POWER_OFF); }
+static inline int strata_restart(void) { return reboot(RB_AUTOBOOT); }

@@ -94,10 +94,13 @@ public struct HTTPLocation: Sendable, Hashable, CustomStringConvertible {
     /// The full URL of a file of the repository, for messages.
     public func url(_ relative: String) -> String { "\(scheme)://\(authority)\(target(relative))" }
 
-    /// The URL a request for a file of the repository goes to: its target escaped, keeping '/'.
+    /// The URL a request for a file of the repository goes to: its target escaped, keeping '/'; a
+    /// query (`boot?mac=…`, the boot service's per-machine answer) is escaped as a query.
     func requestURL(_ relative: String) -> String {
-        let target = target(relative)
-        return "\(scheme)://\(authority)\(target.addingPercentEncoding(withAllowedCharacters: CharacterSet.urlPathAllowed) ?? target)"
+        let (path, query) = relative.firstIndex(of: "?").map { (String(relative[..<$0]), String(relative[relative.index(after: $0)...])) } ?? (relative, nil)
+        let target = target(path)
+        let escaped = target.addingPercentEncoding(withAllowedCharacters: CharacterSet.urlPathAllowed) ?? target
+        return "\(scheme)://\(authority)\(escaped)" + (query.map { "?" + ($0.addingPercentEncoding(withAllowedCharacters: CharacterSet.urlQueryAllowed) ?? $0) } ?? "")
     }
 
     var authority: String {

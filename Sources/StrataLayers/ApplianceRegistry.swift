@@ -57,6 +57,20 @@ public final class ApplianceRegistry: Sendable {
         return parts.joined(separator: ":")
     }
 
+    /// The MAC address of one network interface, normalised; an error naming `what` (`--mac '…'`,
+    /// `MAC '…'`) and what is wrong otherwise. A group address (the low bit of the first octet set:
+    /// multicast, broadcast) or all zeros never identifies a booting machine.
+    public static func interfaceMAC(_ text: String, what: String) throws -> String {
+        guard let mac = normalizedMAC(text) else {
+            throw LayerError("\(what) '\(text)': not a MAC address (six pairs of hex digits: aa:bb:cc:dd:ee:ff)")
+        }
+        guard let first = UInt8(mac.prefix(2), radix: 16), first & 1 == 0 else {
+            throw LayerError("\(what) '\(text)': a group (multicast or broadcast) address, not one interface's")
+        }
+        guard mac != "00:00:00:00:00:00" else { throw LayerError("\(what) '\(text)': the all-zero address, not one interface's") }
+        return mac
+    }
+
     /// Records appliances in one transaction, after `commitFiles` has written their files: a
     /// duplicate name or MAC refuses them all, and a failure of `commitFiles` records none. The
     /// transaction takes the write lock first, so a concurrent provisioning of the same names waits,
@@ -76,6 +90,42 @@ public final class ApplianceRegistry: Sendable {
             try commitFiles()
             return .commit
         } }
+    }
+
+    /// Binds a MAC address to a provisioned appliance (`strata boot register`), in one transaction:
+    /// refuses an unknown appliance, a MAC bound to another one, and an appliance bound to another MAC
+    /// (one interface boots it; unregister that first). Binding it again to the same appliance is no
+    /// change. `mac` is normalised (``interfaceMAC(_:what:)``).
+    public func bind(mac: String, to name: String) throws {
+        try database.writeWithoutTransaction { db in try db.inTransaction(.immediate) {
+            guard let current = try Row.fetchOne(db, sql: "SELECT mac FROM appliances WHERE name = ?", arguments: [name]) else {
+                throw LayerError("no appliance '\(name)' (provision it first: 'strata provision \(name) --template T')")
+            }
+            if let owner = try String.fetchOne(db, sql: "SELECT name FROM appliances WHERE mac = ?", arguments: [mac]), owner != name {
+                throw LayerError("MAC \(mac) is bound to appliance '\(owner)' already (strata boot unregister \(mac))")
+            }
+            if let bound: String = current["mac"], bound != mac {
+                throw LayerError("appliance '\(name)' is bound to MAC \(bound) already (strata boot unregister \(bound))")
+            }
+            try db.execute(sql: "UPDATE appliances SET mac = ? WHERE name = ?", arguments: [mac, name])
+            return .commit
+        } }
+    }
+
+    /// Unbinds a MAC address (`strata boot unregister`); returns the appliance it was bound to, or
+    /// throws naming the MAC when none was. The appliance itself stays.
+    @discardableResult
+    public func unbind(mac: String) throws -> String {
+        try database.writeWithoutTransaction { db in
+            var name: String?
+            try db.inTransaction(.immediate) {
+                name = try String.fetchOne(db, sql: "SELECT name FROM appliances WHERE mac = ?", arguments: [mac])
+                try db.execute(sql: "UPDATE appliances SET mac = NULL WHERE mac = ?", arguments: [mac])
+                return .commit
+            }
+            guard let name else { throw LayerError("MAC \(mac) is not bound to any appliance") }
+            return name
+        }
     }
 
     public func all() throws -> [Appliance] {

@@ -70,8 +70,7 @@ struct ApplianceCommand: ParsableCommand {
             let home = options.strataHome
             let registry = try ApplianceRegistry(home: home)
             let appliances = try mac.map { mac in
-                guard ApplianceRegistry.normalizedMAC(mac) != nil else { throw LayerError("--mac '\(mac)': not a MAC address") }
-                return try registry.appliance(mac: mac).map { [$0] } ?? []
+                try registry.appliance(mac: try ApplianceRegistry.interfaceMAC(mac, what: "--mac")).map { [$0] } ?? []
             } ?? registry.all()
             let rows = try ApplianceStatus.all(appliances, registry: registry, home: home).map {
                 Row(name: $0.name, template: $0.template, mac: $0.mac, mounted: $0.mounted, layers: $0.running ?? $0.composes)

@@ -35,6 +35,10 @@ struct Mount: ParsableCommand {
         the rest in the background), on-open (only what is opened), before-mount (mirror every layer whole first).
         """)
     var fetch: FetchMode = .lazy
+    /// The root filesystem of a network-booted appliance: the daemon must outlive the appliance's init,
+    /// which at shutdown kills every process but those whose argv[0] starts with '@' (systemd's
+    /// convention for root-storage daemons).
+    @Flag(help: .hidden) var rootStorage = false
 
     var vlfsName: String { name ?? URL(fileURLWithPath: ldf).deletingPathExtension().lastPathComponent }
 
@@ -171,7 +175,7 @@ struct Mount: ParsableCommand {
     /// Starts `strata mount … --foreground` in a new session and waits until the mount answers.
     private func startDaemon(state: VLFSState) throws {
         try makeDirectories(state.directory, mode: 0o700)
-        let arguments = ["strata", "mount", URL(fileURLWithPath: ldf).standardizedFileURL.path, URL(fileURLWithPath: mountpoint).standardizedFileURL.path,
+        let arguments = [rootStorage ? "@strata" : "strata", "mount", URL(fileURLWithPath: ldf).standardizedFileURL.path, URL(fileURLWithPath: mountpoint).standardizedFileURL.path,
                          "--name", state.name, "--foreground", "--home", options.strataHome.path, "--control-timeout", String(controlTimeout)]
             + (noPassthrough ? ["--no-passthrough"] : []) + (noConfigure ? ["--no-configure"] : []) + ["--fetch", fetch.rawValue]
         try startMountDaemon(arguments: arguments, log: state.log, mountpoint: mountpoint)

@@ -29,10 +29,7 @@ struct Provision: ParsableCommand {
         guard FileManager.default.fileExists(atPath: templateLDF) else {
             throw LayerError("template '\(template)' not found: no \(templateLDF) (make one with 'strata template create \(template) LDF')")
         }
-        let mac = try self.mac.map { text in
-            guard let mac = ApplianceRegistry.normalizedMAC(text) else { throw LayerError("--mac '\(text)': not a MAC address (six pairs of hex digits: aa:bb:cc:dd:ee:ff)") }
-            return mac
-        }
+        let mac = try self.mac.map { try ApplianceRegistry.interfaceMAC($0, what: "--mac") }
         var seen: Set<String> = []
         for name in names where !seen.insert(name).inserted { throw LayerError("appliance '\(name)' is named twice") }
         let registry = try ApplianceRegistry(home: home)

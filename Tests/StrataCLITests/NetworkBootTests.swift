@@ -1,0 +1,194 @@
+import Foundation
+import StrataStore
+import StrataTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Network boot end to end under qemu: an appliance with an empty disk boots from `strata boot serve`
+/// on loopback, mounts a VLFS of real Debian layers, serves a page with busybox's httpd (Debian's
+/// `busybox`), keeps what it wrote across a reboot, follows its template's upgrade at the next boot,
+/// boots from its disk's cache when the service is down, and an unknown MAC is refused on the console.
+@Suite(.serialized, .disabled("strata boot serve is not built yet: it waits for the StrataServer module (branch serve)")) struct NetworkBootTests {
+    /// One home for every run (`/tmp/strata-test-boot-home`): `main` (the site layers), `debian` (the
+    /// machine's apt indexes, the layers fetched once) and the template `web`, configured once and promoted.
+    static let home = "/tmp/strata-test-boot-home"
+    static let bootDirectory = packageRoot + "/Boot"
+
+    static func strata(_ arguments: String...) throws -> Execution {
+        try execute(strataExecutable, arguments, environment: ["STRATA_HOME": home])
+    }
+
+    /// The site layer: busybox's httpd serving "site VERSION", and the appliance's init, which starts
+    /// it, gives the console a shell, and when that ends asks the initramfs's keeper for a clean poweroff.
+    static func siteLayer(_ version: Int) throws {
+        guard try strata("layer", "show", "main", "boot-site=\(version)").status != 0 else { return }
+        let tree = home + "/site-\(version)"
+        try? removeTree(tree)
+        try makeDirectories(tree + "/sbin")
+        try makeDirectories(tree + "/srv/www")
+        try AtomicFile.write("""
+            #!/bin/busybox sh
+            /bin/busybox mount -t tmpfs tmpfs /tmp
+            /bin/busybox httpd -p 80 -h /srv/www
+            echo "appliance: httpd serving $(/bin/busybox cat /srv/www/index.html)"
+            /bin/busybox sh
+            echo poweroff > /run/strata-shutdown
+            exec /bin/busybox sleep 3600
+
+            """, to: tree + "/sbin/init", mode: 0o755)
+        try AtomicFile.write("site \(version)\n", to: tree + "/srv/www/index.html")
+        expectSuccess(try strata("layer", "import", "main", tree, "--name", "boot-site", "--version", "\(version)"))
+    }
+
+    static func prepareHome() throws {
+        if !FileManager.default.fileExists(atPath: home + "/repositories") {
+            try makeDirectories(home)
+            expectSuccess(try strata("repo", "init", home + "/main"))
+            expectSuccess(try strata("repo", "add", "main", home + "/main"))
+            expectSuccess(try strata("repo", "add", "debian", "debian"))
+        }
+        try siteLayer(1)
+        try siteLayer(2)
+        if !FileManager.default.fileExists(atPath: home + "/templates/web.ldf") {
+            // Debian's cloud kernel: virtio drivers, ext4 built in, a quarter of the generic kernel's modules.
+            let source = home + "/web-source.ldf"
+            try AtomicFile.write("debian/busybox\ndebian/linux-image-cloud-amd64\nmain/boot-site 1\n", to: source)
+            expectSuccess(try strata("ldf", "resolve", source, "--write", "--fetch"))
+            expectSuccess(try strata("template", "create", "web", source))
+            let mountpoint = home + "/template-mount"
+            try makeDirectories(mountpoint)
+            expectSuccess(try strata("template", "mount", "web", mountpoint))
+            // Debian's initramfs, made by the kernel's postinst, is not the one that boots: not shipped.
+            try shell("rm -f '\(mountpoint)'/boot/initrd.img-*")
+            expectSuccess(try strata("template", "promote", "web", "--repo", "main"))
+            expectSuccess(try strata("umount", mountpoint))
+        }
+        expectSuccess(try strata("ldf", "add", home + "/templates/web.ldf", "main/boot-site=1"))
+    }
+
+    /// The initramfs with the binary under test (its Swift runtime and other libraries copied as ldd names them).
+    static func initramfs(in directory: String) throws -> String {
+        let path = directory + "/initramfs.cpio.gz"
+        try shell("sh '\(bootDirectory)/build-initramfs.sh' '\(path)' --strata '\(strataExecutable)'")
+        return path
+    }
+
+    /// `strata boot serve` on 127.0.0.1, told that machines reach it as 10.0.2.2 (qemu's user network).
+    final class BootService: Sendable {
+        let process: Process
+        let url: String
+        let log: String
+
+        init(initramfs: String, log: String) throws {
+            self.log = log
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: strataExecutable)
+            process.arguments = ["boot", "serve", "--listen", "127.0.0.1:0", "--advertise", "10.0.2.2",
+                                 "--initramfs", initramfs, "--builder", bootDirectory + "/build-initramfs.sh"]
+            process.environment = ProcessInfo.processInfo.environment.merging(["STRATA_HOME": home]) { $1 }
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = FileHandle(forWritingAtPath: log) ?? FileHandle.standardError
+            try process.run()
+            var line = Data()
+            while !line.contains(UInt8(ascii: "\n")) {
+                let data = out.fileHandleForReading.availableData
+                if data.isEmpty { break }
+                line += data
+            }
+            url = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard url.hasPrefix("http://10.0.2.2:") else { throw StoreError("strata boot serve printed '\(url)'") }
+        }
+
+        /// The service's URL as machines reach it, without `/boot.ipxe`.
+        var base: String { url.hasSuffix("/boot.ipxe") ? String(url.dropLast("/boot.ipxe".count)) : url }
+
+        /// A URL of the service as the host reaches it.
+        func local(_ url: String) -> String { url.replacingOccurrences(of: "http://10.0.2.2:", with: "http://127.0.0.1:") }
+
+        var serverLog: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+        func stop() {
+            if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+            process.waitUntilExit()
+        }
+
+        deinit { stop() }
+    }
+
+    @Test func anApplianceBootsFromAnEmptyDiskKeepsItsFilesAndFollowsItsTemplate() throws {
+        try Self.prepareHome()
+        let scratch = try TemporaryDirectory("netboot")
+        let logFile = scratch.path + "/serve.log"
+        FileManager.default.createFile(atPath: logFile, contents: nil)
+        let service = try BootService(initramfs: try Self.initramfs(in: scratch.path), log: logFile)
+        let name = "boot\(getpid())"
+        let mac = String(format: "52:54:00:%02x:%02x:%02x", (getpid() >> 16) & 0xff, (getpid() >> 8) & 0xff, getpid() & 0xff)
+        expectSuccess(try Self.strata("provision", name, "--template", "web", "--mac", mac))
+        defer { _ = try? shell("rm -rf '\(Self.home)/vlfs/\(name)' '\(Self.home)/appliances/\(name).ldf'; true") }
+        defer { _ = try? Self.strata("boot", "unregister", mac) }
+        let disk = scratch.path + "/disk.img"
+        try shell("truncate -s 3G '\(disk)'")
+        let bootfile = service.url
+
+        // First boot, empty disk: ext4 made, the layers fetched into the disk's cache, the site served.
+        do {
+            let machine = try QemuMachine(mac: mac, disk: disk, bootfile: bootfile)
+            #expect(machine.waitFor("appliance: httpd serving site 1", seconds: 600), "\(machine.console.suffix(3000))\n\(service.serverLog.suffix(2000))")
+            #expect(machine.console.contains("first boot: making ext4"))
+            #expect(machine.fetch("/") == "site 1\n")
+            // Written through the VLFS into the private layer on the disk, then a clean poweroff.
+            machine.type("echo kept > /srv/www/kept.html && echo written")
+            #expect(machine.waitFor("written", from: machine.console.count, seconds: 60))
+            machine.type("exit")
+            #expect(machine.waitForPowerOff(seconds: 120), "\(machine.console.suffix(2000))")
+            #expect(machine.console.contains("/disk unmounted cleanly"), "\(machine.console.suffix(2000))")
+        }
+
+        // The template is upgraded on the host (an LDF edit); the next boot runs the new layer version,
+        // over the private layer of the first boot, from the cache plus what changed.
+        expectSuccess(try Self.strata("ldf", "add", Self.home + "/templates/web.ldf", "main/boot-site=2"))
+        do {
+            let machine = try QemuMachine(mac: mac, disk: disk, bootfile: bootfile)
+            #expect(machine.waitFor("appliance: httpd serving site 2", seconds: 300), "\(machine.console.suffix(3000))")
+            #expect(!machine.console.contains("first boot"), "the disk was kept")
+            #expect(machine.fetch("/") == "site 2\n")
+            #expect(machine.fetch("/kept.html") == "kept\n")
+            machine.type("exit")
+            #expect(machine.waitForPowerOff(seconds: 120))
+        }
+
+        // The service is down: the machine starts the same kernel and initramfs by itself (as a local
+        // loader would), finds no service, and boots from what its disk holds.
+        let shown = try JSONSerialization.jsonObject(with: Data(expectSuccess(try Self.strata("boot", "show", mac, "--service", service.base, "--json")).stdout.utf8)) as? [String: Any]
+        let commandLine = try #require(shown?["commandLine"] as? String), kernelURL = try #require(shown?["kernel"] as? String)
+        let kernel = scratch.path + "/vmlinuz", modules = scratch.path + "/modules.cpio.gz"
+        try shell("curl -s -f -o '\(kernel)' '\(service.local(kernelURL))' && curl -s -f -o '\(modules)' '\(service.local(service.base))/modules.cpio.gz?appliance=\(name)'")
+        service.stop()
+        do {
+            let machine = try QemuMachine(mac: mac, disk: disk, bootfile: nil,
+                                          direct: (kernel, [scratch.path + "/initramfs.cpio.gz", modules], commandLine))
+            #expect(machine.waitFor("appliance: httpd serving site 2", seconds: 300), "\(machine.console.suffix(3000))")
+            #expect(machine.console.contains("the boot service is unreachable"))
+            #expect(machine.console.contains("from the disk's cache"))
+            #expect(machine.fetch("/kept.html") == "kept\n")
+            machine.type("exit")
+            #expect(machine.waitForPowerOff(seconds: 120))
+        }
+    }
+
+    @Test func anUnknownMACIsRefusedOnTheConsoleAndInTheLog() throws {
+        let scratch = try TemporaryDirectory("netboot-unknown")
+        let logFile = scratch.path + "/serve.log"
+        FileManager.default.createFile(atPath: logFile, contents: nil)
+        try Self.prepareHome()
+        let service = try BootService(initramfs: try Self.initramfs(in: scratch.path), log: logFile)
+        let disk = scratch.path + "/disk.img"
+        try shell("truncate -s 64M '\(disk)'")
+        let machine = try QemuMachine(mac: "52:54:00:ee:ee:ee", disk: disk, bootfile: service.url)
+        #expect(machine.waitFor("this machine cannot boot: MAC 52:54:00:ee:ee:ee is not registered", seconds: 120), "\(machine.console.suffix(2000))")
+        #expect(service.serverLog.contains("refused a machine: MAC 52:54:00:ee:ee:ee is not registered"))
+    }
+}
