@@ -35,7 +35,8 @@ public struct HTTPServer: Sendable {
     /// What a client can make the server hold.
     public struct Limits: Sendable {
         /// Connections served at once. More wait, unaccepted, in the kernel's listen queue (and are
-        /// refused by it once that is full) until a served one closes.
+        /// refused by it once that is full) until a served one closes. NIO accepts up to four at a
+        /// time, checking the count before each batch, so a burst can take a few more.
         public var connections = 256
         /// The most a request head may take, request line and fields together, and its number of
         /// fields; a larger head is answered 400 and its connection closed.
