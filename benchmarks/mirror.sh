@@ -3,14 +3,19 @@
 # (its objects fetched into an empty mirror, four at a time, verified, then copied to a local
 # repository), with an old strata binary and a new one, against `curl --parallel --parallel-max 4`
 # fetching the same object files. Two layers: many small files and a few large ones; over http://
-# and https:// (HTTP/2; the old client refuses https). Prints a Markdown table of the best of RUNS
-# runs, and the part of strata's time spent without the network (the same pull with the mirror full).
+# and https:// (HTTP/2; the old client refuses https). Beside them, two clients of the harness in
+# benchmarks/http-clients (its own package, built here in release): AsyncHTTPClient and libcurl easy
+# handles on 4 threads, each fetching the same objects 4 at a time, SHA-256 of each body as it
+# streams, written to a file, no store — the same program, so only the HTTP client differs. Prints a
+# Markdown table of the best of RUNS runs, and the part of strata's time spent without the network
+# (the same pull with the mirror full); the load average before and after goes to stderr.
 # A second table compares servers: the same pulls by the new client over http from `strata repo serve`
 # of OLD_STRATA (the hand-written server), of NEW_STRATA (StrataServer, on Hummingbird) and from nginx.
 #
-# Usage: benchmarks/mirror.sh OLD_STRATA [NEW_STRATA]   (NEW_STRATA: this tree's release build; RUNS=3,
-#        LAYERS="small large", TRANSPORTS="http https", SERVERS="old new nginx"; an empty TRANSPORTS
-#        or SERVERS leaves that table out)
+# Usage: benchmarks/mirror.sh OLD_STRATA [NEW_STRATA]   (OLD_STRATA '-': no old client column nor old
+#        server; NEW_STRATA: this tree's release build; RUNS=3, LAYERS="small large",
+#        TRANSPORTS="http https", SERVERS="old new nginx" (an empty TRANSPORTS or SERVERS leaves that
+#        table out); HARNESS: a built http-mirror, else benchmarks/http-clients is built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v swift >/dev/null || PATH="/opt/swift/usr/bin:$PATH"
@@ -20,7 +25,13 @@ if [ -z "$new" ]; then
     swift build -c release -q --product strata
     new="$(swift build -c release --show-bin-path)/strata"
 fi
+harness=${HARNESS:-}
+if [ -z "$harness" ]; then
+    (cd benchmarks/http-clients && swift build -c release -q --product http-mirror)
+    harness="$(cd benchmarks/http-clients && swift build -c release --show-bin-path)/http-mirror"
+fi
 runs=${RUNS:-3}
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 nginx=/usr/sbin/nginx
 [ -x "$nginx" ] || nginx=/tmp/strata-test-nginx/usr/sbin/nginx   # unpacked by the tests
 
@@ -86,9 +97,17 @@ fetch_with_curl() { # URL OBJECTS-LIST
     ms "$start" "$(now)"
 }
 
+# The harness fetching every object of a layer with one of its clients.
+fetch_with_harness() { # CLIENT URL OBJECTS-LIST
+    rm -rf "$work/harness-out"
+    local start; start=$(now)
+    "$harness" --client "$1" --connections 4 --out "$work/harness-out" "$2" "$3" >/dev/null
+    ms "$start" "$(now)"
+}
+
 best() { sort -n | head -1; }
-echo "| layer | bytes | transport | old client (ms) | new client, libcurl (ms) | curl --parallel-max 4 (ms) | strata without network, new (ms) |"
-echo "|---|---:|---|---:|---:|---:|---:|"
+echo "| layer | bytes | transport | old client (ms) | new client, libcurl (ms) | harness: AsyncHTTPClient (ms) | harness: libcurl (ms) | curl --parallel-max 4 (ms) | strata without network, new (ms) |"
+echo "|---|---:|---|---:|---:|---:|---:|---:|---:|"
 for layer in ${LAYERS:-small large}; do
     [ -n "${TRANSPORTS-http https}" ] || break
     # The layer's objects: those a pull leaves in a fresh mirror.
@@ -101,14 +120,18 @@ for layer in ${LAYERS:-small large}; do
     rm -rf "$home"
     for transport in ${TRANSPORTS-http https}; do
         if [ "$transport" = http ]; then url="http://127.0.0.1:$port"; else url="https://127.0.0.1:$tls_port"; fi
-        o="" n="" c="" l=""
+        o="" n="" c="" l="" a="" h=""
         for run in $(seq "$runs"); do
-            if [ "$transport" = http ]; then o+="$(pull "$old" "$url" "$layer" | cut -d' ' -f1)"$'\n'; fi
+            if [ "$transport" = http ] && [ "$old" != - ]; then o+="$(pull "$old" "$url" "$layer" | cut -d' ' -f1)"$'\n'; fi
             read -r t local_ms < <(pull "$new" "$url" "$layer"); n+="$t"$'\n'; l+="$local_ms"$'\n'
+            a+="$(fetch_with_harness ahc "$url" "$work/$layer.objects")"$'\n'
+            h+="$(fetch_with_harness curl "$url" "$work/$layer.objects")"$'\n'
             c+="$(fetch_with_curl "$url" "$work/$layer.objects")"$'\n'
         done
         o=$(printf '%s' "$o" | best); n=$(printf '%s' "$n" | best); c=$(printf '%s' "$c" | best); l=$(printf '%s' "$l" | best)
-        echo "| $layer ($(wc -l < "$work/$layer.objects") objects) | $bytes | $transport | ${o:-refused} | $n | $c | $l |"
+        a=$(printf '%s' "$a" | best); h=$(printf '%s' "$h" | best)
+        if [ "$old" = - ]; then o="—"; fi
+        echo "| $layer ($(wc -l < "$work/$layer.objects") objects) | $bytes | $transport | ${o:-refused} | $n | $a | $h | $c | $l |"
     done
 done
 
@@ -127,6 +150,7 @@ echo "|---|---|---:|---:|"
 for layer in ${LAYERS:-small large}; do
     declare -A took=()
     for server in ${SERVERS-old new nginx}; do
+        [ "$server:$old" != old:- ] || continue
         case $server in
             old) serve "$old" ;;
             new) serve "$new" ;;
@@ -138,6 +162,7 @@ for layer in ${LAYERS:-small large}; do
         if [ "$server" != nginx ]; then kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; fi
     done
     for server in ${SERVERS-old new nginx}; do
+        [ "$server:$old" != old:- ] || continue
         case $server in
             old) name="old hand-written repo serve" ;;
             new) name="repo serve on Hummingbird" ;;
@@ -149,3 +174,4 @@ for layer in ${LAYERS:-small large}; do
     done
     unset took
 done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
