@@ -10,7 +10,7 @@ import VLFS
 struct BootCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "boot", abstract: "Bind MAC addresses to appliances for network boot.",
-        subcommands: [Register.self, List.self, Unregister.self, Show.self, MountAppliance.self, Keeper.self])
+        subcommands: [Register.self, List.self, Unregister.self, Show.self, Serve.self, MountAppliance.self, Keeper.self])
 
     struct Register: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -132,3 +132,56 @@ import Testing
         #expect(silent.stderr.contains("the boot service is unreachable") && silent.stderr.contains("this disk holds no description from an earlier boot"), "\(silent.stderr)")
     }
 }
+
+/// `strata boot serve`, the one HTTP service a fleet boots from, asked with curl as iPXE and the
+/// initramfs ask it: the chain, a registered MAC's script and description, what they name, the home's
+/// repositories as static files, and an unknown MAC refused on its console and in the log.
+@Suite struct BootServeTests {
+    @Test func itChainsAnswersARegisteredMACServesWhatItsScriptNamesAndRefusesAnUnknownOne() throws {
+        let fleet = try FleetWorkspace("boot-serve", layers: [
+            ("base", "1", ["etc/os-release": "strata\n", "sbin/init": "#!/bin/sh\n"]),
+            ("kernel", "1", ["boot/vmlinuz-6.1.0-test": "a kernel image\n", "lib/modules/6.1.0-test/modules.order": ""]),
+        ])
+        let strata = fleet.workspace
+        expectSuccess(try strata.strata("template", "create", "web", try fleet.ldf("web", ["main/base 1", "main/kernel 1"])))
+        expectSuccess(try strata.strata("provision", "a1", "--template", "web", "--mac", "52:54:00:00:00:0a"))
+        let initramfs = strata.scratch.path + "/initramfs.cpio.gz"
+        try AtomicFile.write("an initramfs\n", to: initramfs)
+        let service = try BootService(home: fleet.home, initramfs: initramfs, log: strata.scratch.path + "/serve.log")
+        let base = service.base
+        #expect(base.hasPrefix("http://127.0.0.1:") && service.url == base + "/boot.ipxe", "\(service.url)")
+        func get(_ path: String, accept: String? = nil) throws -> String {
+            try shell("curl -s -f \(accept.map { "-H 'Accept: \($0)' " } ?? "")'\(path.hasPrefix("http") ? path : base + path)'")
+        }
+
+        #expect(try get("/boot.ipxe") == "#!ipxe\necho Strata: asking \(base) for this machine's appliance (${netX/mac})\nchain \(base)/boot?mac=${netX/mac}\n")
+
+        let script = try get("/boot?mac=52%3A54%3A00%3A00%3A00%3A0A")
+        #expect(script.hasPrefix("#!ipxe\n"), "\(script)")
+        #expect(script.contains(" console=ttyS0 quiet strata.service=\(base) strata.appliance=a1 BOOTIF=01-52-54-00-00-00-0a\n"), "\(script)")
+        #expect(script.hasSuffix("initrd \(base)/initramfs.cpio.gz\ninitrd \(base)/modules.cpio.gz?appliance=a1\nboot\n"), "\(script)")
+        let kernel = script.split(separator: "\n").first { $0.hasPrefix("kernel ") }?.split(separator: " ")[1]
+        #expect(kernel?.hasPrefix(base + "/repos/main/objects/sha256/") == true, "\(script)")
+        #expect(try get(String(kernel ?? "")) == "a kernel image\n")
+        #expect(try get("/initramfs.cpio.gz") == "an initramfs\n")
+
+        let json = try JSONSerialization.jsonObject(with: Data(try get("/boot?mac=52:54:00:00:00:0a", accept: "application/json").utf8)) as? [String: Any]
+        #expect(json?["appliance"] as? String == "a1")
+        #expect(json?["kernel"] as? String == kernel.map(String.init))
+        #expect(json?["ldf"] as? String == "@web\n")
+        #expect((json?["templates"] as? [String: String])?["web"] == (try String(contentsOfFile: fleet.home + "/templates/web.ldf", encoding: .utf8)))
+        #expect((json?["repositories"] as? [[String: String]]) == [["name": "main", "url": "\(base)/repos/main/"]])
+
+        // The repository as static content: every file of it, byte for byte.
+        for file in try shell("cd '\(strata.repository)' && find . -type f | sort").split(separator: "\n").map({ $0.dropFirst(2) }) {
+            #expect(try shell("curl -s -f '\(base)/repos/main/\(file)' | cmp - '\(strata.repository)/\(file)' && echo same") == "same\n", "\(file)")
+        }
+
+        let unknown = try get("/boot?mac=52:54:00:00:00:0b")
+        #expect(unknown.hasPrefix("#!ipxe\necho Strata: this machine cannot boot: MAC 52:54:00:00:00:0b is not registered: bind it to an appliance with 'strata boot register 52:54:00:00:00:0b NAME'\n"), "\(unknown)")
+        #expect(unknown.contains("sleep 3600\ngoto wait\n"), "\(unknown)")
+        #expect(try shell("curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/json' '\(base)/boot?mac=52:54:00:00:00:0b'") == "403")
+        service.stop()
+        #expect(service.serverLog.contains("strata boot serve: refused a machine: MAC 52:54:00:00:00:0b is not registered"), "\(service.serverLog)")
+    }
+}

@@ -10,7 +10,7 @@ import Glibc
 /// on loopback, mounts a VLFS of real Debian layers, serves a page with busybox's httpd (Debian's
 /// `busybox`), keeps what it wrote across a reboot, follows its template's upgrade at the next boot,
 /// boots from its disk's cache when the service is down, and an unknown MAC is refused on the console.
-@Suite(.serialized, .disabled("strata boot serve is not built yet: it waits for the StrataServer module (branch serve)")) struct NetworkBootTests {
+@Suite(.serialized, .disabled("not yet run against strata boot serve: enable once it passes twice under qemu")) struct NetworkBootTests {
     /// One home for every run (`/tmp/strata-test-boot-home`): `main` (the site layers), `debian` (the
     /// machine's apt indexes, the layers fetched once) and the template `web`, configured once and promoted.
     static let home = "/tmp/strata-test-boot-home"
@@ -75,55 +75,11 @@ import Glibc
         return path
     }
 
-    /// `strata boot serve` on 127.0.0.1, told that machines reach it as 10.0.2.2 (qemu's user network).
-    final class BootService: Sendable {
-        let process: Process
-        let url: String
-        let log: String
-
-        init(initramfs: String, log: String) throws {
-            self.log = log
-            process = Process()
-            process.executableURL = URL(fileURLWithPath: strataExecutable)
-            process.arguments = ["boot", "serve", "--listen", "127.0.0.1:0", "--advertise", "10.0.2.2",
-                                 "--initramfs", initramfs, "--builder", bootDirectory + "/build-initramfs.sh"]
-            process.environment = ProcessInfo.processInfo.environment.merging(["STRATA_HOME": home]) { $1 }
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = FileHandle(forWritingAtPath: log) ?? FileHandle.standardError
-            try process.run()
-            var line = Data()
-            while !line.contains(UInt8(ascii: "\n")) {
-                let data = out.fileHandleForReading.availableData
-                if data.isEmpty { break }
-                line += data
-            }
-            url = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            guard url.hasPrefix("http://10.0.2.2:") else { throw StoreError("strata boot serve printed '\(url)'") }
-        }
-
-        /// The service's URL as machines reach it, without `/boot.ipxe`.
-        var base: String { url.hasSuffix("/boot.ipxe") ? String(url.dropLast("/boot.ipxe".count)) : url }
-
-        /// A URL of the service as the host reaches it.
-        func local(_ url: String) -> String { url.replacingOccurrences(of: "http://10.0.2.2:", with: "http://127.0.0.1:") }
-
-        var serverLog: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-
-        func stop() {
-            if process.isRunning { kill(process.processIdentifier, SIGTERM) }
-            process.waitUntilExit()
-        }
-
-        deinit { stop() }
-    }
-
     @Test func anApplianceBootsFromAnEmptyDiskKeepsItsFilesAndFollowsItsTemplate() throws {
         try Self.prepareHome()
         let scratch = try TemporaryDirectory("netboot")
         let logFile = scratch.path + "/serve.log"
-        FileManager.default.createFile(atPath: logFile, contents: nil)
-        let service = try BootService(initramfs: try Self.initramfs(in: scratch.path), log: logFile)
+        let service = try BootService(home: Self.home, initramfs: try Self.initramfs(in: scratch.path), advertise: "10.0.2.2", log: logFile)
         let name = "boot\(getpid())"
         let mac = String(format: "52:54:00:%02x:%02x:%02x", (getpid() >> 16) & 0xff, (getpid() >> 8) & 0xff, getpid() & 0xff)
         expectSuccess(try Self.strata("provision", name, "--template", "web", "--mac", mac))
@@ -182,9 +138,8 @@ import Glibc
     @Test func anUnknownMACIsRefusedOnTheConsoleAndInTheLog() throws {
         let scratch = try TemporaryDirectory("netboot-unknown")
         let logFile = scratch.path + "/serve.log"
-        FileManager.default.createFile(atPath: logFile, contents: nil)
         try Self.prepareHome()
-        let service = try BootService(initramfs: try Self.initramfs(in: scratch.path), log: logFile)
+        let service = try BootService(home: Self.home, initramfs: try Self.initramfs(in: scratch.path), advertise: "10.0.2.2", log: logFile)
         let disk = scratch.path + "/disk.img"
         try shell("truncate -s 64M '\(disk)'")
         let machine = try QemuMachine(mac: "52:54:00:ee:ee:ee", disk: disk, bootfile: service.url)
