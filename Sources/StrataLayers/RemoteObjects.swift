@@ -26,6 +26,8 @@ public final class RemoteObjects: TreeSource {
     private let flights = Mutex<[Digest: Flight]>([:])
     /// Verified objects waiting for their commit, where they can be read meanwhile.
     private let pending = Mutex<(batch: ObjectStore.Batch?, staged: [Digest: String], commitScheduled: Bool)>((nil, [:], false))
+    /// Held by a commit: commits run one after the other.
+    private let committing = Mutex(())
     private let fetchedObjects = Atomic<Int>(0)
     private let fetchedBytes = Atomic<Int>(0)
 
@@ -195,22 +197,28 @@ public final class RemoteObjects: TreeSource {
         return staged
     }
 
-    /// Makes the staged objects durable in the store, together. Readers holding a staged path find the
-    /// object in the store once it has moved.
+    /// Makes everything staged so far durable in the store, after any commit under way: what was
+    /// fetched before the call is in the store when it returns.
+    public func commitStaged() { commitPending() }
+
+    /// Makes the staged objects durable in the store, together, one commit at a time. Readers holding
+    /// a staged path find the object in the store once it has moved.
     private func commitPending() {
-        let (batch, digests) = pending.withLock { pending in
-            defer {
-                pending.batch = nil
-                pending.commitScheduled = false
+        committing.withLock { _ in
+            let (batch, digests) = pending.withLock { pending in
+                defer {
+                    pending.batch = nil
+                    pending.commitScheduled = false
+                }
+                return (pending.batch, Array(pending.staged.keys))
             }
-            return (pending.batch, Array(pending.staged.keys))
+            do {
+                try batch?.commit()
+            } catch {
+                FileHandle.standardError.write(Data("strata: committing \(digests.count) fetched objects to \(repository.path) failed (they are fetched again when next opened): \(error)\n".utf8))
+            }
+            pending.withLock { pending in for digest in digests { pending.staged[digest] = nil } }
         }
-        do {
-            try batch?.commit()
-        } catch {
-            FileHandle.standardError.write(Data("strata: committing \(digests.count) fetched objects to \(repository.path) failed (they are fetched again when next opened): \(error)\n".utf8))
-        }
-        pending.withLock { pending in for digest in digests { pending.staged[digest] = nil } }
     }
 }
 

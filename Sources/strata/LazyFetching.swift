@@ -130,6 +130,8 @@ final class LazyFetching: Sendable {
                     log("\(failures.count) files of \(units.count) layers from \(repository.origin!) could not be fetched (they are fetched when opened); first failure: \(failures[0])")
                     continue
                 }
+                // Sealing fetches what the store lacks: the last fetched objects must be in it first.
+                objects.commitStaged()
                 try repository.fetchLayers(units.map(\.record))
                 log("\(units.count) layers from \(repository.origin!) are local: \(blobs.count) files fetched in the background in \(ContinuousClock.now - started)")
             }
