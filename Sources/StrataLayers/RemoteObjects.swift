@@ -201,6 +201,11 @@ public final class RemoteObjects: TreeSource {
     /// fetched before the call is in the store when it returns.
     public func commitStaged() { commitPending() }
 
+    /// `commitStaged` for every mirror, for a process about to exit (its scheduled commits would not run).
+    public static func commitAllStaged() {
+        for remote in instances.withLock({ Array($0.values) }) { remote.commitStaged() }
+    }
+
     /// Makes the staged objects durable in the store, together, one commit at a time. Readers holding
     /// a staged path find the object in the store once it has moved.
     private func commitPending() {
