@@ -1,0 +1,53 @@
+#!/bin/bash
+# What a lazy mount fetches before anything is opened: the trees, blobs and layer manifests in a new
+# home's mirror after `strata mount --fetch on-open` of benchmarks/lazy.sh's appliance, without and
+# with configuration, and the requests the server saw (duplicates would show as requests > unique).
+# Run benchmarks/lazy.sh first: it imports the served repository into WORK.
+#
+# Usage: benchmarks/lazy-trees.sh STRATA   (WORK=/var/tmp/strata-bench-lazy)
+set -euo pipefail
+strata=$1
+work=${WORK:-/var/tmp/strata-bench-lazy}
+[ -s "$work/web.ldf" ] || { echo "no $work/web.ldf: run benchmarks/lazy.sh first" >&2; exit 1; }
+nginx=/usr/sbin/nginx
+[ -x "$nginx" ] || nginx=/tmp/strata-test-nginx/usr/sbin/nginx
+exp=$(mktemp -d /var/tmp/strata-lazy-trees.XXXXXX)
+port=$((20000 + RANDOM % 20000))
+cat > "$exp/nginx.conf" <<CONF
+daemon off; master_process off; user root; pid $exp/nginx.pid; error_log $exp/nginx-error.log;
+events {}
+http {
+    log_format sent '\$request_uri \$body_bytes_sent';
+    access_log $exp/access.log sent;
+    client_body_temp_path $exp/t1; proxy_temp_path $exp/t2; fastcgi_temp_path $exp/t3; uwsgi_temp_path $exp/t4; scgi_temp_path $exp/t5;
+    server { listen 127.0.0.1:$port; root $work/server-home/debian; }
+}
+CONF
+"$nginx" -p "$exp" -e "$exp/nginx-error.log" -c "$exp/nginx.conf" & server=$!
+trap 'mountpoint -q "$exp/mnt" && "$strata" umount "$exp/mnt"; kill $server; rm -rf "$exp"' EXIT
+sleep 1
+# Objects of a store by kind: manifests start with "STRM", version 1, then the kind (1 tree, 2 layer).
+kinds() {
+    python3 - "$1" <<'PY'
+import os, sys
+counts = {"trees": 0, "blobs": 0, "layer manifests": 0}
+for directory, _, files in os.walk(sys.argv[1]):
+    for name in files:
+        with open(os.path.join(directory, name), "rb") as f:
+            head = f.read(6)
+        counts["blobs" if head[:4] != b"STRM" else "trees" if head[5] == 1 else "layer manifests"] += 1
+print(", ".join(f"{n} {kind}" for kind, n in counts.items()), end="")
+PY
+}
+echo "served: $(kinds "$work/server-home/debian/objects")"
+for configure in no yes; do
+    export STRATA_HOME="$exp/home-$configure"
+    mkdir -p "$exp/mnt"
+    "$strata" repo add debian "http://127.0.0.1:$port" >/dev/null
+    : > "$exp/access.log"
+    flags=(--fetch on-open); [ $configure = no ] && flags+=(--no-configure)
+    "$strata" mount "$work/web.ldf" "$exp/mnt" --name web "${flags[@]}" 2>/dev/null
+    sleep 1
+    echo "mount, configure=$configure: $(grep -c '^/objects/' "$exp/access.log") requests ($(grep '^/objects/' "$exp/access.log" | sort -u | wc -l) unique); mirror: $(kinds "$STRATA_HOME/mirrors/debian/objects")"
+    "$strata" umount "$exp/mnt"
+done
