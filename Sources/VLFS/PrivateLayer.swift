@@ -63,6 +63,7 @@ final class PrivateLayer: Sendable {
 
     /// Runs `body` with the parent directory of `path` open and the last name.
     @inline(__always)
+    @discardableResult
     private func atParent<T>(_ path: String, flags: Int32 = O_DIRECTORY | Beneath.pathOnly,
                              _ body: (_ directory: Int32, _ name: String) throws(FSError) -> T) throws(FSError) -> T {
         let (parent, name) = Beneath.split(path)
