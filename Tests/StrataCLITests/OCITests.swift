@@ -135,6 +135,10 @@ import Testing
         try Self.expectSameTree(mountpoint, rootfs, store: store)
         #expect(!FileManager.default.fileExists(atPath: rootfs + "/usr/bin/t") && !FileManager.default.fileExists(atPath: rootfs + "/srv/www/key"))
 
+        // A snapshot of the VLFS in the catalog exports as the VLFS does, digest for digest.
+        expectSuccess(try workspace.strata("image", "snapshot", "app", "--image", "app"))
+        #expect(expectSuccess(try workspace.strata("export", "oci", "app", workspace.scratch.path + "/layout-image")).stdout == exported)
+
         // Imported again into the same repository: the layers Strata named are the units it has, the
         // private changes a new configuration layer; mounted, the same tree.
         let imported = expectSuccess(try workspace.strata("import", "oci", layout, "--repo", "main", "--ldf", workspace.scratch.path + "/again.ldf"))
@@ -176,6 +180,41 @@ import Testing
         try Self.expectSameTree(rootfs, mountpoint, store: store)
         #expect(!FileManager.default.fileExists(atPath: mountpoint + "/var/cache/junk") && !FileManager.default.fileExists(atPath: mountpoint + "/opt/app/lib/a.so"))
         #expect(try shell("cat '\(mountpoint)/etc/motd' '\(mountpoint)/opt/app/lib/b.so' && stat -c '%u:%g' '\(mountpoint)/opt/app'") == "two\nnew lib\n5:6\n")
+    }
+
+    @Test func anImageCheckedInExportsAsOneLayer() throws {
+        let workspace = try Workspace("oci-image")
+        _ = try Self.layers(in: workspace)
+        let tree = workspace.scratch.path + "/base_1.0/filesystem"
+        expectSuccess(try workspace.strata("image", "checkin", tree, "--name", "plain"))
+        let exported = expectSuccess(try workspace.strata("export", "oci", "plain", workspace.scratch.path + "/layout")).stdout
+        #expect(exported.split(separator: "\n").dropFirst().map { $0.split(separator: " ").prefix(3).joined(separator: " ") } == ["plain 1 image"])
+        let rootfs = try Self.unpack(workspace.scratch.path + "/layout", into: workspace.scratch.path + "/bundle")
+        let store = try ObjectStore(root: workspace.scratch.path + "/compare", create: true)
+        try Self.expectSameTree(tree, rootfs, store: store)
+    }
+
+    /// Real Debian layers (setuid files, a hard link, thousands of symlinks) and the dpkg database the
+    /// VLFS generates from them, through umoci.
+    @Test func aVLFSOfDebianLayersExportsWithItsGeneratedDatabase() throws {
+        let workspace = try Workspace("oci-debian")
+        expectSuccess(try workspace.strata(["layer", "import", "main"] + (try downloadedPackages())))
+        let ldf = workspace.scratch.path + "/deb.ldf"
+        try AtomicFile.write(debianPackages.map { "main/\($0)\n" }.joined(), to: ldf)
+        let mountpoint = workspace.scratch.path + "/mnt"
+        try makeDirectories(mountpoint)
+        let mounted = try workspace.strata("mount", ldf, mountpoint, "--no-configure")
+        #expect(mounted.status == 0, "\(mounted.stderr)")
+        defer { unmount(mountpoint) }
+        try shell("rm '\(mountpoint)/usr/bin/sudo' && printf 'deb\\n' > '\(mountpoint)/etc/hostname'")
+        let exported = expectSuccess(try workspace.strata("export", "oci", "vlfs:deb", workspace.scratch.path + "/layout")).stdout
+        let kinds = exported.split(separator: "\n").dropFirst().map { String($0.split(separator: " ")[2]) }
+        #expect(kinds.count == debianPackages.count + 2 && kinds.suffix(2) == ["generated", "private"], "\(exported)")
+        let rootfs = try Self.unpack(workspace.scratch.path + "/layout", into: workspace.scratch.path + "/bundle")
+        let store = try ObjectStore(root: workspace.scratch.path + "/compare", create: true)
+        try Self.expectSameTree(mountpoint, rootfs, store: store)
+        #expect(try shell("stat -c '%a' '\(rootfs)/usr/bin/passwd'") == "4755\n" && !FileManager.default.fileExists(atPath: rootfs + "/usr/bin/sudo"))
+        #expect(try String(contentsOfFile: rootfs + "/var/lib/dpkg/status", encoding: .utf8).contains("Package: sudo"))
     }
 
     /// An OCI layout built by hand around layer tars a Python script writes, for members no tool would make.
