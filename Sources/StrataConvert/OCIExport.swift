@@ -114,7 +114,9 @@ public struct OCIExport {
         }
         let stack = composed.union?.stack.layers ?? composed.layers
         for layer in stack.reversed() {
-            try emit(name: layer.name, version: layer.version, kind: layer.kind.rawValue) { try OCILayerContent.shared(layer, into: $0) }
+            // The generated dpkg database is version 1 in every VLFS: its content names it.
+            let version = layer.kind == .generated ? nil : layer.version
+            try emit(name: layer.name, version: version, kind: layer.kind.rawValue) { try OCILayerContent.shared(layer, into: $0) }
         }
         if let union = composed.union {
             try emit(name: composed.name + "-private", version: nil, kind: "private") { try OCILayerContent.changes(of: union, into: $0, scratch: scratch) }
@@ -129,7 +131,7 @@ public struct OCIExport {
 
         let platform = OCI.Platform(architecture: Self.architecture(of: stack), os: "linux")
         let config = OCI.ImageConfig(architecture: platform.architecture, rootfs: .init(diff_ids: layers.map(\.diffID.description)),
-                                     history: layers.map { .init(created_by: "strata: \($0.kind) layer \($0.name) \($0.version)", comment: nil) })
+                                     history: layers.map { .init(created_by: "strata: \($0.kind) layer \($0.name) \($0.version)") })
         let configBytes = try OCI.encode(config)
         let configBlob = try layout.blob(configBytes)
         let manifest = OCI.Manifest(

@@ -110,6 +110,9 @@ public struct OCIImport {
     /// The image manifest of the index named by `tag`, or its only one.
     static func choose(from index: OCI.Index, tag: String?, in source: String) throws -> OCI.Descriptor {
         let manifests = index.manifests.filter { OCI.readableManifestMediaTypes.contains($0.mediaType) }
+        if manifests.isEmpty, index.manifests.contains(where: { $0.mediaType == OCI.indexMediaType }) {
+            throw StoreError("\(source): index.json names image indexes (a multi-platform image), not images: copy one platform into a layout first (skopeo copy --override-arch ARCH)")
+        }
         if let tag {
             guard let found = manifests.first(where: { $0.annotations?[OCI.refNameAnnotation] == tag }) else {
                 throw StoreError("\(source): no image tagged '\(tag)' in index.json (tags: \(Self.tags(manifests)))")

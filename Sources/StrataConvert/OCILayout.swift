@@ -76,7 +76,6 @@ public enum OCI {
 
         public struct History: Codable, Sendable {
             public var created_by: String
-            public var comment: String?
         }
 
         public var architecture: String

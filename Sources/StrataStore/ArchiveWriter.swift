@@ -61,7 +61,8 @@ public final class ArchiveWriter {
     }
 
     deinit {
-        if !closed { archive_write_close(handle) }
+        // Abandoned (an error on the way): nothing more may reach the sink, whose owner may be going away too.
+        if !closed { archive_write_fail(handle) }
         archive_write_free(handle)
     }
 

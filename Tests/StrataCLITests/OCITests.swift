@@ -109,6 +109,11 @@ import Testing
         let rewritten = workspace.scratch.path + "/app-again.tar"
         expectSuccess(try workspace.strata("export", "oci", ldf, rewritten))
         #expect(try shell("cmp '\(archive)' '\(rewritten)' && echo same") == "same\n")
+
+        // Read back from the archive into the repository it came from, the layers are its own units again.
+        let imported = expectSuccess(try workspace.strata("import", "oci", archive, "--repo", "main")).stdout
+        #expect(imported.split(separator: "\n").dropFirst().map { $0.split(separator: " ")[0] } == ["base", "site"], "\(imported)")
+        #expect(imported.components(separatedBy: "(already in main)").count == 3, "\(imported)")
     }
 
     @Test func aVLFSExportsItsPrivateChangesAsTheLastLayerAndImportsBackToTheSameTree() throws {
