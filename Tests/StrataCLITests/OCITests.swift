@@ -100,9 +100,20 @@ import Testing
         try shell("skopeo copy --quiet oci:'\(layout)':latest docker-archive:'\(docker)':app:latest >/dev/null 2>&1")
         #expect(try shell("tar -xOf '\(docker)' manifest.json | jq -r '.[0].RepoTags[0], (.[0].Layers | length)'") == "docker.io/library/app:latest\n2\n")
 
+        // And back: skopeo's OCI copy of the docker archive (no Strata annotations left) imports and mounts as the VLFS.
+        let copied = workspace.scratch.path + "/from-docker"
+        try shell("skopeo copy --quiet docker-archive:'\(docker)' oci:'\(copied)':app >/dev/null 2>&1")
+        let fromDocker = expectSuccess(try workspace.strata("import", "oci", copied, "--repo", "main", "--ldf", workspace.scratch.path + "/docker.ldf")).stdout
+        #expect(fromDocker.split(separator: "\n").dropFirst().dropLast().map { $0.split(separator: " ")[0] } == ["docker-layer1", "docker-layer2"], "\(fromDocker)")
+        let again = workspace.scratch.path + "/mnt-docker"
+        try makeDirectories(again)
+        try workspace.mount(workspace.scratch.path + "/docker.ldf", at: again)
+        defer { unmount(again) }
+        try Self.expectSameTree(mountpoint, again, store: store)
+
         // The same LDF exports to the same digests, as a directory or as one archive.
-        let again = expectSuccess(try workspace.strata("export", "oci", ldf, workspace.scratch.path + "/layout-again")).stdout
-        #expect(again == exported.stdout)
+        let twice = expectSuccess(try workspace.strata("export", "oci", ldf, workspace.scratch.path + "/layout-again")).stdout
+        #expect(twice == exported.stdout)
         let archive = workspace.scratch.path + "/app.tar"
         #expect(expectSuccess(try workspace.strata("export", "oci", ldf, archive)).stdout == exported.stdout)
         try shell("skopeo inspect --raw oci-archive:'\(archive)' >/dev/null 2>&1")
