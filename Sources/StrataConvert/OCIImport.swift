@@ -11,8 +11,9 @@ import VLFS
 /// Strata's annotations (an image `strata export oci` wrote) keeps that name and version, and when the
 /// repository already has that unit with the same files, the unit is used as it is; other layers are
 /// named IMAGE-layerN, versioned by their `diff_id`. The image is untrusted input: every document and
-/// blob is bounded by `Limits` and checked against its digest, and layer members are refused when they
-/// would leave the tree or pass through a link (`OCILayerReader`).
+/// blob is bounded by `Limits` and checked against its digest, every layer's uncompressed tar against
+/// its `diff_id`, and layer members are refused when they would leave the tree or pass through a link
+/// (`OCILayerReader`).
 public struct OCIImport {
     public struct Limits: Sendable {
         /// `index.json`, `oci-layout`, manifests and configurations.
@@ -84,8 +85,8 @@ public struct OCIImport {
                 version: try DebianVersion(annotations[OCI.layerVersionAnnotation] ?? "0+" + (Digest(diffID)?.hex.prefix(12) ?? descriptor.digest.suffix(12))),
                 description: "layer \(number + 1) of the OCI image \(source) (\(descriptor.digest))",
                 extraFields: [MetadataField(Composition.layerTypeField, "config")])
-            let file = try layout.open(descriptor, what: what)
-            let reader = try ArchiveReader(descriptor: file, name: "\(source): \(what)")
+            try Self.checkDiffID(diffID, of: layout.open(descriptor, what: what), name: "\(source): \(what)", limit: limits.layerBytes)
+            let reader = try ArchiveReader(descriptor: layout.open(descriptor, what: what), name: "\(source): \(what)")
             let below = roots
             let lower = { (path: [String]) throws -> TreeEntry? in try Self.entry(at: path, in: below, batch: batch) }
             let root = try OCILayerReader(lower: lower, limits: limits).read(reader, into: batch).root
@@ -105,6 +106,27 @@ public struct OCIImport {
         if let ldf { try writeLDF(ldf, records: records, source: source, manifest: manifestDescriptor.digest) }
         let manifestDigest = try OCI.digest(of: manifestDescriptor, in: source)
         return Result(manifest: manifestDigest, layers: records, reused: Set(units.compactMap { $0.existing?.name }))
+    }
+
+    /// Refuses a layer whose uncompressed tar is not the one the configuration names (its `diff_id`), or
+    /// that uncompresses past `limit` bytes (the tar's headers and padding count with its files).
+    static func checkDiffID(_ diffID: String, of file: consuming FileDescriptor, name: String, limit: UInt64) throws {
+        guard let expected = Digest(diffID), diffID.hasPrefix("sha256:") else { throw StoreError("\(name): diff_id '\(diffID)' is not sha256:<64 hex digits>") }
+        let reader = try ArchiveReader(descriptor: file, name: name, decompressOnly: true)
+        guard try reader.next() != nil else { throw StoreError("\(name): empty") }
+        var hasher = SHA256()
+        var total: UInt64 = 0
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { buffer.deallocate() }
+        while true {
+            let n = try reader.read(into: buffer)
+            if n == 0 { break }
+            total += UInt64(n)
+            guard total <= limit + limit / 8 else { throw StoreError("\(name): uncompresses to more than the layer's limit allows") }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+        }
+        let found = hasher.finalize()
+        guard found == expected else { throw StoreError("\(name): its tar hashes to \(found), the image configuration's diff_id is \(diffID)") }
     }
 
     /// The image manifest of the index named by `tag`, or its only one.

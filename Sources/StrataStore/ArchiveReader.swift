@@ -56,14 +56,16 @@ public final class ArchiveReader {
     }
 
     /// Reads from an open file (one reached beneath a directory descriptor), from where it stands.
-    public init(descriptor: consuming FileDescriptor, name: String) throws {
+    /// With `decompressOnly`, the file is one member, named `data`: its bytes uncompressed (what a
+    /// compressed tar's members are cut from).
+    public init(descriptor: consuming FileDescriptor, name: String, decompressOnly: Bool = false) throws {
         self.name = name
         memory = nil
         let raw = descriptor.raw
         file = .some(consume descriptor)
         handle = archive_read_new()
         archive_read_support_filter_all(handle)
-        archive_read_support_format_all(handle)
+        if decompressOnly { archive_read_support_format_raw(handle) } else { archive_read_support_format_all(handle) }
         if archive_read_open_fd(handle, raw, 1 << 16) != ARCHIVE_OK { throw failure("cannot open") }
     }
 

@@ -234,7 +234,7 @@ import Testing
     }
 
     /// An OCI layout built by hand around layer tars a Python script writes, for members no tool would make.
-    static func hostileLayout(_ directory: String, layers: [String]) throws {
+    static func hostileLayout(_ directory: String, layers: [String], wrongDiffIDs: Bool = false) throws {
         try shell("""
             python3 - '\(directory)' <<'EOF'
             import hashlib, io, json, os, sys, tarfile
@@ -255,6 +255,8 @@ import Testing
                     tar.fileobj.write(data.ljust(512, b"\\0"))
             layers, diffs = [], []
             \(layers.enumerated().map { "buffer = io.BytesIO()\ntar = tarfile.open(fileobj=buffer, mode='w', format=tarfile.GNU_FORMAT)\n\($0.element)\ntar.close()\ndata = buffer.getvalue()\nd = blob(data)\nd['mediaType'] = 'application/vnd.oci.image.layer.v1.tar'\nlayers.append(d)\ndiffs.append(d['digest'])" }.joined(separator: "\n"))
+            if \(wrongDiffIDs ? "True" : "False"):
+                diffs = ["sha256:" + "0" * 64 for d in diffs]
             config = blob(json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diffs}}).encode())
             config["mediaType"] = "application/vnd.oci.image.config.v1+json"
             manifest = blob(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config, "layers": layers}).encode())
@@ -283,6 +285,12 @@ import Testing
             #expect(result.status != 0 && result.stderr.contains(layout) && result.stderr.contains(test.message), "case \(number): \(result.stderr)")
             #expect(try workspace.storeContents() == before, "case \(number) stored objects")
         }
+
+        // A layer that is not the one its configuration names.
+        let mismatched = workspace.scratch.path + "/mismatched"
+        try Self.hostileLayout(mismatched, layers: ["member(tar, 'fine', data=b'x')"], wrongDiffIDs: true)
+        let refused = try workspace.strata("import", "oci", mismatched, "--repo", "main")
+        #expect(refused.status != 0 && refused.stderr.contains("the image configuration's diff_id is sha256:0000"), "\(refused.stderr)")
 
         // A layout archive whose members leave the tree, or are links, is refused by name; a descriptor
         // claiming an absurd size is refused before anything is read.
