@@ -9,7 +9,8 @@
 # A second mount of the lazy modes (`again`) starts in a new empty home given the first one's record of
 # the files the appliance opened first: what the recorded prefetch buys.
 #
-# Usage: benchmarks/lazy.sh [STRATA]   (STRATA: default this tree's release build; RUNS=3; WORK=/var/tmp/strata-bench-lazy)
+# Usage: benchmarks/lazy.sh [STRATA]   (STRATA: default this tree's release build; RUNS=3; WORK=/var/tmp/strata-bench-lazy;
+#        MODES="before-mount lazy on-open")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v swift >/dev/null || PATH="/opt/swift/usr/bin:$PATH"
@@ -95,7 +96,7 @@ echo "$layers layers, $(awk -v b="$served_bytes" 'BEGIN { printf "%.1f MB", b / 
 echo
 echo "| mode | \`strata mount\` returns (s) | first answer (s) | sent by the first answer | sent in all | mirror whole (s) |"
 echo "|---|---:|---:|---|---|---:|"
-for mode in before-mount lazy on-open; do
+for mode in ${MODES:-before-mount lazy on-open}; do
     labels=("$mode"); [ "$mode" = before-mount ] || labels+=("$mode, again")
     for label in "${labels[@]}"; do
         best=""

@@ -141,6 +141,13 @@ static inline int strata_make_mounts_private(void) {
     return mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
 }
 
+// Makes the directory open as the working directory this namespace's root, and detaches every other
+// mount of it (pivot_root(2)'s ".", "." idiom: the old root lands on top of the new one, then goes).
+static inline int strata_enter_root_alone(void) {
+    if (syscall(SYS_pivot_root, ".", ".") != 0) return -1;
+    return umount2(".", MNT_DETACH);
+}
+
 // Taking the machine down (the network-boot keeper's last step, once the disk is unmounted).
 #include <sys/reboot.h>
 static inline int strata_power_off(void) { return reboot(RB_POWER_OFF); }

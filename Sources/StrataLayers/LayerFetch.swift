@@ -19,9 +19,9 @@ extension Repository {
     public enum FetchDepth: Sendable {
         /// Every object: the layer mounts without the server.
         case whole
-        /// The layer manifest, every directory tree and the configuration scripts; file contents stay
-        /// remote until opened (`RemoteObjects`). The mount composes from these alone: the overlap
-        /// check and the dpkg database read every path of every layer, and the scripts.
+        /// The layer manifest and the configuration scripts (the mount reads them to make the dpkg
+        /// database); directory trees come as they are listed and file contents as they are opened
+        /// (`RemoteObjects`, through `ObjectStore.fetchingMissingTrees`).
         case metadata
     }
 
@@ -51,16 +51,13 @@ extension Repository {
         layers.merge(fetchedLayers) { old, _ in old }
         tally.add(objects: fetchedLayers.count, bytes: fetchedLayers.values.reduce(0) { $0 + $1.count })
 
-        var filesystems: [Digest] = []
-        var scripts: [Digest] = []
+        var manifests: [LayerManifest] = []
         for record in wanted {
-            let manifest = try LayerManifest(decoding: layers[record.digest]!, what: "layer \(record.name) \(record.version) from \(origin)")
-            filesystems.append(manifest.filesystem.digest!)
-            scripts += manifest.scripts?.digest.map { [$0] } ?? []
+            manifests.append(try LayerManifest(decoding: layers[record.digest]!, what: "layer \(record.name) \(record.version) from \(origin)"))
         }
         // Scripts are read at mount, before anything is opened: their blobs come at either depth.
-        var (trees, blobs) = try fetchTrees(scripts, fetcher: fetcher, tally: tally)
-        let (filesystemTrees, filesystemBlobs) = try fetchTrees(filesystems, fetcher: fetcher, tally: tally)
+        var (trees, blobs) = try fetchTrees(manifests.compactMap { $0.scripts?.digest }, fetcher: fetcher, tally: tally)
+        let (filesystemTrees, filesystemBlobs) = depth == .whole ? try fetchTrees(manifests.map { $0.filesystem.digest! }, fetcher: fetcher, tally: tally) : ([:], [:])
         trees.merge(filesystemTrees) { old, _ in old }
         if depth == .whole { blobs.merge(filesystemBlobs) { old, _ in old } }
         let manifestBytes = layers.values.reduce(0) { $0 + $1.count } + trees.values.reduce(0) { $0 + $1.count }

@@ -32,14 +32,20 @@ struct ObjectFetcher: Sendable {
     func manifests(_ digests: [Digest]) throws -> [Digest: [UInt8]] {
         let fetched = Mutex<[Digest: [UInt8]]>([:])
         try inParallel(digests) { client, digest, _ in
-            let relative = Self.relativePath(of: digest)
-            let (response, bytes) = try client.get(relative, limit: Self.manifestLimit)
-            try check(response, for: relative, expecting: [200])
-            let actual = SHA256.hash(bytes)
-            guard actual == digest else { throw corrupt(digest, actual: actual) }
+            let bytes = try manifest(digest, client: client)
             fetched.withLock { $0[digest] = bytes }
         }
         return fetched.withLock { $0 }
+    }
+
+    /// Fetches one manifest into memory, verified.
+    func manifest(_ digest: Digest, client: HTTPClient) throws -> [UInt8] {
+        let relative = Self.relativePath(of: digest)
+        let (response, bytes) = try client.get(relative, limit: Self.manifestLimit)
+        try check(response, for: relative, expecting: [200])
+        let actual = SHA256.hash(bytes)
+        guard actual == digest else { throw corrupt(digest, actual: actual) }
+        return bytes
     }
 
     /// Fetches blobs of known sizes into the store. `received` is told of every chunk (its size, or a

@@ -39,8 +39,7 @@ public struct InstalledLayer: Sendable {
     /// The scripts tree's members by name (script names as stored: `pre-install`…, `conffiles`…).
     public func scriptMembers() throws -> [String: TreeEntry] {
         guard let digest = scripts?.digest else { return [:] }
-        let tree = try Tree(decoding: try store.read(digest), what: "scripts of \(name) \(version)")
-        return Dictionary(tree.entries.filter { $0.kind == .regular }.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        return Dictionary(try store.tree(digest).entries.filter { $0.kind == .regular }.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     /// One script's bytes, or nil when the layer has none by that name.

@@ -5,16 +5,16 @@ import StrataStore
 import Glibc
 #endif
 
-/// Where configuration scripts run: chrooted into the mounted VLFS, in new mount, PID, network, IPC
+/// Where configuration scripts run: with the mounted VLFS as their root, in new mount, PID, network, IPC
 /// and UTS namespaces, with `/proc` and `/sys` read-only, a `/dev` of the harmless devices and a
 /// private `/dev/pts`, an empty `/run` with the scripts at `/run/strata`, and without the capabilities
 /// that reach past the VLFS. The scripts come from trusted layers, but the programs they call may come
 /// from a private layer a compromised appliance wrote: in here they can change the VLFS and nothing
-/// else — no host disk, no host process, no network, no mount, no module, no way out of the chroot.
+/// else — no host disk, no host process, no network, no mount, no module, no host mount left to reach.
 /// The script is PID 1 of its namespace, so whatever it leaves running dies with it.
 ///
 /// Two stages, both `strata internal sandbox`: the first unshares and spawns the second (which becomes
-/// PID 1 of the new PID namespace), waits and passes its exit status on; the second mounts, chroots,
+/// PID 1 of the new PID namespace), waits and passes its exit status on; the second mounts, pivots the root,
 /// drops capabilities and execs the program.
 public enum Sandbox {
     /// Capabilities a script never gets (numbers from linux/capability.h).
@@ -61,8 +61,11 @@ public enum Sandbox {
                 try sys("move_mount", root + "/run/strata") { strata_attach_mount(bound.raw, target.raw) }
             }
             _ = sethostname("strata-configure", 16)
+            // The VLFS becomes the namespace's root and the host's mounts leave it: a chroot would keep a
+            // copy of each (every other VLFS, every disk) mounted until the script ended, so that their
+            // unmounts on the host would not finish.
             try sys("chdir", root) { fchdir(vlfs.raw) }
-            try sys("chroot", root) { chroot(".") }
+            try sys("pivot_root (the VLFS must be a mount point)", root) { strata_enter_root_alone() }
             try sys("chdir /", root) { chdir("/") }
             try droppedCapabilities.withUnsafeBufferPointer { caps in
                 try sys("drop capabilities", root) { strata_drop_capabilities(caps.baseAddress, Int32(caps.count)) }

@@ -114,9 +114,14 @@ public final class Checkout {
 }
 
 extension ObjectStore {
-    /// Reads and decodes a tree manifest.
+    /// Reads and decodes a tree manifest, from `missingTrees` when the store lacks it.
     public func tree(_ digest: Digest) throws -> Tree {
-        let bytes = try read(digest)
+        let bytes: [UInt8]
+        if let missingTrees, !has(digest) {
+            bytes = try missingTrees.tree(digest)
+        } else {
+            bytes = try read(digest)
+        }
         return try Tree(decoding: bytes, what: "tree \(digest)")
     }
 

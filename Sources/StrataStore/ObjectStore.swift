@@ -18,12 +18,15 @@ public final class ObjectStore: Sendable {
     public let root: String
     public let objectsPath: String
     let temporaryPath: String
+    /// Where trees missing from this store come from (a lazily fetched mirror), if anywhere.
+    let missingTrees: (any TreeSource)?
 
     /// Opens the store at `root` (the directory holding `objects/`), creating its layout if asked.
     public init(root: String, create: Bool = false) throws {
         self.root = root
         objectsPath = root + "/objects/sha256"
         temporaryPath = root + "/tmp"
+        missingTrees = nil
         if create {
             try makeDirectories(objectsPath)
             try makeDirectories(temporaryPath)
@@ -33,6 +36,19 @@ public final class ObjectStore: Sendable {
             throw StoreError("\(root): not an object store (no objects/sha256 directory)")
         }
         removeAbandonedStaging()
+    }
+
+    private init(sharing store: ObjectStore, missingTrees: any TreeSource) {
+        root = store.root
+        objectsPath = store.objectsPath
+        temporaryPath = store.temporaryPath
+        self.missingTrees = missingTrees
+    }
+
+    /// This store, reading the trees it lacks from `source` (which verifies and keeps them): the view
+    /// of a mirror whose layers are fetched as they are listed.
+    public func fetchingMissingTrees(from source: any TreeSource) -> ObjectStore {
+        ObjectStore(sharing: self, missingTrees: source)
     }
 
     public func path(of digest: Digest) -> String {
@@ -280,4 +296,9 @@ public final class ObjectStore: Sendable {
 public struct StagedFile: ~Copyable {
     public let path: String
     public let descriptor: FileDescriptor
+}
+
+/// Supplies tree manifests a store lacks, each checked against its digest before it is returned.
+public protocol TreeSource: Sendable {
+    func tree(_ digest: Digest) throws -> [UInt8]
 }

@@ -63,8 +63,8 @@ public struct VLFSState: Sendable {
 /// Turns an LDF into the shared layers of a VLFS: every layer it names (explicit, through its
 /// includes, and implicit: its own block, or its templates' when it has none) found in its repository —
 /// the pinned version, or the newest one. A layer of a served repository is fetched into its mirror
-/// the first time (`progress` hears how far): whole, or only its trees and scripts, its files then
-/// coming as they are opened.
+/// the first time (`progress` hears how far): whole, or only its scripts, its directories then coming
+/// as they are listed and its files as they are opened.
 public enum Composition {
     public static let layerTypeField = "Layer-Type"
 
@@ -97,9 +97,11 @@ public enum Composition {
         return try found.map { planned in
             let manifest = try planned.repository.layerManifest(planned.record)
             let metadata = try planned.record.parsedMetadata()
+            let remote = RemoteObjects.for(planned.repository)
+            // A layer not yet whole reads its missing trees from the server as they are listed.
+            let store = remote.map { planned.repository.store.fetchingMissingTrees(from: $0) } ?? planned.repository.store
             return SharedLayer(repository: planned.repositoryName, metadata: metadata, digest: planned.record.digest, root: manifest.filesystem,
-                               store: planned.repository.store, kind: kind(of: metadata), scripts: manifest.scripts,
-                               remote: RemoteObjects.for(planned.repository))
+                               store: store, kind: kind(of: metadata), scripts: manifest.scripts, remote: remote)
         }
     }
 

@@ -44,37 +44,73 @@ public struct LayerStack: Sendable {
 
 /// Software layers may not overlap (DESIGN §4), except where the overlapping files are identical or
 /// one layer replaces the other.
+///
+/// Only directories that two layers provide can hold an overlap, and none below a directory whose
+/// providers all have the same tree: the check descends into those alone, a level at a time, so most
+/// of every layer's trees are never read (nor, for a layer of a served repository, fetched: each
+/// level's missing trees are fetched together).
 enum OverlapCheck {
-    struct Provider {
-        let layer: Int
-        let entry: TreeEntry
+    /// A directory path and the layers that provide it, by index, with their trees there.
+    private struct SharedDirectory {
+        let path: String
+        let providers: [(layer: Int, tree: Digest)]
     }
 
     static func check(_ layers: [SharedLayer]) throws {
-        // One layer cannot overlap anything: spare the walk (an image mount has a single layer of 10⁵ files).
+        // One layer cannot overlap anything (an image mount has a single layer of 10⁵ files).
         guard layers.count > 1 else { return }
-        var providers: [String: Provider] = [:]
         var conflicts: [String: [String]] = [:]
-        for (index, layer) in layers.enumerated() {
-            try layer.store.walk(layer.root.digest!) { path, entry in
-                guard let existing = providers[path] else {
-                    providers[path] = Provider(layer: index, entry: entry)
-                    return
+        var level = [SharedDirectory(path: "", providers: layers.enumerated().map { ($0.offset, $0.element.root.digest!) })]
+        while !level.isEmpty {
+            prefetch(level, layers)
+            var next: [SharedDirectory] = []
+            for directory in level {
+                // Each name's first provider, and the directories each name is in more than one layer.
+                var first: [String: (layer: Int, entry: TreeEntry)] = [:]
+                var subdirectories: [String: [(layer: Int, tree: Digest)]] = [:]
+                for (index, tree) in directory.providers {
+                    let layer = layers[index]
+                    for entry in try layer.store.tree(tree).entries {
+                        let path = directory.path.isEmpty ? entry.name : directory.path + "/" + entry.name
+                        if entry.kind == .directory { subdirectories[entry.name, default: []].append((index, entry.digest!)) }
+                        guard let existing = first[entry.name] else {
+                            first[entry.name] = (index, entry)
+                            continue
+                        }
+                        if entry.kind == .directory && existing.entry.kind == .directory { continue }
+                        if identical(existing.entry, entry) { continue }
+                        let other = layers[existing.layer]
+                        if LayerStack.replaces(other, layer) || LayerStack.replaces(layer, other) { continue }
+                        conflicts["\(other.label)\u{0}\(layer.label)", default: []].append("/" + path)
+                    }
                 }
-                if entry.kind == .directory && existing.entry.kind == .directory { return }
-                if identical(existing.entry, entry) { return }
-                let other = layers[existing.layer]
-                if LayerStack.replaces(other, layer) || LayerStack.replaces(layer, other) { return }
-                conflicts["\(other.label)\u{0}\(layer.label)", default: []].append("/" + path)
+                for (name, providers) in subdirectories where providers.count > 1 && providers.contains(where: { $0.tree != providers[0].tree }) {
+                    next.append(SharedDirectory(path: directory.path.isEmpty ? name : directory.path + "/" + name, providers: providers))
+                }
             }
+            level = next
         }
         guard !conflicts.isEmpty else { return }
         let lines = conflicts.sorted { $0.key < $1.key }.map { key, paths in
             let names = key.split(separator: "\u{0}")
-            let shown = paths.prefix(3).joined(separator: ", ") + (paths.count > 3 ? " and \(paths.count - 3) more" : "")
+            let sorted = paths.sorted()
+            let shown = sorted.prefix(3).joined(separator: ", ") + (sorted.count > 3 ? " and \(sorted.count - 3) more" : "")
             return "layers \(names[0]) and \(names[1]) both provide \(shown)"
         }
         throw LayerError("software layers overlap (neither replaces the other):\n  " + lines.joined(separator: "\n  "))
+    }
+
+    /// Fetches the level's trees that lazily fetched layers lack, together, rather than one per read.
+    private static func prefetch(_ level: [SharedDirectory], _ layers: [SharedLayer]) {
+        var missing: [ObjectIdentifier: (remote: RemoteObjects, trees: Set<Digest>)] = [:]
+        for directory in level {
+            for (index, tree) in directory.providers {
+                guard let remote = layers[index].remote, !layers[index].store.has(tree) else { continue }
+                missing[ObjectIdentifier(remote), default: (remote, [])].trees.insert(tree)
+            }
+        }
+        // A failure shows again, with its reason, when the check reads that tree.
+        for (remote, trees) in missing.values { _ = remote.prefetchTrees(Array(trees), connections: RemoteObjects.idleLimit) }
     }
 
     /// Same content and metadata, ignoring times.

@@ -92,9 +92,17 @@ public struct SharedLayer: Sendable {
 final class TreeCache: Sendable {
     private let trees = Mutex(BoundedCache<Digest, Tree>(capacity: 1 << 16))
 
-    func tree(_ digest: Digest, in store: ObjectStore) throws(FSError) -> Tree {
+    /// A tree of `layer`'s, fetched from its served repository when the mirror lacks it (a lazily mounted
+    /// layer). A tree that cannot be had fails this request alone, with EIO, and the daemon's log says why.
+    func tree(_ digest: Digest, of layer: SharedLayer) throws(FSError) -> Tree {
         if let tree = trees.withLock({ $0.value(digest, cost: TreeCache.cost) }) { return tree }
-        guard let bytes = try? store.read(digest), let tree = try? Tree(decoding: bytes, what: "tree \(digest)") else { throw FSError(EIO) }
+        let tree: Tree
+        do {
+            tree = try layer.store.tree(digest)
+        } catch {
+            FileHandle.standardError.write(Data("strata: layer \(layer.label): reading tree \(digest) failed: \(error)\n".utf8))
+            throw FSError(EIO)
+        }
         trees.withLock { $0.insert(tree, for: digest, cost: TreeCache.cost(tree)) }
         return tree
     }

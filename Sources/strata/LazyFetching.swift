@@ -19,7 +19,7 @@ enum FetchMode: String, ExpressibleByArgument, CaseIterable, Sendable {
 
 /// The daemon's side of a VLFS whose layers are not all local: at mount it fetches, in bulk, the files
 /// the appliance opened first at its last mount (`FirstOpens`), then (in `lazy` mode) every other
-/// missing file, a layer at a time, sealing each layer in its mirror once whole; it records what this
+/// missing directory and file, sealing each layer in its mirror once whole; it records what this
 /// mount opens first for the next one. Opens that come meanwhile fetch their own file (`RemoteObjects`,
 /// which shares a download between an open and the background).
 final class LazyFetching: Sendable {
@@ -122,18 +122,16 @@ final class LazyFetching: Sendable {
                 let units = remote.filter { $0.repositoryName == name }
                 let repository = units[0].repository
                 guard let objects = RemoteObjects.for(repository) else { continue }
-                var blobs: [Digest: UInt64] = [:]
-                for unit in units {
-                    try repository.store.walk(try repository.layerManifest(unit.record).filesystem.digest!) { _, entry in
-                        if entry.kind == .regular, let digest = entry.digest, !repository.store.has(digest) { blobs[digest] = entry.size }
-                    }
-                }
                 let started = ContinuousClock.now
+                let blobs = try objects.missingBlobs(under: units.map { try repository.layerManifest($0.record).filesystem.digest! },
+                                                     connections: Self.backgroundConnections)
                 let failures = objects.prefetch(blobs.map { ($0.key, $0.value) }, connections: Self.backgroundConnections)
                 guard failures.isEmpty else {
                     log("\(failures.count) files of \(units.count) layers from \(repository.origin!) could not be fetched (they are fetched when opened); first failure: \(failures[0])")
                     continue
                 }
+                // Sealing fetches what the store lacks: the last fetched objects must be in it first.
+                objects.commitStaged()
                 try repository.fetchLayers(units.map(\.record))
                 log("\(units.count) layers from \(repository.origin!) are local: \(blobs.count) files fetched in the background in \(ContinuousClock.now - started)")
             }

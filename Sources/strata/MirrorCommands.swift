@@ -30,6 +30,23 @@ struct MirrorCommand: ParsableCommand {
             let repository: String, origin: String, layers: [Layer], objects: Int, objectBytes: UInt64, partialDownloads: Int
         }
 
+        /// The files of a partial layer whose blobs are local, below the directories that are (a lazy
+        /// mount fetches a directory when it is first listed).
+        func localFiles(under tree: Digest, in store: ObjectStore) -> (files: Int, bytes: UInt64) {
+            guard store.has(tree), let entries = try? store.tree(tree).entries else { return (0, 0) }
+            return entries.reduce((0, 0)) { total, entry in
+                switch entry.kind {
+                case .directory:
+                    let below = localFiles(under: entry.digest!, in: store)
+                    return (total.files + below.files, total.bytes + below.bytes)
+                case .regular where store.has(entry.digest!):
+                    return (total.files + 1, total.bytes + entry.size)
+                default:
+                    return total
+                }
+            }
+        }
+
         func run() throws {
             let repository = try options.repository(name)
             guard let origin = repository.origin else { throw ValidationError("'\(name)' is not a served repository: it has no mirror") }
@@ -41,10 +58,7 @@ struct MirrorCommand: ParsableCommand {
                 guard let manifest = try? repository.layerManifest(record) else {
                     return Layer(name: record.name, version: record.version, state: .remote, files: record.files, bytes: record.bytes, localFiles: 0, localBytes: 0)
                 }
-                var (files, bytes) = (0, UInt64(0))
-                try repository.store.walk(manifest.filesystem.digest!) { _, entry in
-                    if entry.kind == .regular, repository.store.has(entry.digest!) { (files, bytes) = (files + 1, bytes + entry.size) }
-                }
+                let (files, bytes) = localFiles(under: manifest.filesystem.digest!, in: repository.store)
                 return Layer(name: record.name, version: record.version, state: .partial, files: record.files, bytes: record.bytes, localFiles: files, localBytes: bytes)
             }
             let objects = try repository.store.allObjects()

@@ -62,6 +62,8 @@ struct Mount: ParsableCommand {
         }
         // Compose first, so that a bad LDF or a conflict is reported here and not in a daemon log.
         let stack = try Composition.stack(ldf: ldfPath, home: home, state: state, depth: fetch.depth, progress: Progress().fetchObserver)
+        // The trees composing fetched stay for the daemon, which composes again.
+        RemoteObjects.commitAllStaged()
         if foreground {
             try serve(stack: stack, state: state, ldfPath: ldfPath, home: home)
         } else {
@@ -209,6 +211,11 @@ struct Umount: ParsableCommand {
         guard umount2(path, 0) == 0 else { throw SystemError("umount", path) }
         // The daemon removes its pid file and socket as it exits; wait for that, so a caller may reuse the state at once.
         for _ in 0..<200 where isMounted(path) || daemon.map(VLFSState.isRunning) == true { usleep(50_000) }
+        if let daemon, VLFSState.isRunning(daemon) {
+            // The kernel ends the filesystem only when no mount of it is left anywhere.
+            printError("strata umount: \(mountpoint) is unmounted here, but its daemon (pid \(daemon)) still serves after 10 s: "
+                + "another mount namespace holds a copy of the mount (see `grep -l \(path) /proc/*/mountinfo`)")
+        }
     }
 
     /// The VLFS name a `strata mount` daemon gave its filesystem (`strata:NAME`).

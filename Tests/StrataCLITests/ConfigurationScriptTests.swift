@@ -119,7 +119,8 @@ import Glibc
         let scripts = appliance.workspace.scratch.path + "/scripts"
         try makeDirectories(scripts)
         let probe = try execute(strataExecutable, ["internal", "sandbox", "--root", appliance.mountpoint, "--scripts", scripts, "--", "/bin/sh", "-c",
-            "echo pid $$; cat /proc/net/dev | busybox wc -l; busybox ls /dev | busybox tr '\\n' ' '; echo; busybox grep CapEff /proc/self/status; echo x > /proc/sys/kernel/hostname && echo proc-writable"])
+            "echo pid $$; cat /proc/net/dev | busybox wc -l; busybox ls /dev | busybox tr '\\n' ' '; echo; busybox grep CapEff /proc/self/status; echo x > /proc/sys/kernel/hostname && echo proc-writable; "
+                + "busybox cut -d' ' -f5 /proc/self/mountinfo | busybox sed 's/^/mounted: /'"])
         let lines = probe.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first == "pid 1", "the script is PID 1 of its own namespace: \(probe.stdout) \(probe.stderr)")
         #expect(lines.dropFirst().first?.trimmingCharacters(in: .whitespaces) == "3", "only a loopback interface: \(probe.stdout) \(probe.stderr)")
@@ -128,5 +129,9 @@ import Glibc
         let effective = lines.first { $0.hasPrefix("CapEff:") }.flatMap { UInt64($0.split(separator: "\t").last ?? "", radix: 16) }
         #expect(effective.map { $0 & (1 << 21) == 0 && $0 & (1 << 18) == 0 } == true, "\(probe.stdout)")
         #expect(!probe.stdout.contains("proc-writable"))
+        // The VLFS is the root and the host's mounts are not there: a copy of them would keep every other
+        // VLFS and disk of the host mounted while the script runs.
+        let mounted = Set(lines.filter { $0.hasPrefix("mounted: ") }.map { String($0.dropFirst(9)) })
+        #expect(mounted == ["/", "/proc", "/sys", "/dev", "/dev/pts", "/run", "/run/strata"], "\(probe.stdout) \(probe.stderr)")
     }
 }

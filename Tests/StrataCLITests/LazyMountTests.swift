@@ -1,4 +1,5 @@
 import Foundation
+import StrataLayers
 import StrataStore
 import StrataTestSupport
 import Synchronization
@@ -18,6 +19,17 @@ import Glibc
         remote.server.requests().filter { $0.contains(digest.hex.dropFirst(2)) }
     }
 
+    /// A served layer's directory trees by path ("" is its root).
+    static func trees(of layer: String, on remote: RemoteWorkspace) throws -> [String: Digest] {
+        let repository = try Repository(at: remote.workspace.repository)
+        let root = try repository.layerManifest(try #require(try repository.find(layer))).filesystem.digest!
+        var trees = ["": root]
+        try repository.store.walk(root) { path, entry in
+            if entry.kind == .directory { trees[path] = entry.digest! }
+        }
+        return trees
+    }
+
     /// Waits up to `seconds` for `condition`.
     static func eventually(_ seconds: Int = 30, _ condition: () throws -> Bool) rethrows -> Bool {
         for _ in 0..<(seconds * 10) {
@@ -32,8 +44,12 @@ import Glibc
         try AtomicFile.write("remote/app 1\nremote/base 1\nremote/bulk 1\n", to: remote.ldf)
         expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance", "--fetch", "on-open"))
         #expect(try remote.mirrorObjects().isDisjoint(with: [Self.bulkBlob, Self.appBlob]), "no file's content is fetched to mount")
-        // Listing and stat need only the trees.
+        let bulkTrees = try Self.trees(of: "bulk", on: remote)
+        // (The mount itself reads /var/lib, where the dpkg database would be.)
+        #expect(try !remote.mirrorObjects().contains(bulkTrees["var/lib/bulk"]!), "a directory that one layer alone provides is not fetched to mount")
+        // Listing and stat need only the trees, each fetched when first listed.
         #expect(try FileManager.default.contentsOfDirectory(atPath: remote.mountpoint + "/var/lib/bulk") == ["data"])
+        #expect(try Self.eventually(5) { try remote.mirrorObjects().isSuperset(of: bulkTrees.values) })
         #expect(try FileManager.default.attributesOfItem(atPath: remote.mountpoint + "/var/lib/bulk/data")[.size] as? Int == Self.bulk.utf8.count)
         #expect(try !remote.mirrorObjects().contains(Self.bulkBlob))
 
@@ -69,10 +85,16 @@ import Glibc
 
     @Test func aFailedLazyFetchFailsThatOpenAloneAndTheDaemonLivesOn() throws {
         let remote = try RemoteWorkspace(.strata, label: "lazy-fail")
-        try AtomicFile.write("remote/app 1\nremote/base 1\n", to: remote.ldf)
+        try AtomicFile.write("remote/app 1\nremote/base 1\nremote/bulk 1\n", to: remote.ldf)
         let served = try remote.servedObjectPath(Self.appBlob)
         chmod(served, 0o644)
         try AtomicFile.write("app ONE\n", to: served)
+        // And a directory that one layer alone provides, so that the mount itself does not read it.
+        let bulkTree = try #require(try Self.trees(of: "bulk", on: remote)["var/lib/bulk"])
+        let servedTree = try remote.servedObjectPath(bulkTree)
+        let goodTree = try FileDescriptor.open(servedTree, O_RDONLY).readAll()
+        chmod(servedTree, 0o644)
+        try AtomicFile.write(goodTree + [0], to: servedTree)
         expectSuccess(try remote.client("mount", remote.ldf, remote.mountpoint, "--name", "appliance", "--fetch", "on-open"))
         let pid = try #require(Int32(try String(contentsOfFile: remote.clientHome + "/vlfs/appliance/daemon.pid", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)))
@@ -81,15 +103,19 @@ import Glibc
         let openError = errno
         if fd >= 0 { close(fd) }
         #expect(fd < 0 && openError == EIO, "a file whose content does not verify cannot be opened (errno \(openError))")
+        #expect(try execute("/bin/ls", [remote.mountpoint + "/var/lib/bulk"]).status != 0, "a directory whose tree does not verify cannot be listed")
         #expect(try remote.read("etc/os-release") == "strata\n", "other files still open")
         #expect(kill(pid, 0) == 0, "the daemon is alive")
         let log = try String(contentsOfFile: remote.clientHome + "/vlfs/appliance/daemon.log", encoding: .utf8)
         #expect(log.contains("layer app 1: fetching \(Self.appBlob) failed") && log.contains("is corrupt"), "\(log)")
-        #expect(try !remote.mirrorObjects().contains(Self.appBlob), "nothing bad is stored")
+        #expect(log.contains("layer bulk 1: reading tree \(bulkTree) failed"), "\(log)")
+        #expect(try remote.mirrorObjects().isDisjoint(with: [Self.appBlob, bulkTree]), "nothing bad is stored")
 
-        // The next open tries again.
+        // The next open, and the next listing, try again.
         try AtomicFile.write("app one\n", to: served)
+        try AtomicFile.write(goodTree, to: servedTree)
         #expect(try remote.read("usr/bin/app") == "app one\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: remote.mountpoint + "/var/lib/bulk") == ["data"])
     }
 
     @Test func theDefaultLazyMountCompletesItsMirrorInTheBackgroundAndThenNeedsNoServer() throws {

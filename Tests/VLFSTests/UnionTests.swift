@@ -39,6 +39,26 @@ import Glibc
         #expect(try union.contents("usr/bin/tool") == "three")
     }
 
+    /// The check descends only where layers meet, and finds what meets at any depth.
+    @Test func overlapsAreFoundAtAnyDepth() throws {
+        let fixture = try UnionFixture()
+        try fixture.layer("four", "1", ["opt/a/b/c/d": "x", "usr/bin/four": "4"])
+        try fixture.layer("five", "1", ["opt/a/b/c/d": "y"])
+        try fixture.layer("six", "1", ["opt/a/b/c/d/e": "z"])
+        try fixture.layer("seven", "1", ["opt/a/b/c/d": "x", "srv/seven": "7"])
+        for (other, shared) in [("five", "/opt/a/b/c/d"), ("six", "/opt/a/b/c/d")] {
+            #expect {
+                try fixture.union(try fixture.ldf("bad-\(other)", ["main/four 1", "main/\(other) 1"]))
+            } throws: { error in
+                "\(error)".contains("four 1 and \(other) 1 both provide \(shared)") || "\(error)".contains("\(other) 1 and four 1 both provide \(shared)")
+            }
+        }
+        // Identical subtrees in two layers, and a third beside them.
+        let union = try fixture.union(try fixture.ldf("good", ["main/four 1", "main/seven 1"]))
+        #expect(try union.contents("opt/a/b/c/d") == "x")
+        #expect(throws: (any Error).self) { try fixture.union(try fixture.ldf("three", ["main/four 1", "main/seven 1", "main/five 1"])) }
+    }
+
     @Test func deletingASharedFileWhitesItOutUntilItsLayerIsReplaced() throws {
         let fixture = try UnionFixture()
         try fixture.layer("app", "1", ["usr/bin/app": "v1", "etc/app.conf": "c1"])
