@@ -4,7 +4,7 @@
 # other into one repository with `strata import rootfs --verify`. Prints VM2Docker's storage table
 # (its Tables 5.4–5.10: the bare machine, the package layers it uses, its configuration layer, the
 # repository after it) and its package-reduction table (Table 5.11: installed packages, apt's manual
-# set, the minimal explicit set of section 4.3.2, the LDF's explicit set).
+# set, the minimal explicit set of section 4.3.2, the LDF's explicit set), then `strata ldf storage` of the machines.
 #
 # Usage: benchmarks/rootfs.sh [INCLUDES...]   one machine per argument, the packages apt installs on top
 #   of minbase, comma-separated (default: nginx-light,procps,less twice, then openssh-server,curl).
@@ -73,3 +73,6 @@ done
 echo "$storage"
 echo
 echo "$reduction"
+echo
+# The same machines as `strata ldf storage` prints them: each one's cost beside the others (χ), and in total.
+"$STRATA" ldf storage $(for index in "${!machines[@]}"; do echo "$work/m$((index + 1)).ldf"; done)

@@ -47,11 +47,7 @@ public struct RootfsImport {
     }
 
     public func run(source: String, ldf: String, configName: String, verify: Bool) throws -> Result {
-        guard try home.repositories().contains(where: { $0.name == repositoryName && $0.location != "debian" }) else {
-            throw LayerError("--repo \(repositoryName): not a local repository named in \(home.repositoriesFile) (the LDF names its layers' repository by name)")
-        }
-        let repository = try home.repository(repositoryName)
-        if let origin = repository.origin { throw LayerError("repository '\(repositoryName)' is a mirror of \(origin): import into a local repository") }
+        let repository = try ImportTarget.repository(repositoryName, in: home)
         try StrataHome.checkName(configName)
 
         try makeDirectories(home.path + "/cache")
@@ -141,11 +137,7 @@ public struct RootfsImport {
     /// The tree an LDF's layers compose (software and configuration layers; no private layer, and no
     /// generated dpkg database: the machine's own is excluded), its directories stored in `repository`.
     private func compose(ldf: String, scratch: String, repository: Repository) throws -> TreeEntry {
-        let empty = try temporaryDirectory(in: scratch, prefix: "union-")
-        try makeDirectories(empty + "/private")
-        try makeDirectories(empty + "/whiteouts")
-        let stack = try LayerStack(layers: try Composition.layers(ldf: ldf, home: home), whiteoutDirectory: empty + "/whiteouts")
-        let union = try Union(stack: stack, privateRoot: empty + "/private", whiteoutDirectory: empty + "/whiteouts")
+        let union = try BareUnion.of(try Composition.layers(ldf: ldf, home: home), scratch: scratch)
         let batch = try repository.store.beginBatch()
         let tree = try Snapshot.filesystem(of: union, into: batch)
         try batch.commit()

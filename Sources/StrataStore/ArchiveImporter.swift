@@ -20,32 +20,41 @@ public enum ArchiveImporter {
             let original = try TreeBuilder.components(of: member.path, in: reader.name)
             if !original.isEmpty { paths?("/" + original.joined(separator: "/")) }
             let path = mergedUsr ? MergedUsr.mapped(original) : original
-            if let target = member.hardlinkTarget {
+            let linkTarget = try member.hardlinkTarget.map { target in
                 let targetPath = try TreeBuilder.components(of: target, in: reader.name)
-                try builder.link(path, to: mergedUsr ? MergedUsr.mapped(targetPath) : targetPath)
-                continue
+                return mergedUsr ? MergedUsr.mapped(targetPath) : targetPath
             }
-            if member.kind == .directory, path.count == 2, path != original, try builder.contains(path) { continue }
-            var entry = TreeEntry(name: path.last ?? ".", kind: member.kind, mode: member.mode, uid: member.uid, gid: member.gid,
-                                  mtime: member.mtime, target: member.symlinkTarget, xattrs: member.xattrs)
-            switch member.kind {
-            case .regular:
-                let (digest, size) = try batch.putStream(buffer: buffer) { try reader.read(into: $0) }
-                entry.digest = digest
-                entry.size = size
-                statistics.files += 1
-                statistics.bytes += size
-            case .directory:
-                statistics.directories += 1
-            case .characterDevice, .blockDevice:
-                entry.device = member.device
-                statistics.otherEntries += 1
-            case .symlink, .fifo, .socket:
-                statistics.otherEntries += 1
-            }
-            try builder.insert(entry, at: path)
+            if linkTarget == nil, member.kind == .directory, path.count == 2, path != original, try builder.contains(path) { continue }
+            try add(member, at: path, linkedTo: linkTarget, from: reader, to: builder, into: batch, buffer: buffer, statistics: &statistics)
         }
         return (try builder.store(into: batch), statistics)
+    }
+
+    /// Adds one member just read from `reader` at `path` (checked components), or, with `linkedTo`, a
+    /// hard link to an earlier member; a regular file's data goes into `batch`. Every tar importer goes
+    /// through here, so all refuse the same hostile members (a name beneath a symlink or a file, a
+    /// directory over a file, a link to nothing earlier: `TreeBuilder`).
+    public static func add(_ member: ArchiveMember, at path: [String], linkedTo linkTarget: [String]?, from reader: ArchiveReader, to builder: TreeBuilder,
+                           into batch: ObjectStore.Batch, buffer: UnsafeMutableRawBufferPointer, statistics: inout IngestStatistics) throws {
+        if let linkTarget { return try builder.link(path, to: linkTarget) }
+        var entry = TreeEntry(name: path.last ?? ".", kind: member.kind, mode: member.mode, uid: member.uid, gid: member.gid,
+                              mtime: member.mtime, target: member.symlinkTarget, xattrs: member.xattrs)
+        switch member.kind {
+        case .regular:
+            let (digest, size) = try batch.putStream(buffer: buffer) { try reader.read(into: $0) }
+            entry.digest = digest
+            entry.size = size
+            statistics.files += 1
+            statistics.bytes += size
+        case .directory:
+            statistics.directories += 1
+        case .characterDevice, .blockDevice:
+            entry.device = member.device
+            statistics.otherEntries += 1
+        case .symlink, .fifo, .socket:
+            statistics.otherEntries += 1
+        }
+        try builder.insert(entry, at: path)
     }
 
     public static func importTar(at path: String, into batch: ObjectStore.Batch) throws -> (root: TreeEntry, statistics: IngestStatistics) {

@@ -16,6 +16,21 @@ public struct ArchiveMember: Sendable {
     public var hardlinkTarget: String?
     public var device: UInt64
     public var xattrs: [ExtendedAttribute]
+
+    public init(path: String, kind: EntryKind, mode: UInt32, uid: UInt32 = 0, gid: UInt32 = 0, mtime: Timestamp = Timestamp(seconds: 0),
+                size: UInt64 = 0, symlinkTarget: String? = nil, hardlinkTarget: String? = nil, device: UInt64 = 0, xattrs: [ExtendedAttribute] = []) {
+        self.path = path
+        self.kind = kind
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.mtime = mtime
+        self.size = size
+        self.symlinkTarget = symlinkTarget
+        self.hardlinkTarget = hardlinkTarget
+        self.device = device
+        self.xattrs = xattrs
+    }
 }
 
 /// Sequential reader over libarchive: tar in any compression Debian uses (gzip, xz, zstd, bzip2,
@@ -26,10 +41,13 @@ public final class ArchiveReader {
     public let name: String
     /// Keeps in-memory input alive while libarchive reads it.
     private let memory: UnsafeMutableRawBufferPointer?
+    /// The open file libarchive reads, closed with the reader.
+    private let file: FileDescriptor?
 
     public init(path: String) throws {
         name = path
         memory = nil
+        file = nil
         handle = archive_read_new()
         archive_read_support_filter_all(handle)
         archive_read_support_format_all(handle)
@@ -37,11 +55,26 @@ public final class ArchiveReader {
         if archive_read_open_filename(handle, path, 1 << 16) != ARCHIVE_OK { throw failure("cannot open") }
     }
 
+    /// Reads from an open file (one reached beneath a directory descriptor), from where it stands.
+    /// With `decompressOnly`, the file is one member, named `data`: its bytes uncompressed (what a
+    /// compressed tar's members are cut from).
+    public init(descriptor: consuming FileDescriptor, name: String, decompressOnly: Bool = false) throws {
+        self.name = name
+        memory = nil
+        let raw = descriptor.raw
+        file = .some(consume descriptor)
+        handle = archive_read_new()
+        archive_read_support_filter_all(handle)
+        if decompressOnly { archive_read_support_format_raw(handle) } else { archive_read_support_format_all(handle) }
+        if archive_read_open_fd(handle, raw, 1 << 16) != ARCHIVE_OK { throw failure("cannot open") }
+    }
+
     public init(bytes: [UInt8], name: String) throws {
         self.name = name
         let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
         bytes.withUnsafeBytes { copy.copyMemory(from: $0) }
         memory = copy
+        file = nil
         handle = archive_read_new()
         archive_read_support_filter_all(handle)
         archive_read_support_format_all(handle)

@@ -48,7 +48,7 @@ public final class TreeBuilder {
             root.entry.digest = digestless
             return root
         }
-        let parent = try directory(at: path.dropLast(), creating: true)
+        let parent = try directory(at: path.dropLast(), creating: true, for: path)
         var stored = entry
         stored.name = name
         if let existing = parent.children[name] {
@@ -117,13 +117,14 @@ public final class TreeBuilder {
         return node
     }
 
-    private func directory(at path: ArraySlice<String>, creating: Bool) throws -> Node {
+    /// The directory at `path`, made where missing; `member` (what is being inserted) names the error.
+    private func directory(at path: ArraySlice<String>, creating: Bool, for member: [String]) throws -> Node {
         var node = root
         for (index, component) in path.enumerated() {
             if let child = node.children[component] {
                 guard child.entry.kind == .directory else {
                     let prefix = path.prefix(index + 1).joined(separator: "/")
-                    throw StoreError("\(source): '\(path.joined(separator: "/"))' lies beneath '\(prefix)', which is a \(child.entry.kind), not a directory")
+                    throw StoreError("\(source): '\(member.joined(separator: "/"))' lies beneath '\(prefix)', which is a \(child.entry.kind), not a directory")
                 }
                 node = child
             } else {

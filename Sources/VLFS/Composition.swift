@@ -68,6 +68,13 @@ public struct VLFSState: Sendable {
 public enum Composition {
     public static let layerTypeField = "Layer-Type"
 
+    /// Where a layer stacks, from its `Layer-Type` field: `config` and `generated` as named, anything
+    /// else a software layer.
+    public static func kind(of metadata: LayerMetadata) -> SharedLayer.Kind {
+        let type = metadata.extraFields.first { $0.name.caseInsensitiveCompare(layerTypeField) == .orderedSame }?.value
+        return type.flatMap(SharedLayer.Kind.init(rawValue:)) ?? .software
+    }
+
     /// One layer an LDF composes: its unit in the repository the LDF names.
     public struct PlannedLayer: Sendable {
         public let repositoryName: String
@@ -90,12 +97,11 @@ public enum Composition {
         return try found.map { planned in
             let manifest = try planned.repository.layerManifest(planned.record)
             let metadata = try planned.record.parsedMetadata()
-            let isConfig = metadata.extraFields.contains { $0.name.caseInsensitiveCompare(layerTypeField) == .orderedSame && $0.value == "config" }
             let remote = RemoteObjects.for(planned.repository)
             // A layer not yet whole reads its missing trees from the server as they are listed.
             let store = remote.map { planned.repository.store.fetchingMissingTrees(from: $0) } ?? planned.repository.store
             return SharedLayer(repository: planned.repositoryName, metadata: metadata, digest: planned.record.digest, root: manifest.filesystem,
-                               store: store, kind: isConfig ? .config : .software, scripts: manifest.scripts, remote: remote)
+                               store: store, kind: kind(of: metadata), scripts: manifest.scripts, remote: remote)
         }
     }
 

@@ -6,7 +6,7 @@ import StrataStore
 
 struct ImportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "import", abstract: "Bring existing systems in as layers.", subcommands: [Rootfs.self])
+        commandName: "import", abstract: "Bring existing systems in as layers.", subcommands: [Rootfs.self, ImportOCI.self])
 
     struct Rootfs: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -1,13 +1,14 @@
 import ArgumentParser
 import Foundation
 import StrataLayers
+import StrataConvert
 import StrataResolver
 import StrataStore
 
 struct LDFCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ldf", abstract: "Check, resolve and edit layer definition files.",
-        subcommands: [Check.self, Resolve.self, Add.self, Remove.self, Hold.self, Unhold.self, Upgrade.self])
+        subcommands: [Check.self, Resolve.self, Add.self, Remove.self, Hold.self, Unhold.self, Upgrade.self, LDFStorage.self])
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Parse an LDF and its includes; print its explicit layers with the lines naming them.")
@@ -104,4 +105,40 @@ func importDebianUnits(_ resolution: Resolution, home: StrataHome) throws {
         _ = try debian.ensureImported(unit)
     }
     progress.finish()
+}
+
+/// `strata ldf storage`: VM2Docker's storage table for machines imported into one repository.
+struct LDFStorage: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "storage",
+        abstract: "What machines cost as layers against what they cost as copies (VM2Docker's Tables 5.4-5.10).",
+        discussion: """
+            One row per LDF (a machine, as strata import rootfs wrote it): its files as a copy would hold them \
+            (β), its package layers (DI_1) and configuration layers (DI_3), the layers no other LDF given uses \
+            (what adding it costs) and how much less that is than a copy (χ). The last row: all machines as \
+            copies, every layer they compose stored once, and the saving. Sizes in MB (10^6 bytes); --json gives bytes.
+            """)
+    @OptionGroup var options: HomeOptions
+    @Argument(help: "The machines' LDFs.") var ldfs: [String]
+    @Flag(help: "Print JSON (bytes).") var json = false
+
+    func run() throws {
+        let home = options.strataHome
+        try makeDirectories(home.path + "/cache")
+        let scratch = try temporaryDirectory(in: home.path + "/cache", prefix: "storage-")
+        defer { try? removeTree(scratch) }
+        let table = try StorageTable(ldfs: ldfs, home: home, scratch: scratch)
+        if json { return try printJSON(table) }
+        let megabytes = { (bytes: UInt64) in String(format: "%.1f", Double(bytes) / 1_000_000) }
+        let rows = [["machine", "files (β)", "packages (DI_1)", "config (DI_3)", "own layers", "χ %"]]
+            + table.machines.map { [$0.name, megabytes($0.files), megabytes($0.packageLayers), megabytes($0.configuration), megabytes($0.own), String(format: "%.1f", $0.reduction)] }
+            + [["total", megabytes(table.files), "", "", megabytes(table.layers), String(format: "%.1f", table.saved)]]
+        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max()! }
+        for row in rows {
+            print(row.enumerated().map { column, text in
+                column == 0 ? text.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                    : String(repeating: " ", count: widths[column] - text.count) + text
+            }.joined(separator: "  "))
+        }
+    }
 }

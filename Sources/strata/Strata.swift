@@ -9,7 +9,7 @@ struct Strata: ParsableCommand {
         abstract: "Layered union filesystems from a content-addressed layer repository.",
         subcommands: [RepoCommand.self, LayerCommand.self, LDFCommand.self, Mount.self, Umount.self, Update.self, PrivateCommand.self,
                       TemplateCommand.self, Provision.self, ApplianceCommand.self, BootCommand.self, FleetCommand.self, MirrorCommand.self,
-                      ImageCommand.self, ImportCommand.self, Search.self, Scan.self, GC.self, Push.self, Pull.self, Fsck.self, Configure.self, Internal.self])
+                      ImageCommand.self, ImportCommand.self, ExportCommand.self, Search.self, Scan.self, GC.self, Push.self, Pull.self, Fsck.self, Configure.self, Internal.self])
 }
 
 /// Options every verb takes.
