@@ -132,7 +132,7 @@ struct Mount: ParsableCommand {
                 return "ok " + union.stack.layers.map(\.label).joined(separator: ", ")
             case "statistics":
                 let fetched = RemoteObjects.fetched
-                return "ok nodes=\(union.nodeCount) fetched-objects=\(fetched.objects) fetched-bytes=\(fetched.bytes)"
+                return "ok nodes=\(union.nodeCount) fetched-objects=\(fetched.objects) fetched-bytes=\(fetched.bytes) requests=\(fuse.requests.summary)"
             case "snapshot" where words.count == 2:
                 return changes.withLock { _ in VLFSRequests.snapshot(union, state: state, home: home, image: words[1]) }
             case "reset" where words.count == 1 || words[1] == VLFSRequests.keepConfiguration:
@@ -166,6 +166,7 @@ struct Mount: ParsableCommand {
         try AtomicFile.write("\(getpid())\n", to: state.pidFile)
         fetching.start()
         fuse.run()
+        printError("FUSE requests answered: \(fuse.requests.summary)")
         fetching.saveFirstOpens()
         unlink(state.pidFile)
         unlink(state.controlSocket)
