@@ -43,9 +43,9 @@ public final class FuseMount: Sendable {
     /// Mounts `union` at `mountpoint`. The filesystem answers once `run()` is called. `use` sets who may
     /// use it and whether setuid bits and device nodes work (see `MountUse`); an inspection mount is
     /// read-only, the kernel refusing every change with EROFS before it reaches the union.
-    /// With `passthrough`, shared files opened for reading are read by the kernel straight from their
-    /// blobs, where the kernel supports it (see `KernelOpens`).
-    public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true) throws {
+    /// With `passthrough`, shared files of at least `passthroughMinimumSize` bytes opened for reading are
+    /// read by the kernel straight from their blobs, where the kernel supports it (see `KernelOpens`).
+    public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true, passthroughMinimumSize: UInt64 = 0) throws {
         self.union = union
         self.mountpoint = mountpoint
         // The kernel applied the caller's umask to every mode it sends; the daemon's own must not apply again.
@@ -73,7 +73,7 @@ public final class FuseMount: Sendable {
             fuse_session_destroy(session)
             throw MountError("cannot mount at \(mountpoint) (is it an existing directory, not already mounted, and is /dev/fuse available?)")
         }
-        opens = KernelOpens(sessionDescriptor: fuse_session_fd(session), passthrough: passthrough)
+        opens = KernelOpens(sessionDescriptor: fuse_session_fd(session), passthrough: passthrough, minimumSize: passthroughMinimumSize)
         box.mount = self
         if passthrough { FuseMount.requestPassthrough(session) }
     }

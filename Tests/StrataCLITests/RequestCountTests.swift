@@ -34,7 +34,7 @@ extension MountTests {
     }
 
     /// The daemon's request counts by operation, from its `statistics` answer (`requests=lookup:3,open:1`).
-    private func requests(of vlfs: MountedWorkspace) throws -> [String: Int] {
+    func requests(of vlfs: MountedWorkspace) throws -> [String: Int] {
         let reply = try ControlSocketTests.client(of: vlfs, "s = connect(); send(s, b'statistics\\n'); print(reply(s))").first ?? ""
         let field = try #require(reply.split(separator: " ").first { $0.hasPrefix("requests=") }, "\(reply)")
         return Dictionary(uniqueKeysWithValues: field.dropFirst("requests=".count).split(separator: ",").map { pair in
