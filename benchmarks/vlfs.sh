@@ -191,9 +191,9 @@ request_row() {
         n = split(b, y, ","); total = 0; ops = ""
         for (i = 1; i <= n; i++) {
             split(y[i], p, ":"); d = (p[2] - before[p[1]]) / runs
-            if (d > 0) { total += d; ops = ops (ops == "" ? "" : ", ") sprintf("%s %d (%.2f)", p[1], d, d / files) }
+            if (d > 0) { total += d; ops = ops (ops == "" ? "" : ", ") sprintf("%s %g (%.2f)", p[1], d, d / files) }
         }
-        printf "| %s | %d | %.2f | %s |\n", w, total, total / files, ops
+        printf "| %s | %g | %.2f | %s |\n", w, total, total / files, ops
     }' >>"$work/requests"
 }
 
