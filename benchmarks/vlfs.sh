@@ -3,7 +3,8 @@
 # as unionfs-fuse (and plain ext4 where that means something), each workload run on all of them in turn
 # in one run. Prints one table with strata's ratios to each peer and the issues' goals, the FUSE
 # requests each workload sent the VLFS daemon (from its `statistics` answer), then what passthrough
-# changes: the read speed without it, and the page cache two mounts cost.
+# changes: the read speed and warm tar without it (and with it for large files only), and the page
+# cache two mounts cost.
 # Usage: benchmarks/vlfs.sh [--quick]   (root, /dev/fuse; --quick takes about two minutes)
 #        STRATA=/path/to/strata benchmarks/vlfs.sh ...   (another build, e.g. to compare before and after)
 set -eu
