@@ -1,8 +1,10 @@
 #!/bin/sh
-# VLFS benchmark: the same layers mounted as a strata VLFS, as kernel overlayfs and as fuse-overlayfs
-# (and plain ext4 where that means something), each workload run on all of them in turn in one run.
-# Prints one table with the strata/overlayfs and strata/fuse-overlayfs ratios and the issue's goals,
-# then what passthrough changes: the read speed without it, and the page cache two mounts cost.
+# VLFS benchmark: the same layers mounted as a strata VLFS, as kernel overlayfs, as fuse-overlayfs and
+# as unionfs-fuse (and plain ext4 where that means something), each workload run on all of them in turn
+# in one run. Prints one table with strata's ratios to each peer and the issues' goals, the FUSE
+# requests each workload sent the VLFS daemon (from its `statistics` answer), then what passthrough
+# changes: the read speed and warm tar without it (and with it for large files only), and the page
+# cache two mounts cost.
 # Usage: benchmarks/vlfs.sh [--quick]   (root, /dev/fuse; --quick takes about two minutes)
 #        STRATA=/path/to/strata benchmarks/vlfs.sh ...   (another build, e.g. to compare before and after)
 set -eu
@@ -12,6 +14,7 @@ cd "$(dirname "$0")/.."
 command -v swift >/dev/null || PATH="/opt/swift/usr/bin:$PATH"
 missing=""
 for tool in postmark fuse-overlayfs; do command -v $tool >/dev/null || missing="$missing $tool"; done
+command -v unionfs >/dev/null || missing="$missing unionfs-fuse"
 [ -z "$missing" ] || { apt-get update -q && apt-get install -y -q $missing; }
 if [ -z "${STRATA:-}" ]; then swift build -c release --product strata >/dev/null; fi
 strata="${STRATA:-$(swift build -c release --show-bin-path)/strata}"
@@ -30,15 +33,17 @@ fi
 # deleted inodes when it creates files, and Postmark times came to depend on who deleted what before.
 scratch="$(mktemp -d /var/tmp/strata-bench-vlfs.XXXXXX)"
 work="$scratch/fs"
-ovl="$work/overlayfs/mnt" fovl="$work/fuse-overlayfs/mnt" vlfs="$work/vlfs/mnt" ext4="$work/ext4"
+ovl="$work/overlayfs/mnt" fovl="$work/fuse-overlayfs/mnt" ufs="$work/unionfs-fuse/mnt" vlfs="$work/vlfs/mnt" ext4="$work/ext4"
 # The same VLFS served without passthrough: every read answered by the daemon (spliced from the blob).
 served="$work/served/mnt"
+# And with passthrough only for files of 128 KiB (one FUSE read) and more, where the build has the option.
+small="$work/small/mnt"
 # Second mounts of the same layers, as a second appliance on the host would have, for the memory line.
 ovl2="$work/overlayfs2/mnt" fovl2="$work/fuse-overlayfs2/mnt" vlfs2="$work/vlfs2/mnt" served2="$work/served2/mnt"
 cleanup() {
     set +e
-    for mnt in "$vlfs" "$served" "$vlfs2" "$served2"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
-    for mnt in "$fovl" "$ovl" "$fovl2" "$ovl2" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
+    for mnt in "$vlfs" "$served" "$small" "$vlfs2" "$served2"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
+    for mnt in "$fovl" "$ufs" "$ovl" "$fovl2" "$ovl2" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
     rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -57,6 +62,7 @@ timed() {
     awk -v s="$start" -v e="$(now)" 'BEGIN { printf "%.3f", e - s }'
 }
 best() { printf '%s\n' "$@" | sort -g | head -1; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo "Generating layers in $work ..." >&2
 python3 - "$work/layers" "$tree_layers" "$tree_files" "$copyup_files" "$sources" <<'EOF'
@@ -106,16 +112,21 @@ for layer in $layers; do
     echo "main/$layer 1" >>"$work/bench.ldf"
 done
 lowerdir=$(for layer in $layers; do printf '%s:' "$work/layers/$layer"; done | sed 's/:$//')
-for fs in overlayfs fuse-overlayfs overlayfs2 fuse-overlayfs2; do mkdir -p "$work/$fs/upper" "$work/$fs/work" "$work/$fs/mnt"; done
-mkdir -p "$vlfs" "$served" "$vlfs2" "$served2"
+for fs in overlayfs fuse-overlayfs unionfs-fuse overlayfs2 fuse-overlayfs2; do mkdir -p "$work/$fs/upper" "$work/$fs/work" "$work/$fs/mnt"; done
+mkdir -p "$vlfs" "$served" "$small" "$vlfs2" "$served2"
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs/upper,workdir=$work/overlayfs/work" "$ovl"
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs2/upper,workdir=$work/overlayfs2/work" "$ovl2"
 fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs/upper,workdir=$work/fuse-overlayfs/work" "$fovl"
 fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs2/upper,workdir=$work/fuse-overlayfs2/work" "$fovl2"
+# unionfs-fuse: the upper directory first and writable, copying shared files up on write (cow).
+unionfs -o cow "$work/unionfs-fuse/upper=RW:$(echo "$lowerdir" | sed 's/:/=RO:/g')=RO" "$ufs"
 "$strata" mount "$work/bench.ldf" "$vlfs" --name bench
 "$strata" mount "$work/bench.ldf" "$vlfs2" --name bench2
 "$strata" mount "$work/bench.ldf" "$served" --name served --no-passthrough
 "$strata" mount "$work/bench.ldf" "$served2" --name served2 --no-passthrough
+if "$strata" mount --help | grep -q passthrough-minimum-size; then
+    "$strata" mount "$work/bench.ldf" "$small" --name small --passthrough-minimum-size $((128 * 1024))
+fi
 # ext4: the layer directories themselves for reading, copies of them for writing.
 mkdir -p "$ext4"
 cp -a "$work/layers/copyup/copyup" "$work/layers/src/src" "$ext4/"
@@ -132,6 +143,9 @@ finddu() {
     finddu_once "$@" >/dev/null
     best "$(finddu_once "$@")" "$(finddu_once "$@")" "$(finddu_once "$@")"
 }
+# Tar of the whole tree, seconds: every file opened and read once. Through a pipe, since GNU tar reads
+# nothing when it writes to /dev/null itself.
+tar_once() { timed sh -c 'tar -cf - "$@" | cat >/dev/null' tar "$@"; }
 # Append a byte to each shared file: one copy-up each, seconds.
 copyup() { timed sh -c 'for f in "$1"/copyup/*; do printf x >>"$f"; done' copyup "$1"; }
 postmark_in() {
@@ -150,32 +164,110 @@ if [ "$postmark_transactions" = auto ]; then
     echo "Postmark: $postmark_transactions transactions" >&2
 fi
 
+# A strata daemon's request counts by operation (`lookup:120,open:3`; empty from a build that does not
+# count), from its control socket: that of the VLFS named $1, bench by default.
+requests() {
+    python3 - "$STRATA_HOME/vlfs/${1:-bench}/control.sock" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"statistics\n")
+reply = b""
+while not reply.endswith(b"\n"):
+    chunk = s.recv(4096)
+    if not chunk: break
+    reply += chunk
+print(next((w[9:] for w in reply.decode().split() if w.startswith("requests=")), ""))
+PY
+}
+# A row of the requests table: WORKLOAD FILES BEFORE AFTER [RUNS], the requests one run sent, in all,
+# per file and by operation.
+request_row() {
+    awk -v w="$1" -v files="$2" -v a="$3" -v b="$4" -v runs="${5:-1}" 'BEGIN {
+        if (b == "") { printf "| %s | n/a: this build does not count requests | | |\n", w; exit }
+        n = split(a, x, ","); for (i = 1; i <= n; i++) { split(x[i], p, ":"); before[p[1]] = p[2] }
+        n = split(b, y, ","); total = 0; ops = ""
+        for (i = 1; i <= n; i++) {
+            split(y[i], p, ":"); d = (p[2] - before[p[1]]) / runs
+            if (d > 0) { total += d; ops = ops (ops == "" ? "" : ", ") sprintf("%s %g (%.2f)", p[1], d, d / files) }
+        }
+        printf "| %s | %g | %.2f | %s |\n", w, total, total / files, ops
+    }' >>"$work/requests"
+}
+
 echo "Measuring ..." >&2
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 read_ext4=$(seqread "$work/layers/big/big/shared.bin")
 read_ovl=$(seqread "$ovl/big/shared.bin")
 read_fovl=$(seqread "$fovl/big/shared.bin")
+read_ufs=$(seqread "$ufs/big/shared.bin")
+counts=$(requests)
 read_vlfs=$(seqread "$vlfs/big/shared.bin")
+request_row "sequential read, 1 GiB" 1 "$counts" "$(requests)" 4
 read_served=$(seqread "$served/big/shared.bin")
-find_ext4=$(finddu $(for layer in $layers; do case $layer in tree*) echo "$work/layers/$layer/tree";; esac; done))
+tree_ext4=$(for layer in $layers; do case $layer in tree*) echo "$work/layers/$layer/tree";; esac; done)
+find_ext4=$(finddu $tree_ext4)
 find_ovl=$(finddu "$ovl/tree")
 find_fovl=$(finddu "$fovl/tree")
+find_ufs=$(finddu "$ufs/tree")
 find_vlfs=$(finddu "$vlfs/tree")
+counts=$(requests)
+finddu_once "$vlfs/tree" >/dev/null
+request_row "find + du, warm" "$tree_files" "$counts" "$(requests)"
+# Warm tar: a warming pass on each mount, then 5 rounds that visit every mount in turn (median), since
+# round trips to a daemon suffer most from other load on the machine. The VLFS daemons' requests are
+# counted over the 5 rounds.
+tar_trees() { tar_once $(for tree in "$@"; do echo "-C $tree ."; done); }
+tar_mounts="$ovl $fovl $ufs $vlfs $served $(mountpoint -q "$small" && echo "$small" || true)"
+for mnt in $tar_mounts; do tar_trees "$mnt/tree" >/dev/null; done
+tar_trees $tree_ext4 >/dev/null
+counts=$(requests) counts_served=$(requests served) counts_small=$(mountpoint -q "$small" && requests small || true)
+for round in 1 2 3 4 5; do
+    tar_ext4="${tar_ext4:-} $(tar_trees $tree_ext4)"
+    tar_ovl="${tar_ovl:-} $(tar_trees "$ovl/tree")"
+    tar_fovl="${tar_fovl:-} $(tar_trees "$fovl/tree")"
+    tar_ufs="${tar_ufs:-} $(tar_trees "$ufs/tree")"
+    tar_vlfs="${tar_vlfs:-} $(tar_trees "$vlfs/tree")"
+    tar_served="${tar_served:-} $(tar_trees "$served/tree")"
+    if mountpoint -q "$small"; then tar_small="${tar_small:-} $(tar_trees "$small/tree")"; fi
+done
+request_row "tar of the tree, warm" "$tree_files" "$counts" "$(requests)" 5
+request_row "tar of the tree, warm, --no-passthrough" "$tree_files" "$counts_served" "$(requests served)" 5
+tar_ext4=$(median $tar_ext4) tar_ovl=$(median $tar_ovl) tar_fovl=$(median $tar_fovl) tar_ufs=$(median $tar_ufs)
+tar_vlfs=$(median $tar_vlfs) tar_served=$(median $tar_served)
+if [ -n "${tar_small:-}" ]; then
+    request_row "tar of the tree, warm, --passthrough-minimum-size 131072" "$tree_files" "$counts_small" "$(requests small)" 5
+    tar_small=$(median $tar_small)
+else
+    tar_small=n/a
+fi
 copyup_ext4=$(copyup "$ext4")
 copyup_ovl=$(copyup "$ovl")
 copyup_fovl=$(copyup "$fovl")
+copyup_ufs=$(copyup "$ufs")
+counts=$(requests)
 copyup_vlfs=$(copyup "$vlfs")
+request_row "copy-up" "$copyup_files" "$counts" "$(requests)"
 postmark_ext4=$(postmark_in "$ext4" "$postmark_transactions")
 postmark_ovl=$(postmark_in "$ovl" "$postmark_transactions")
 postmark_fovl=$(postmark_in "$fovl" "$postmark_transactions")
+postmark_ufs=$(postmark_in "$ufs" "$postmark_transactions")
+counts=$(requests)
 postmark_vlfs=$(postmark_in "$vlfs" "$postmark_transactions")
+request_row "Postmark (per file created + transaction)" "$((postmark_files + postmark_transactions))" "$counts" "$(requests)"
 # CPU-bound, so the most sensitive to other load on the machine: best of 3 interleaved rounds.
+counts=$(requests)
 for round in 1 2 3; do
     compile_ext4="${compile_ext4:-} $(compile "$ext4")"
     compile_ovl="${compile_ovl:-} $(compile "$ovl")"
     compile_fovl="${compile_fovl:-} $(compile "$fovl")"
+    compile_ufs="${compile_ufs:-} $(compile "$ufs")"
     compile_vlfs="${compile_vlfs:-} $(compile "$vlfs")"
 done
-compile_ext4=$(best $compile_ext4) compile_ovl=$(best $compile_ovl) compile_fovl=$(best $compile_fovl) compile_vlfs=$(best $compile_vlfs)
+request_row "compile (per source file)" "$((sources + 1))" "$counts" "$(requests)" 3
+compile_ext4=$(best $compile_ext4) compile_ovl=$(best $compile_ovl) compile_fovl=$(best $compile_fovl)
+compile_ufs=$(best $compile_ufs) compile_vlfs=$(best $compile_vlfs)
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 # Page cache that the 1 GiB file costs when two mounts of the same layers (two appliances on one host)
 # read it from cold, MiB. Last, since it empties the page cache.
 cached_mib() { awk '/^Cached:/ { printf "%d", $2 / 1024 }' /proc/meminfo; }
@@ -195,24 +287,40 @@ memory_served=$(pagecache "$served" "$served2")
 tree_dirs=$(find "$ovl/tree" -type d | wc -l)
 echo
 echo "VLFS benchmark$($quick && echo ' (--quick)'): $(nproc) cores, Linux $(uname -r), fresh ext4 on a loop device,"
-echo "$tree_layers tree layers + 3 others, warm page cache"
+echo "$tree_layers tree layers + 3 others, warm page cache; load average $load_start at the start, $load_end at the end"
 echo
-echo "| workload | ext4 | kernel overlayfs | fuse-overlayfs | strata VLFS | strata/overlayfs | strata/fuse-overlayfs |"
-echo "|---|---|---|---|---|---|---|"
-row() { awk -v w="$1" -v e="$2" -v o="$3" -v f="$4" -v v="$5" 'BEGIN { printf "| %s | %s | %s | %s | %s | %.2f | %.2f |\n", w, e, o, f, v, v / o, v / f }'; }
-row "sequential read, 1 GiB, dd bs=1M (GB/s, higher is better)" "$read_ext4" "$read_ovl" "$read_fovl" "$read_vlfs"
-row "find + du, $tree_files files in $tree_dirs directories (s)" "$find_ext4" "$find_ovl" "$find_fovl" "$find_vlfs"
-row "copy-up: append a byte to $copyup_files shared 4 KiB files (s)" "$copyup_ext4" "$copyup_ovl" "$copyup_fovl" "$copyup_vlfs"
-row "Postmark, $postmark_files files of 512 B-10 KB, $postmark_transactions transactions (s)" "$postmark_ext4" "$postmark_ovl" "$postmark_fovl" "$postmark_vlfs"
-row "compile $((sources + 1)) generated C files, make -j2, best of 3 (s)" "$compile_ext4" "$compile_ovl" "$compile_fovl" "$compile_vlfs"
+echo "| workload | ext4 | kernel overlayfs | fuse-overlayfs | unionfs-fuse | strata VLFS | strata/overlayfs | strata/fuse-overlayfs | strata/unionfs-fuse |"
+echo "|---|---|---|---|---|---|---|---|---|"
+row() {
+    awk -v w="$1" -v e="$2" -v o="$3" -v f="$4" -v u="$5" -v v="$6" \
+        'BEGIN { printf "| %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.2f |\n", w, e, o, f, u, v, v / o, v / f, v / u }'
+}
+row "sequential read, 1 GiB, dd bs=1M (GB/s, higher is better)" "$read_ext4" "$read_ovl" "$read_fovl" "$read_ufs" "$read_vlfs"
+row "find + du, $tree_files files in $tree_dirs directories (s)" "$find_ext4" "$find_ovl" "$find_fovl" "$find_ufs" "$find_vlfs"
+row "tar of the same tree, warm, median of 5 rotated rounds (s)" "$tar_ext4" "$tar_ovl" "$tar_fovl" "$tar_ufs" "$tar_vlfs"
+row "copy-up: append a byte to $copyup_files shared 4 KiB files (s)" "$copyup_ext4" "$copyup_ovl" "$copyup_fovl" "$copyup_ufs" "$copyup_vlfs"
+row "Postmark, $postmark_files files of 512 B-10 KB, $postmark_transactions transactions (s)" "$postmark_ext4" "$postmark_ovl" "$postmark_fovl" "$postmark_ufs" "$postmark_vlfs"
+row "compile $((sources + 1)) generated C files, make -j2, best of 3 (s)" "$compile_ext4" "$compile_ovl" "$compile_fovl" "$compile_ufs" "$compile_vlfs"
 echo
-awk -v s="$read_served" -v o="$read_ovl" 'BEGIN { printf "Sequential read from the same VLFS mounted --no-passthrough (daemon-served): %s GB/s, %.2f of overlayfs.\n", s, s / o }'
+echo "FUSE requests the strata daemon answered, one run of each workload (by operation: count, and per file):"
+echo
+echo "| workload | requests | per file | by operation |"
+echo "|---|---|---|---|"
+cat "$work/requests"
+echo
+awk -v s="$read_served" -v o="$read_ovl" -v t="$tar_served" -v to="$tar_ovl" -v m="$tar_small" 'BEGIN {
+    printf "The same VLFS mounted --no-passthrough (daemon-served): sequential read %s GB/s, %.2f of overlayfs; warm tar %s s, %.2fx overlayfs.\n", s, s / o, t, t / to
+    if (m != "n/a") printf "Mounted --passthrough-minimum-size 131072 (files under 128 KiB cached by the kernel): warm tar %s s, %.2fx overlayfs.\n", m, m / to
+}'
 echo "Page cache for the 1 GiB file read through two mounts of the same layers (MiB, lower is better): kernel overlayfs $memory_ovl, fuse-overlayfs $memory_fovl, strata VLFS $memory_vlfs, strata --no-passthrough $memory_served; reading it once on the ext4 itself: $memory_ext4 (the loop device caches a copy too)."
-awk -v ro="$read_ovl" -v rf="$read_fovl" -v rv="$read_vlfs" -v ff="$find_fovl" -v fv="$find_vlfs" \
-    -v cf="$copyup_fovl" -v cv="$copyup_vlfs" -v pf="$postmark_fovl" -v pv="$postmark_vlfs" \
-    -v me="$compile_ext4" -v mf="$compile_fovl" -v mv="$compile_vlfs" 'BEGIN {
+awk -v ro="$read_ovl" -v rf="$read_fovl" -v ru="$read_ufs" -v rv="$read_vlfs" -v fo="$find_ovl" -v ff="$find_fovl" -v fu="$find_ufs" -v fv="$find_vlfs" \
+    -v to="$tar_ovl" -v tf="$tar_fovl" -v tu="$tar_ufs" -v tv="$tar_vlfs" -v cf="$copyup_fovl" -v cu="$copyup_ufs" -v cv="$copyup_vlfs" \
+    -v po="$postmark_ovl" -v pf="$postmark_fovl" -v pu="$postmark_ufs" -v pv="$postmark_vlfs" \
+    -v me="$compile_ext4" -v mf="$compile_fovl" -v mu="$compile_ufs" -v mv="$compile_vlfs" 'BEGIN {
     printf "Goals: sequential read within 10%% of overlayfs: %s (%.0f%%); ", (rv >= 0.9 * ro) ? "met" : "missed", 100 * rv / ro
-    wins = (rv > rf) + (fv < ff) + (cv < cf) + (pv < pf) + (mv < mf)
-    printf "faster than fuse-overlayfs: %d of 5 workloads; ", wins
+    printf "warm tar within 1.5x of overlayfs: %s (%.2fx); ", (tv <= 1.5 * to) ? "met" : "missed", tv / to
+    printf "Postmark within 1.5x of overlayfs: %s (%.2fx); ", (pv <= 1.5 * po) ? "met" : "missed", pv / po
+    printf "faster than fuse-overlayfs: %d of 6 workloads; ", (rv > rf) + (fv < ff) + (tv < tf) + (cv < cf) + (pv < pf) + (mv < mf)
+    printf "faster than unionfs-fuse: %d of 6 workloads; ", (rv > ru) + (fv < fu) + (tv < tu) + (cv < cu) + (pv < pu) + (mv < mu)
     printf "compile within 5%% of ext4: %s (%+.1f%%)\n", (mv <= 1.05 * me) ? "met" : "missed", 100 * (mv / me - 1)
 }'

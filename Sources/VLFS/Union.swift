@@ -444,6 +444,8 @@ public final class Union: Sendable {
         public var descriptor: Int32
         /// The blob's digest, for a shared file (opened read-only).
         public var blob: Digest?
+        /// The blob's size, for a shared file.
+        public var size: UInt64 = 0
         public var isShared: Bool { blob != nil }
     }
 
@@ -487,7 +489,7 @@ public final class Union: Sendable {
                 guard entry.kind == .regular else { throw FSError.invalid }
                 let fd = try resolved.stack.layers[layer].openBlob(entry)
                 firstOpens.note(path)
-                file = OpenFile(descriptor: fd, blob: entry.digest)
+                file = OpenFile(descriptor: fd, blob: entry.digest, size: entry.size)
             }
             registerOpen(inode, file, attributes: try attributes(of: resolved, inode: inode))
             return file

@@ -13,7 +13,7 @@ extension FuseMount {
         ops.opendir = { request, _, info in
             // Listings change only through this daemon: the kernel may keep them until told. Where the
             // kernel can open directories by itself (and then caches the same way), it is told so.
-            if FuseMount.mount(request).opensDirectoriesItself.load(ordering: .relaxed) {
+            if FuseMount.mount(request, counting: .opendir).opensDirectoriesItself.load(ordering: .relaxed) {
                 fuse_reply_err(request, ENOSYS)
                 return
             }
@@ -28,7 +28,7 @@ extension FuseMount {
             FuseMount.readDirectory(request, inode: inode, size: size, offset: offset, info: info, plus: true)
         }
         ops.fsyncdir = { request, inode, _, _ in
-            FuseMount.reply(request) { mount in
+            FuseMount.reply(request, .fsyncdir) { mount in
                 try mount.union.syncDirectory(UInt64(inode))
                 fuse_reply_err(request, 0)
             }
@@ -38,7 +38,7 @@ extension FuseMount {
     /// Answers readdir and readdirplus from the directory's listing, from the first entry whose cookie
     /// follows `offset` ("." and ".." are 1 and 2). readdirplus counts a lookup only for the entries that fit.
     static func readDirectory(_ request: fuse_req_t?, inode: fuse_ino_t, size: Int, offset: off_t, info: UnsafeMutablePointer<fuse_file_info>?, plus: Bool) {
-        reply(request) { mount in
+        reply(request, plus ? .readdirplus : .readdir) { mount in
             let directory = UInt64(inode)
             let listing: DirectoryListings.Listing
             if offset != 0, let taken = mount.listings.withLock({ $0.listing(directory, withAttributes: plus) }) {

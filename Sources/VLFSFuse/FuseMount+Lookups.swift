@@ -21,7 +21,7 @@ extension FuseMount {
             connection.pointee.max_readahead = 1 << 20
         }
         ops.lookup = { request, parent, name in
-            FuseMount.reply(request) { mount in
+            FuseMount.reply(request, .lookup) { mount in
                 do {
                     FuseMount.replyEntry(request, try mount.union.lookup(parent: UInt64(parent), name: FuseMount.string(name)))
                 } catch let error as FSError where error == .notFound {
@@ -33,46 +33,46 @@ extension FuseMount {
             }
         }
         ops.forget = { request, inode, count in
-            FuseMount.mount(request).union.forget(UInt64(inode), count: count)
+            FuseMount.mount(request, counting: .forget).union.forget(UInt64(inode), count: count)
             fuse_reply_none(request)
         }
         ops.forget_multi = { request, count, forgets in
-            let union = FuseMount.mount(request).union
+            let union = FuseMount.mount(request, counting: .batchForget).union
             for index in 0..<count { union.forget(UInt64(forgets![index].ino), count: forgets![index].nlookup) }
             fuse_reply_none(request)
         }
         ops.getattr = { request, inode, _ in
-            FuseMount.reply(request) { mount in
+            FuseMount.reply(request, .getattr) { mount in
                 var attributes = try mount.union.attributes(of: UInt64(inode))
                 fuse_reply_attr(request, &attributes, FuseMount.timeout)
             }
         }
         ops.readlink = { request, inode in
-            FuseMount.reply(request) { mount in
+            FuseMount.reply(request, .readlink) { mount in
                 let target = try mount.union.readLink(UInt64(inode))
                 fuse_reply_readlink(request, target)
             }
         }
         ops.access = { request, inode, _ in
-            FuseMount.reply(request) { mount in
+            FuseMount.reply(request, .access) { mount in
                 _ = try mount.union.attributes(of: UInt64(inode))
                 fuse_reply_err(request, 0)
             }
         }
         ops.statfs = { request, _ in
-            FuseMount.reply(request) { mount in
+            FuseMount.reply(request, .statfs) { mount in
                 var statistics = try mount.union.statistics()
                 fuse_reply_statfs(request, &statistics)
             }
         }
         ops.getxattr = { request, inode, name, size in
-            FuseMount.reply(request) { mount in
+            FuseMount.reply(request, .getxattr) { mount in
                 let value = try mount.union.extendedAttribute(UInt64(inode), name: FuseMount.string(name))
                 FuseMount.replyAttributeData(request, value, size: size)
             }
         }
         ops.listxattr = { request, inode, size in
-            FuseMount.reply(request) { mount in
+            FuseMount.reply(request, .listxattr) { mount in
                 let names = try mount.union.extendedAttributeNames(UInt64(inode))
                 FuseMount.replyAttributeData(request, names.flatMap { Array($0.utf8) + [0] }, size: size)
             }

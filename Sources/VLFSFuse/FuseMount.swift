@@ -36,14 +36,16 @@ public final class FuseMount: Sendable {
     let listings = Mutex(DirectoryListings())
     /// Negotiated at INIT: the kernel opens directories without asking once opendir says ENOSYS.
     let opensDirectoriesItself = Atomic<Bool>(false)
+    /// Requests answered, by opcode (the `statistics` control request and the daemon's log report them).
+    public let requests = RequestCounts()
     static let timeout = 86_400.0
 
     /// Mounts `union` at `mountpoint`. The filesystem answers once `run()` is called. `use` sets who may
     /// use it and whether setuid bits and device nodes work (see `MountUse`); an inspection mount is
     /// read-only, the kernel refusing every change with EROFS before it reaches the union.
-    /// With `passthrough`, shared files opened for reading are read by the kernel straight from their
-    /// blobs, where the kernel supports it (see `KernelOpens`).
-    public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true) throws {
+    /// With `passthrough`, shared files of at least `passthroughMinimumSize` bytes opened for reading are
+    /// read by the kernel straight from their blobs, where the kernel supports it (see `KernelOpens`).
+    public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true, passthroughMinimumSize: UInt64 = 0) throws {
         self.union = union
         self.mountpoint = mountpoint
         // The kernel applied the caller's umask to every mode it sends; the daemon's own must not apply again.
@@ -71,7 +73,7 @@ public final class FuseMount: Sendable {
             fuse_session_destroy(session)
             throw MountError("cannot mount at \(mountpoint) (is it an existing directory, not already mounted, and is /dev/fuse available?)")
         }
-        opens = KernelOpens(sessionDescriptor: fuse_session_fd(session), passthrough: passthrough)
+        opens = KernelOpens(sessionDescriptor: fuse_session_fd(session), passthrough: passthrough, minimumSize: passthroughMinimumSize)
         box.mount = self
         if passthrough { FuseMount.requestPassthrough(session) }
     }
@@ -125,14 +127,17 @@ public final class FuseMount: Sendable {
 
     // MARK: Replies
 
-    static func mount(_ request: fuse_req_t?) -> FuseMount {
-        Unmanaged<MountBox>.fromOpaque(fuse_req_userdata(request)!).takeUnretainedValue().mount!
+    /// The mount a request is for, counting the request as one of `operation`.
+    static func mount(_ request: fuse_req_t?, counting operation: RequestCounts.Operation) -> FuseMount {
+        let mount = Unmanaged<MountBox>.fromOpaque(fuse_req_userdata(request)!).takeUnretainedValue().mount!
+        mount.requests.count(operation)
+        return mount
     }
 
     /// Runs an operation and answers with its error, if it throws.
-    static func reply(_ request: fuse_req_t?, _ body: (FuseMount) throws -> Void) {
+    static func reply(_ request: fuse_req_t?, _ operation: RequestCounts.Operation, _ body: (FuseMount) throws -> Void) {
         do {
-            try body(mount(request))
+            try body(mount(request, counting: operation))
         } catch let error as FSError {
             fuse_reply_err(request, error.code)
         } catch {
@@ -155,8 +160,8 @@ public final class FuseMount: Sendable {
     }
 
     /// Runs a change to the filesystem through the union's gate, so snapshots see it whole or not at all.
-    static func change(_ request: fuse_req_t?, _ body: (FuseMount) throws -> Void) {
-        reply(request) { mount in try mount.union.gate.change { () throws -> Void in try body(mount) } }
+    static func change(_ request: fuse_req_t?, _ operation: RequestCounts.Operation, _ body: (FuseMount) throws -> Void) {
+        reply(request, operation) { mount in try mount.union.gate.change { () throws -> Void in try body(mount) } }
     }
 
     static func caller(_ request: fuse_req_t?) -> Caller {

@@ -33,10 +33,15 @@ final class KernelOpens: Sendable {
     /// Off when not asked for, or once the kernel refused to register a backing file (it did not grant
     /// passthrough at INIT).
     private let passthroughWorks: Atomic<Bool>
+    /// Shared files smaller than this are opened cached, their pages kept across opens: the kernel
+    /// drops a passthrough file's atime after every read, so each stat that follows a read costs a
+    /// GETATTR round trip, which for a small file outweighs what passthrough saves.
+    private let passthroughMinimumSize: UInt64
 
-    init(sessionDescriptor: Int32, passthrough: Bool) {
+    init(sessionDescriptor: Int32, passthrough: Bool, minimumSize: UInt64) {
         self.sessionDescriptor = sessionDescriptor
         passthroughWorks = Atomic(passthrough)
+        passthroughMinimumSize = minimumSize
     }
 
     /// Decides how to answer an open of `inode` that opened `file`, and counts it.
@@ -44,7 +49,7 @@ final class KernelOpens: Sendable {
         modes.withLock { modes in
             var current = modes[inode] ?? Modes()
             defer { modes[inode] = current }
-            guard let blob = file.blob, current.cached == 0, passthroughWorks.load(ordering: .relaxed) else {
+            guard let blob = file.blob, file.size >= passthroughMinimumSize, current.cached == 0, passthroughWorks.load(ordering: .relaxed) else {
                 if current.passthrough > 0 { return .conflict }
                 current.cached += 1
                 return .cached

@@ -26,6 +26,8 @@ struct Mount: ParsableCommand {
     @Flag(help: "Serve in this process until unmounted.") var foreground = false
     @Flag(help: "Serve every read through the daemon, never letting the kernel read shared files from their blobs (FUSE passthrough); for comparisons and kernels that misbehave.")
     var noPassthrough = false
+    @Option(help: ArgumentHelp("Serve shared files smaller than this through the daemon, with the kernel keeping their pages (one copy per mount); only larger ones are read from their blobs. Fewer round trips for small files read and then stat'ed.", valueName: "bytes"))
+    var passthroughMinimumSize: UInt64 = 0
     @Option(help: "Seconds a client of the daemon's control socket has to send its request.")
     var controlTimeout = ControlChannel.Limits().requestTimeout
     @Flag(help: "Run no configuration scripts (nor dpkg) at mount or update; layers stay as their state says.")
@@ -86,7 +88,7 @@ struct Mount: ParsableCommand {
         try union.discardUnfinishedCopies()
         try state.recordComposed(stack)
         let fuse = try FuseMount(union: union, mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, fsName: "strata:\(state.name)",
-                                 use: .appliance, passthrough: !noPassthrough)
+                                 use: .appliance, passthrough: !noPassthrough, passthroughMinimumSize: passthroughMinimumSize)
         // Requests that change the VLFS (updates from the control socket and from the LDF watcher,
         // reverts, snapshots, resets) take this lock, one at a time: each reads the stack or the private
         // layer and replaces or captures it, and two at once would lose one's work. `status` only reads
@@ -134,7 +136,7 @@ struct Mount: ParsableCommand {
                 return "ok " + union.stack.layers.map(\.label).joined(separator: ", ")
             case "statistics":
                 let fetched = RemoteObjects.fetched
-                return "ok nodes=\(union.nodeCount) fetched-objects=\(fetched.objects) fetched-bytes=\(fetched.bytes)"
+                return "ok nodes=\(union.nodeCount) fetched-objects=\(fetched.objects) fetched-bytes=\(fetched.bytes) requests=\(fuse.requests.summary)"
             case "snapshot" where words.count == 2:
                 return changes.withLock { _ in VLFSRequests.snapshot(union, state: state, home: home, image: words[1]) }
             case "reset" where words.count == 1 || words[1] == VLFSRequests.keepConfiguration:
@@ -168,6 +170,7 @@ struct Mount: ParsableCommand {
         try AtomicFile.write("\(getpid())\n", to: state.pidFile)
         fetching.start()
         fuse.run()
+        printError("FUSE requests answered: \(fuse.requests.summary)")
         fetching.saveFirstOpens()
         unlink(state.pidFile)
         unlink(state.controlSocket)
@@ -179,7 +182,7 @@ struct Mount: ParsableCommand {
         try makeDirectories(state.directory, mode: 0o700)
         let arguments = [rootStorage ? "@strata" : "strata", "mount", URL(fileURLWithPath: ldf).standardizedFileURL.path, URL(fileURLWithPath: mountpoint).standardizedFileURL.path,
                          "--name", state.name, "--foreground", "--home", options.strataHome.path, "--control-timeout", String(controlTimeout)]
-            + (noPassthrough ? ["--no-passthrough"] : []) + (noConfigure ? ["--no-configure"] : []) + ["--fetch", fetch.rawValue]
+            + (noPassthrough ? ["--no-passthrough"] : []) + ["--passthrough-minimum-size", String(passthroughMinimumSize)] + (noConfigure ? ["--no-configure"] : []) + ["--fetch", fetch.rawValue]
         try startMountDaemon(arguments: arguments, log: state.log, mountpoint: mountpoint)
     }
 }

@@ -148,6 +148,24 @@ extension MountTests {
         #expect(try vlfs.read("etc/app.conf") == "conf two\n")
     }
 
+    /// Below `--passthrough-minimum-size`, shared files are cached by the kernel: a file read again and
+    /// stat'ed costs an open and a release, no read and no GETATTR (a passthrough read drops the atime
+    /// the kernel holds). Larger files are still their blobs' pages.
+    @Test func filesBelowThePassthroughMinimumAreCached() throws {
+        let big = String(repeating: "0123456789abcdef", count: 512)
+        let vlfs = try MountedWorkspace(layers: Self.app + [("bulk", "1", ["var/lib/bulk": big])], ldf: ["main/app 1", "main/base 1", "main/bulk 1"],
+                                        mountOptions: ["--passthrough-minimum-size", "4096"])
+        #expect(try pageFrame(ofFirstPageOf: vlfs.path("var/lib/bulk")) == pageFrame(ofFirstPageOf: blobPath(of: vlfs, "var/lib/bulk")))
+        #expect(try pageFrame(ofFirstPageOf: vlfs.path("usr/bin/app")) != pageFrame(ofFirstPageOf: blobPath(of: vlfs, "usr/bin/app")))
+
+        var attributes = stat()
+        #expect(try vlfs.read("usr/bin/app") == "app one\n" && stat(vlfs.path("usr/bin/app"), &attributes) == 0)
+        let before = try requests(of: vlfs)
+        for _ in 0..<2 { #expect(try vlfs.read("usr/bin/app") == "app one\n" && stat(vlfs.path("usr/bin/app"), &attributes) == 0) }
+        #expect(try eventually { try requests(of: vlfs).subtracting(before)["release"] == 2 })
+        #expect(try requests(of: vlfs).subtracting(before) == ["open": 2, "release": 2])
+    }
+
     /// The CAS blob a shared file of the VLFS is served from, as its `user.strata.digest` names it.
     private func blobPath(of vlfs: MountedWorkspace, _ relative: String) throws -> String {
         let value = try shell("getfattr --only-values -n user.strata.digest '\(vlfs.path(relative))'")
