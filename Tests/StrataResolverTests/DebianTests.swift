@@ -58,6 +58,25 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
         #expect(try Repository(at: archive.repositoryPath).layerManifest(record).metadata.contains("Layer: hostname"))
     }
 
+    @Test func ensureImportedDownloadsTheMissingPackagesTogetherAndAnswersInOrder() throws {
+        let scratch = try TemporaryDirectory()
+        let home = StrataHome(explicit: scratch.path + "/home")
+        try home.addRepository(name: "debian", location: "debian")
+        try scratch.write("app.ldf", "debian/hostname\n")
+        let resolution = try LDFEditor(home: home).apply(.none, to: scratch.path + "/app.ldf").resolution
+        // login has an epoch (1:…), which apt writes '%3a' in the file's name.
+        let hostname = try #require(resolution.unit(named: "hostname")), login = try #require(resolution.unit(named: "login"))
+        let debianutils = try #require(resolution.unit(named: "debianutils"))
+        #expect(login.version.description.contains(":"))
+        let archive = DebianArchive(home: home)
+        let first = try archive.ensureImported(hostname)
+        let records = try archive.ensureImported([login, hostname, debianutils])
+        #expect(records.map(\.name) == ["login", "hostname", "debianutils"])
+        #expect(records.map(\.version) == [login, hostname, debianutils].map(\.version.description))
+        #expect(records[1] == first, "an imported package is not fetched again")
+        #expect(Set(try archive.repository().layers().map(\.name)) == ["hostname", "login", "debianutils"])
+    }
+
     @Test func cacheKeyNoticesChangedIndexes() throws {
         let scratch = try TemporaryDirectory()
         try scratch.write("lists/example_Packages", "Package: a\nVersion: 1\n")
