@@ -34,12 +34,19 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
         #expect(check.status == 0 && check.stdout == "ok \(units.count)\n", "\(check.stdout)\(check.stderr)")
     }
 
-    @Test func ensureImportedFetchesChecksAndImportsOnce() throws {
+    /// A new home with an empty `debian` repository, and the resolution of `debian/hostname` in it
+    /// (hostname and Debian's required base). The scratch directory holds the home: keep it.
+    static func emptyHomeResolvingHostname() throws -> (TemporaryDirectory, StrataHome, Resolution) {
         let scratch = try TemporaryDirectory()
         let home = StrataHome(explicit: scratch.path + "/home")
         try home.addRepository(name: "debian", location: "debian")
         try scratch.write("app.ldf", "debian/hostname\n")
-        let resolution = try LDFEditor(home: home).apply(.none, to: scratch.path + "/app.ldf").resolution
+        return (scratch, home, try LDFEditor(home: home).apply(.none, to: scratch.path + "/app.ldf").resolution)
+    }
+
+    @Test func ensureImportedFetchesChecksAndImportsOnce() throws {
+        let (scratch, home, resolution) = try Self.emptyHomeResolvingHostname()
+        defer { withExtendedLifetime(scratch) {} }
         let unit = try #require(resolution.unit(named: "hostname"))
         let archive = DebianArchive(home: home)
 
@@ -59,11 +66,8 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
     }
 
     @Test func ensureImportedDownloadsTheMissingPackagesTogetherAndAnswersInOrder() throws {
-        let scratch = try TemporaryDirectory()
-        let home = StrataHome(explicit: scratch.path + "/home")
-        try home.addRepository(name: "debian", location: "debian")
-        try scratch.write("app.ldf", "debian/hostname\n")
-        let resolution = try LDFEditor(home: home).apply(.none, to: scratch.path + "/app.ldf").resolution
+        let (scratch, home, resolution) = try Self.emptyHomeResolvingHostname()
+        defer { withExtendedLifetime(scratch) {} }
         // login has an epoch (1:…), which apt writes '%3a' in the file's name.
         let hostname = try #require(resolution.unit(named: "hostname")), login = try #require(resolution.unit(named: "login"))
         let debianutils = try #require(resolution.unit(named: "debianutils"))
