@@ -1,5 +1,5 @@
 #!/bin/sh
-# Makes the example network-boot template `web` in the Strata home $STRATA_HOME, as the demo and
+# Makes the example network-boot template (`web`, or $TEMPLATE) in the Strata home $STRATA_HOME, as the demo and
 # benchmarks/netboot.sh boot it: Debian's busybox (its httpd is the web server), Debian's cloud kernel
 # (virtio drivers; the kernel is a layer, so upgrading it is an LDF edit), Debian's required base the
 # resolver adds, and a site layer `main/boot-site VERSION`: index.html saying "site VERSION" and the
@@ -8,8 +8,9 @@
 # packages' own scripts) and promoted, so appliances provisioned from it run no script at boot.
 # Layers, template and repository already there are kept: a second run changes nothing.
 #
-# usage: STRATA_HOME=HOME Boot/example-template.sh STRATA [VERSION...]   (VERSION: default 1)
+# usage: STRATA_HOME=HOME [TEMPLATE=NAME] Boot/example-template.sh STRATA [VERSION...]   (VERSION: default 1)
 #   STRATA: the strata binary; each VERSION of main/boot-site is imported, the first goes into the template.
+#   TEMPLATE: the template's name (default web; a template's VLFS takes its name, so it must be free).
 set -eu
 [ $# -ge 1 ] || { echo "usage: STRATA_HOME=HOME $0 STRATA [VERSION...]" >&2; exit 2; }
 [ -n "${STRATA_HOME:-}" ] || { echo "$0: set STRATA_HOME" >&2; exit 2; }
@@ -17,6 +18,7 @@ strata=$1; shift
 [ $# -ge 1 ] || set -- 1
 first=$1
 home=$STRATA_HOME
+template=${TEMPLATE:-web}
 mkdir -p "$home"
 
 if ! "$strata" repo list 2>/dev/null | grep -q '^main\b'; then
@@ -46,19 +48,19 @@ INIT
     rm -rf "$tree"
 done
 
-source=$home/web-source.ldf
-if [ ! -e "$home/templates/web.ldf" ]; then
+source=$home/$template-source.ldf
+if [ ! -e "$home/templates/$template.ldf" ]; then
     printf 'debian/busybox\ndebian/linux-image-cloud-amd64\nmain/boot-site %s\n' "$first" > "$source"
     "$strata" ldf resolve "$source" --write --fetch
-    "$strata" template create web "$source"
+    "$strata" template create "$template" "$source"
 fi
-# Promotion adds web-config to the template: until then (also after an interrupted run) configure it.
-if ! grep -q 'web-config' "$home/templates/web.ldf"; then
+# Promotion adds NAME-config to the template: until then (also after an interrupted run) configure it.
+if ! grep -q "/$template-config " "$home/templates/$template.ldf"; then
     mountpoint=$home/template-mount
     mkdir -p "$mountpoint"
-    "$strata" template mount web "$mountpoint"
+    "$strata" template mount "$template" "$mountpoint"
     # Debian's initramfs, made by the kernel's postinst, is not the one that boots: not shipped.
     rm -f "$mountpoint"/boot/initrd.img-*
-    "$strata" template promote web --repo main
+    "$strata" template promote "$template" --repo main
     "$strata" umount "$mountpoint"
 fi
