@@ -5,14 +5,25 @@
 #     sample appliance from it by URL (objects fetched on demand into its mirror);
 #  3. a web server appliance composed from real Debian packages (debian/nginx-light), resolved,
 #     mounted, its nginx run inside the VLFS and asked for a page with curl — then the same appliance
-#     mounted again in the second home, its layers fetched by URL from the first.
-# Everything it starts (servers, mounts) is stopped on exit, also on failure.
+#     mounted again in the second home, its layers fetched by URL from the first;
+#  4. with --netboot (a few minutes more): an appliance with an empty disk network-boots under qemu from
+#     'strata boot serve', mounts its VLFS of Debian layers and serves a page that curl fetches.
+# Everything it starts (servers, mounts, the machine) is stopped on exit, also on failure.
+#
+# usage: scripts/demo.sh [--netboot]
 set -eu
 cd "$(dirname "$0")/.."
 command -v swift >/dev/null || PATH="/opt/swift/usr/bin:$PATH"
+netboot=""
+case "${1:-}" in
+    --netboot) netboot=1 ;;
+    "") ;;
+    *) echo "usage: $0 [--netboot]" >&2; exit 2 ;;
+esac
 strata="$(swift build --show-bin-path)/strata"
 demo="${DEMO_DIR:-/tmp/strata-demo}"
 web_port="${DEMO_WEB_PORT:-8081}"
+boot_port="${DEMO_BOOT_PORT:-8082}"
 home1="$demo/home"
 home2="$demo/appliance-home"
 
@@ -21,8 +32,10 @@ say() { printf '\n# %s\n' "$*"; }
 
 serve_pids=""
 mounts=""
+machine=""
 cleanup() {
     set +e
+    [ -n "$machine" ] && kill "$machine" 2>/dev/null
     for m in $mounts; do
         [ -f "$m/run/nginx.pid" ] && kill "$(cat "$m/run/nginx.pid")" 2>/dev/null && sleep 0.5
         for inner in dev proc; do mountpoint -q "$m/$inner" && umount -l "$m/$inner"; done
@@ -113,3 +126,49 @@ run "$strata" repo add debian "$url"
 mount_vlfs "$home2" "$demo/web.ldf" "$demo/web-by-url"
 say "objects fetched into the mirror: $(find "$home2/mirrors/debian/objects" -type f | wc -l)"
 run_web_appliance "$demo/web-by-url"
+
+[ -n "$netboot" ] || { say "(run with --netboot for part 4: an appliance network-boots under qemu)"; exit 0; }
+
+say "4. Network boot: an appliance with an empty disk boots under qemu from 'strata boot serve'"
+export STRATA_HOME="$home1"
+say "The template 'boot-web': Debian's busybox (its httpd), Debian's cloud kernel, the required base, a site layer; configured once and promoted"
+# Not 'web': a template's VLFS takes its name, and part 3's appliance is named so.
+export TEMPLATE=boot-web
+run Boot/example-template.sh "$strata"
+run head -n 4 "$home1/templates/boot-web.ldf"
+say "... $(grep -c -E '^=?[a-z]' "$home1/templates/boot-web.ldf") layers in all: the explicit ones, the configuration layer, then what the resolver added"
+run sh Boot/build-initramfs.sh "$demo/initramfs.cpio.gz" --strata "$strata"
+run "$strata" provision web1 --template boot-web --mac 52:54:00:12:34:56
+run "$strata" boot list
+printf '\n$ strata boot serve --listen 127.0.0.1:0 --advertise 10.0.2.2 --initramfs ... --builder Boot/build-initramfs.sh &\n'
+"$strata" boot serve --listen 127.0.0.1:0 --advertise 10.0.2.2 --initramfs "$demo/initramfs.cpio.gz" \
+    --builder Boot/build-initramfs.sh >"$demo/boot-serve.url" 2>"$demo/boot-serve.log" &
+serve_pids="$serve_pids $!"
+for _ in $(seq 50); do [ -s "$demo/boot-serve.url" ] && break; sleep 0.1; done
+bootfile="$(head -n 1 "$demo/boot-serve.url")"
+echo "$bootfile"
+say "A machine with an empty 2 GB disk, its NIC's iPXE booting from $bootfile (qemu's user network: 10.0.2.2 is this host's 127.0.0.1), port 80 forwarded to 127.0.0.1:$boot_port"
+truncate -s 2G "$demo/disk.img"
+rm -f "$demo/console.in"; mkfifo "$demo/console.in"
+exec 3<>"$demo/console.in"
+printf '\n$ qemu-system-x86_64 -boot n -netdev user,bootfile=%s,hostfwd=tcp:127.0.0.1:%s-:80 ... > %s\n' "$bootfile" "$boot_port" "$demo/console.log"
+qemu-system-x86_64 -machine graphics=off -m 1536 -smp 1 -display none -no-reboot -monitor none -serial stdio -boot n \
+    -netdev "user,id=n0,bootfile=$bootfile,hostfwd=tcp:127.0.0.1:$boot_port-:80" \
+    -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56 -drive "file=$demo/disk.img,if=virtio,format=raw" \
+    <"$demo/console.in" >"$demo/console.log" 2>&1 &
+machine=$!
+started=$(date +%s)
+until curl -s -f -m 5 -o /dev/null "http://127.0.0.1:$boot_port/"; do
+    kill -0 "$machine" 2>/dev/null || { tail -n 20 "$demo/console.log"; echo "the machine stopped" >&2; exit 1; }
+    [ $(($(date +%s) - started)) -lt 1200 ] || { tail -n 20 "$demo/console.log"; echo "no page after 20 minutes" >&2; exit 1; }
+    sleep 1
+done
+say "Up after $(($(date +%s) - started)) s; what the machine's console said:"
+# iPXE's lines (Strata: …) and the initramfs's, without the console's escape sequences.
+tr -d '\r' <"$demo/console.log" | grep -a -o -E '(Strata|strata-boot|strata boot|appliance): .*' || true
+run curl -s "http://127.0.0.1:$boot_port/"
+say "The service's log: $(grep -c ' GET ' "$demo/boot-serve.log") requests, of which $(grep -c ' GET /repos/[^ ]*/objects/' "$demo/boot-serve.log") objects (fetched into the disk's cache)"
+say "Exiting the console's shell: the appliance asks for a clean poweroff"
+echo exit >&3
+for _ in $(seq 600); do kill -0 "$machine" 2>/dev/null || break; sleep 0.2; done
+grep -a 'unmounted cleanly' "$demo/console.log" || true

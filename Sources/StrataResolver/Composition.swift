@@ -14,13 +14,17 @@ extension Resolution {
     /// strictly first). Debian units are imported on first use, which downloads them.
     public func composedUnits(home: StrataHome) throws -> [ComposedUnit] {
         let debian = DebianArchive(home: home)
+        // The Debian units imported together: one download for all that are missing.
+        let debianUnits = units.filter { $0.location == .debian }
+        var debianRecords = try debian.ensureImported(debianUnits).makeIterator()
         return try units.map { unit in
             switch unit.location {
             case .local(let path):
                 guard let record = unit.record else { throw LayerError("\(unit.entry): no index row in \(path)") }
                 return ComposedUnit(unit: unit, repositoryPath: path, record: record)
             case .debian:
-                return ComposedUnit(unit: unit, repositoryPath: debian.repositoryPath, record: try debian.ensureImported(unit))
+                guard let record = debianRecords.next() else { throw LayerError("\(unit.entry): not imported") }
+                return ComposedUnit(unit: unit, repositoryPath: debian.repositoryPath, record: record)
             }
         }
     }

@@ -12,26 +12,55 @@ extension DebianArchive {
     /// fetched with `apt-get download` (so apt's own sources, proxies and authentication apply),
     /// checked against the SHA-256 the apt index states, and imported into `repository()`.
     public func ensureImported(_ unit: ResolvedUnit) throws -> LayerRecord {
-        guard unit.location == .debian else {
-            throw LayerError("\(unit.entry) is not a Debian package")
+        try ensureImported([unit])[0]
+    }
+
+    /// The layer units of these Debian packages, in order, as `ensureImported` makes one: the missing
+    /// `.deb`s are fetched by one `apt-get download` (apt fetches them in parallel; a call a package
+    /// costs seconds of apt's start-up each), then each is checked and imported. `progress` hears of
+    /// each import.
+    public func ensureImported(_ units: [ResolvedUnit], progress: (Int, ResolvedUnit) -> Void = { _, _ in }) throws -> [LayerRecord] {
+        if let other = units.first(where: { $0.location != .debian }) {
+            throw LayerError("\(other.entry) is not a Debian package")
         }
         let repository = try repository()
-        if let record = try repository.find(unit.name, version: unit.version.description) { return record }
-        guard let expected = unit.debSHA256 else {
-            throw LayerError("\(unit.entry): the apt index states no SHA-256 for it, so a download could not be checked")
+        var missing: [ResolvedUnit] = []
+        for unit in units where try repository.find(unit.name, version: unit.version.description) == nil {
+            guard unit.debSHA256 != nil else {
+                throw LayerError("\(unit.entry): the apt index states no SHA-256 for it, so a download could not be checked")
+            }
+            if !missing.contains(unit) { missing.append(unit) }
         }
-        let directory = try temporaryDirectory()
-        defer { try? removeTree(directory) }
-        _ = try runProgram("/usr/bin/apt-get", ["download", "-q", "\(unit.name)=\(unit.version)"], directory: directory)
-        guard let file = try FileManager.default.contentsOfDirectory(atPath: directory).first(where: { $0.hasSuffix(".deb") }) else {
-            throw LayerError("apt-get download \(unit.name)=\(unit.version) fetched no .deb")
+        var downloads: [ResolvedUnit: String] = [:]
+        let directory = missing.isEmpty ? nil : try temporaryDirectory()
+        defer { if let directory { try? removeTree(directory) } }
+        if let directory {
+            _ = try runProgram("/usr/bin/apt-get", ["download", "-q"] + missing.map { "\($0.name)=\($0.version)" }, directory: directory)
+            // apt names each file NAME_VERSION_ARCH.deb, the epoch's ':' written '%3a'.
+            let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".deb") }
+            for unit in missing {
+                let version = unit.version.description.replacingOccurrences(of: ":", with: "%3a")
+                guard let file = files.first(where: { $0.hasPrefix("\(unit.name)_\(version)_") }) else {
+                    throw LayerError("apt-get download \(unit.name)=\(unit.version) fetched no .deb")
+                }
+                downloads[unit] = directory + "/" + file
+            }
         }
-        let path = directory + "/" + file
-        let actual = try sha256(ofFileAt: path)
-        guard actual == expected else {
-            throw LayerError("\(path): SHA-256 is \(actual), but the apt index states \(expected) for \(unit.name) \(unit.version); not imported")
+        var records: [LayerRecord] = []
+        for (index, unit) in units.enumerated() {
+            progress(index, unit)
+            if let record = try repository.find(unit.name, version: unit.version.description) {
+                records.append(record)
+                continue
+            }
+            guard let path = downloads[unit] else { throw LayerError("\(unit.entry): was not downloaded") }
+            let actual = try sha256(ofFileAt: path)
+            guard actual == unit.debSHA256 else {
+                throw LayerError("\(path): SHA-256 is \(actual), but the apt index states \(unit.debSHA256 ?? "") for \(unit.name) \(unit.version); not imported")
+            }
+            records.append(try repository.importLayer(from: path))
         }
-        return try repository.importLayer(from: path)
+        return records
     }
 
     /// The archive's units of exactly these package versions, by name, as `ensureImported` takes them;

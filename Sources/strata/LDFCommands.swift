@@ -100,9 +100,8 @@ func importDebianUnits(_ resolution: Resolution, home: StrataHome) throws {
     let debian = DebianArchive(home: home)
     let units = resolution.units.filter { $0.location == .debian }
     let progress = Progress()
-    for (index, unit) in units.enumerated() {
+    _ = try debian.ensureImported(units) { index, unit in
         progress.show("[\(index + 1)/\(units.count)] \(unit.name) \(unit.version)")
-        _ = try debian.ensureImported(unit)
     }
     progress.finish()
 }

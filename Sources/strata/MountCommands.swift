@@ -187,19 +187,28 @@ struct Mount: ParsableCommand {
     }
 }
 
-/// Starts a mount daemon (`strata … --foreground`) in a new session and waits until its mount answers.
+/// Starts a mount daemon (`strata … --foreground`) in a new session and waits until its mount answers:
+/// as long as the daemon lives, up to 10 minutes. Composing a hundred layers takes a slow machine
+/// minutes (an emulated one booting from the network: well over 30 s), so after 30 s it says that it
+/// is still waiting.
 func startMountDaemon(arguments: [String], log: String, mountpoint: String) throws {
     let pid = try Daemon.spawn(arguments: arguments, log: log)
-    for _ in 0..<600 {
+    let started = Date()
+    var told = false
+    while Date().timeIntervalSince(started) < 600 {
         if isMounted(mountpoint) { return }
         var status: Int32 = 0
         if waitpid(pid, &status, WNOHANG) == pid {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             throw LayerError("the daemon exited before mounting \(mountpoint):\n\(text.split(separator: "\n").suffix(10).joined(separator: "\n"))")
         }
+        if !told && Date().timeIntervalSince(started) >= 30 {
+            printError("strata: the daemon has not mounted \(mountpoint) after 30 s; still waiting (its log: \(log))")
+            told = true
+        }
         usleep(50_000)
     }
-    throw LayerError("the daemon did not mount \(mountpoint) within 30 s; see \(log)")
+    throw LayerError("the daemon did not mount \(mountpoint) within 10 minutes; see \(log)")
 }
 
 struct Umount: ParsableCommand {

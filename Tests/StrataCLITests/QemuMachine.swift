@@ -9,7 +9,8 @@ import Glibc
 /// A qemu x86-64 machine for the network-boot tests: TCG (no KVM here), qemu's user-mode network
 /// only (10.0.2.2 is the host's 127.0.0.1; nothing leaves the machine), a virtio NIC whose iPXE ROM
 /// boots from `bootfile`, a virtio disk, and the serial console on the test's pipes: `console` is
-/// everything it printed, `type` writes a line to it. The machine is killed when released.
+/// everything it printed, `type` writes a line to it. `graphics=off` has SeaBIOS and iPXE print to the
+/// serial console too (so an iPXE script's `echo` reaches `console`). The machine is killed when released.
 final class QemuMachine: Sendable {
     private let process: Process
     private let input: FileHandle
@@ -25,7 +26,7 @@ final class QemuMachine: Sendable {
         hostPort = try freePort()
         var network = "user,id=n0,hostfwd=tcp:127.0.0.1:\(hostPort)-:80"
         if let bootfile { network += ",bootfile=\(bootfile)" }
-        var arguments = ["-m", "1536", "-smp", "1", "-display", "none", "-no-reboot", "-monitor", "none", "-serial", "stdio",
+        var arguments = ["-machine", "graphics=off", "-m", "1536", "-smp", "1", "-display", "none", "-no-reboot", "-monitor", "none", "-serial", "stdio",
                          "-netdev", network, "-device", "virtio-net-pci,netdev=n0,mac=\(mac)",
                          "-drive", "file=\(disk),if=virtio,format=raw"]
         if let direct {

@@ -34,12 +34,19 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
         #expect(check.status == 0 && check.stdout == "ok \(units.count)\n", "\(check.stdout)\(check.stderr)")
     }
 
-    @Test func ensureImportedFetchesChecksAndImportsOnce() throws {
+    /// A new home with an empty `debian` repository, and the resolution of `debian/hostname` in it
+    /// (hostname and Debian's required base). The scratch directory holds the home: keep it.
+    static func emptyHomeResolvingHostname() throws -> (TemporaryDirectory, StrataHome, Resolution) {
         let scratch = try TemporaryDirectory()
         let home = StrataHome(explicit: scratch.path + "/home")
         try home.addRepository(name: "debian", location: "debian")
         try scratch.write("app.ldf", "debian/hostname\n")
-        let resolution = try LDFEditor(home: home).apply(.none, to: scratch.path + "/app.ldf").resolution
+        return (scratch, home, try LDFEditor(home: home).apply(.none, to: scratch.path + "/app.ldf").resolution)
+    }
+
+    @Test func ensureImportedFetchesChecksAndImportsOnce() throws {
+        let (scratch, home, resolution) = try Self.emptyHomeResolvingHostname()
+        defer { withExtendedLifetime(scratch) {} }
         let unit = try #require(resolution.unit(named: "hostname"))
         let archive = DebianArchive(home: home)
 
@@ -56,6 +63,22 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
         let composed = try Resolution(units: [unit]).composedUnits(home: home)
         #expect(composed.first?.record.digest == record.digest && composed.first?.repositoryPath == archive.repositoryPath)
         #expect(try Repository(at: archive.repositoryPath).layerManifest(record).metadata.contains("Layer: hostname"))
+    }
+
+    @Test func ensureImportedDownloadsTheMissingPackagesTogetherAndAnswersInOrder() throws {
+        let (scratch, home, resolution) = try Self.emptyHomeResolvingHostname()
+        defer { withExtendedLifetime(scratch) {} }
+        // login has an epoch (1:…), which apt writes '%3a' in the file's name.
+        let hostname = try #require(resolution.unit(named: "hostname")), login = try #require(resolution.unit(named: "login"))
+        let debianutils = try #require(resolution.unit(named: "debianutils"))
+        #expect(login.version.description.contains(":"))
+        let archive = DebianArchive(home: home)
+        let first = try archive.ensureImported(hostname)
+        let records = try archive.ensureImported([login, hostname, debianutils])
+        #expect(records.map(\.name) == ["login", "hostname", "debianutils"])
+        #expect(records.map(\.version) == [login, hostname, debianutils].map(\.version.description))
+        #expect(records[1] == first, "an imported package is not fetched again")
+        #expect(Set(try archive.repository().layers().map(\.name)) == ["hostname", "login", "debianutils"])
     }
 
     @Test func cacheKeyNoticesChangedIndexes() throws {
