@@ -90,14 +90,19 @@ final class InodeTable: Sendable {
     }
 
     /// The number to show for `path` in a listing: its node's, or a provisional one that its first
-    /// lookup will take. Creates no node.
+    /// lookup will take — the same for every name of a hard-linked file. Creates no node.
     func number(for path: String, identity: Identity?) -> UInt64 {
         state.withLock { state in
             if let known = state.known(path, identity) { return known }
             if let number = state.provisional.value(path) { return number }
-            if let identity, let number = state.provisionalIdentities.value(identity), state.nodes[number] == nil { return number }
-            let number = state.next
-            state.next += 1
+            let number: UInt64
+            if let identity, let linked = state.provisionalIdentities.value(identity), state.nodes[linked] == nil {
+                number = linked
+            } else {
+                number = state.next
+                state.next += 1
+                if let identity { state.provisionalIdentities.insert(number, for: identity) }
+            }
             state.provisional.insert(number, for: path)
             return number
         }

@@ -24,12 +24,14 @@ final class UnionFixture: Sendable {
 
     /// Imports a layer whose files are `path: contents`; a path ending in "/" is an empty directory.
     @discardableResult
-    func layer(_ name: String, _ version: String, _ files: [String: String], replaces: String? = nil) throws -> LayerRecord {
+    /// `links`: hard links to make, new name to an existing file of `files`.
+    func layer(_ name: String, _ version: String, _ files: [String: String], replaces: String? = nil, links: [String: String] = [:]) throws -> LayerRecord {
         let tree = "\(scratch.path)/trees/\(name)_\(version)"
         try makeDirectories(tree)
         for (path, contents) in files {
             if path.hasSuffix("/") { try makeDirectories(tree + "/" + path) } else { try scratch.write("trees/\(name)_\(version)/\(path)", contents) }
         }
+        for (link, target) in links { _ = try sys("link", tree + "/" + link) { Glibc.link(tree + "/" + target, tree + "/" + link) } }
         var text = "Layer: \(name)\nVersion: \(version)\n"
         if let replaces { text += "Replaces: \(replaces)\n" }
         return try repository.importLayer(from: tree, metadata: try LayerMetadata(parsing: text, file: "test"))

@@ -143,6 +143,17 @@ import Glibc
         #expect(try union.contents("etc/issue") == "debian")
     }
 
+    /// A listing shows the names of a shared hard link with one number before the kernel looked any up
+    /// (`ls -i` of a fresh mount), and the lookups that follow keep it.
+    @Test func hardLinksInASharedLayerShowOneNumberInAListing() throws {
+        let fixture = try UnionFixture()
+        try fixture.layer("aa", "1", ["usr/bin/a": "x", "usr/bin/c": "y"], links: ["usr/bin/b": "usr/bin/a"])
+        let union = try fixture.union(try fixture.ldf("t", ["main/aa 1"]))
+        let listed = Dictionary(uniqueKeysWithValues: try union.list(path: "usr/bin").map { ($0.name, $0.inode) })
+        #expect(listed["a"] == listed["b"] && listed["a"] != listed["c"], "\(listed)")
+        #expect(try union.inode("usr/bin/b") == listed["b"] && union.inode("usr/bin/a") == listed["a"])
+    }
+
     @Test func hardLinksInThePrivateLayerShareAnInode() throws {
         let fixture = try UnionFixture()
         try fixture.layer("aa", "1", ["etc/file": "x"])
