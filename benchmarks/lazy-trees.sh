@@ -6,26 +6,15 @@
 #
 # Usage: benchmarks/lazy-trees.sh STRATA   (WORK=/var/tmp/strata-bench-lazy)
 set -euo pipefail
-strata=$1
+strata=$(realpath "$1")
 work=${WORK:-/var/tmp/strata-bench-lazy}
 [ -s "$work/web.ldf" ] || { echo "no $work/web.ldf: run benchmarks/lazy.sh first" >&2; exit 1; }
-nginx=/usr/sbin/nginx
-[ -x "$nginx" ] || nginx=/tmp/strata-test-nginx/usr/sbin/nginx
+cd "$(dirname "$0")/.."
+. benchmarks/serve-nginx.sh
 exp=$(mktemp -d /var/tmp/strata-lazy-trees.XXXXXX)
 port=$((20000 + RANDOM % 20000))
-cat > "$exp/nginx.conf" <<CONF
-daemon off; master_process off; user root; pid $exp/nginx.pid; error_log $exp/nginx-error.log;
-events {}
-http {
-    log_format sent '\$request_uri \$body_bytes_sent';
-    access_log $exp/access.log sent;
-    client_body_temp_path $exp/t1; proxy_temp_path $exp/t2; fastcgi_temp_path $exp/t3; uwsgi_temp_path $exp/t4; scgi_temp_path $exp/t5;
-    server { listen 127.0.0.1:$port; root $work/server-home/debian; }
-}
-CONF
-"$nginx" -p "$exp" -e "$exp/nginx-error.log" -c "$exp/nginx.conf" & server=$!
-trap 'mountpoint -q "$exp/mnt" && "$strata" umount "$exp/mnt"; kill $server; rm -rf "$exp"' EXIT
-sleep 1
+serve_with_nginx "$exp" "$work/server-home/debian" "$port"
+trap 'mountpoint -q "$exp/mnt" && "$strata" umount "$exp/mnt"; kill $nginx_pid; rm -rf "$exp"' EXIT
 # Objects of a store by kind: manifests start with "STRM", version 1, then the kind (1 tree, 2 layer).
 kinds() {
     python3 - "$1" <<'PY'

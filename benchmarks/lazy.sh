@@ -21,8 +21,7 @@ if [ -z "$strata" ]; then
 fi
 runs=${RUNS:-3}
 work=${WORK:-/var/tmp/strata-bench-lazy}
-nginx=/usr/sbin/nginx
-[ -x "$nginx" ] || nginx=/tmp/strata-test-nginx/usr/sbin/nginx   # unpacked by the tests
+. benchmarks/serve-nginx.sh
 web_port=$((20000 + RANDOM % 20000)); port=$((web_port + 1))
 mkdir -p "$work"
 pids=()
@@ -48,18 +47,8 @@ fi
 layers=$(grep -c '^debian/' "$work/web.ldf")
 served_bytes=$(du -sb "$work/server-home/debian/objects" | cut -f1)
 
-cat > "$work/nginx.conf" <<CONF
-daemon off; master_process off; user root; pid $work/nginx.pid; error_log $work/nginx-error.log;
-events {}
-http {
-    log_format sent '\$request_uri \$body_bytes_sent';
-    access_log $work/access.log sent;
-    client_body_temp_path $work/t1; proxy_temp_path $work/t2; fastcgi_temp_path $work/t3; uwsgi_temp_path $work/t4; scgi_temp_path $work/t5;
-    server { listen 127.0.0.1:$port; root $work/server-home/debian; }
-}
-CONF
-"$nginx" -p "$work" -e "$work/nginx-error.log" -c "$work/nginx.conf" & pids+=($!)
-sleep 1
+serve_with_nginx "$work" "$work/server-home/debian" "$port"
+pids+=("$nginx_pid")
 
 # Objects and bytes the server sent since the log was emptied.
 sent() { awk '$1 ~ /^\/objects\// { n++; b += $2 } END { printf "%d objects, %.1f MB", n, b / 1e6 }' "$work/access.log"; }

@@ -37,7 +37,7 @@ extension Repository {
     /// Layer manifests go into the store only after everything they refer to, so a mirror whose store
     /// holds a layer manifest holds the whole layer, and a fetch cut short leaves no layer manifest
     /// whose children are missing: running it again fetches only the rest. Trees may be stored before
-    /// the blobs under them (a `metadata` fetch stores them alone).
+    /// the blobs under them (a `metadata` fetch stores the scripts' trees and blobs alone).
     public func fetchLayers(_ records: [LayerRecord], depth: FetchDepth = .whole, progress: FetchObserver? = nil) throws {
         guard let origin else { return }
         let wanted = records.filter { !store.has($0.digest) && (depth == .whole || !hasPartialLayer($0.digest)) }
@@ -59,7 +59,7 @@ extension Repository {
         var (trees, blobs) = try fetchTrees(manifests.compactMap { $0.scripts?.digest }, fetcher: fetcher, tally: tally)
         let (filesystemTrees, filesystemBlobs) = depth == .whole ? try fetchTrees(manifests.map { $0.filesystem.digest! }, fetcher: fetcher, tally: tally) : ([:], [:])
         trees.merge(filesystemTrees) { old, _ in old }
-        if depth == .whole { blobs.merge(filesystemBlobs) { old, _ in old } }
+        blobs.merge(filesystemBlobs) { old, _ in old }
         let manifestBytes = layers.values.reduce(0) { $0 + $1.count } + trees.values.reduce(0) { $0 + $1.count }
         tally.expect(objects: layers.count + trees.count + blobs.count, bytes: Int64(manifestBytes) + blobs.values.reduce(0) { $0 + Int64($1) })
         try fetcher.blobs(blobs, received: { tally.add(objects: $0 ? 1 : 0, bytes: $1) })
@@ -95,28 +95,39 @@ extension Repository {
     /// store lacks, with their sizes.
     private func fetchTrees(_ roots: [Digest], fetcher: ObjectFetcher, tally: FetchTally) throws -> (trees: [Digest: [UInt8]], blobs: [Digest: UInt64]) {
         var trees: [Digest: [UInt8]] = [:]
+        let blobs = try store.missingBlobs(under: roots) { level in
+            let fetched = try fetcher.manifests(level.filter { !store.has($0) })
+            tally.add(objects: fetched.count, bytes: fetched.values.reduce(0) { $0 + $1.count })
+            trees.merge(fetched) { old, _ in old }
+            return try level.map { try Tree(decoding: try fetched[$0] ?? store.read($0), what: "tree \($0) from \(fetcher.location)") }
+        }
+        return (trees, blobs)
+    }
+}
+
+extension ObjectStore {
+    /// The blobs beneath the trees `roots` that this store lacks, with their sizes. The trees are read
+    /// a level at a time: `read` gets each level's digests together (so that it can fetch them in
+    /// one round) and returns their trees in the same order.
+    func missingBlobs(under roots: [Digest], read: ([Digest]) throws -> [Tree]) throws -> [Digest: UInt64] {
         var blobs: [Digest: UInt64] = [:]
         var seen = Set(roots)
         var level = Array(seen)
         while !level.isEmpty {
-            let fetched = try fetcher.manifests(level.filter { !store.has($0) })
-            tally.add(objects: fetched.count, bytes: fetched.values.reduce(0) { $0 + $1.count })
             var next: [Digest] = []
-            for digest in level {
-                let bytes = try fetched[digest] ?? store.read(digest)
-                trees[digest] = fetched[digest]
-                for entry in try Tree(decoding: bytes, what: "tree \(digest) from \(fetcher.location)").entries {
+            for tree in try read(level) {
+                for entry in tree.entries {
                     guard let child = entry.digest else { continue }
                     if entry.kind == .directory {
                         if seen.insert(child).inserted { next.append(child) }
-                    } else if !store.has(child) {
+                    } else if !has(child) {
                         blobs[child] = entry.size
                     }
                 }
             }
             level = next
         }
-        return (trees, blobs)
+        return blobs
     }
 }
 

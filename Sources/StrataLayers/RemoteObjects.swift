@@ -116,26 +116,11 @@ public final class RemoteObjects: TreeSource {
     /// The blobs beneath the trees `roots` that the store lacks, with their sizes, fetching the
     /// missing trees on the way, a level at a time.
     public func missingBlobs(under roots: [Digest], connections: Int) throws -> [Digest: UInt64] {
-        var blobs: [Digest: UInt64] = [:]
-        var seen = Set(roots)
-        var level = Array(seen)
-        while !level.isEmpty {
+        try repository.store.missingBlobs(under: roots) { level in
             // A tree that failed here is tried once more, and its error thrown, as it is read.
             _ = prefetchTrees(level, connections: connections)
-            var next: [Digest] = []
-            for digest in level {
-                for entry in try Tree(decoding: try tree(digest), what: "tree \(digest) from \(fetcher.location)").entries {
-                    guard let child = entry.digest else { continue }
-                    if entry.kind == .directory {
-                        if seen.insert(child).inserted { next.append(child) }
-                    } else if !repository.store.has(child) {
-                        blobs[child] = entry.size
-                    }
-                }
-            }
-            level = next
+            return try level.map { try Tree(decoding: try tree($0), what: "tree \($0) from \(fetcher.location)") }
         }
-        return blobs
     }
 
     /// What an object is, which decides how it is downloaded: a blob streams to a file of a known size;

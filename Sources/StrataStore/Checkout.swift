@@ -116,12 +116,7 @@ public final class Checkout {
 extension ObjectStore {
     /// Reads and decodes a tree manifest, from `missingTrees` when the store lacks it.
     public func tree(_ digest: Digest) throws -> Tree {
-        let bytes: [UInt8]
-        if let missingTrees, !has(digest) {
-            bytes = try missingTrees.tree(digest)
-        } else {
-            bytes = try read(digest)
-        }
+        guard let bytes = try readIfPresent(digest) ?? missingTrees?.tree(digest) else { throw missing(digest) }
         return try Tree(decoding: bytes, what: "tree \(digest)")
     }
 

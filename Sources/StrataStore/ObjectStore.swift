@@ -62,12 +62,20 @@ public final class ObjectStore: Sendable {
 
     /// Reads a whole object without verifying it (local serving trusts the store).
     public func read(_ digest: Digest) throws -> [UInt8] {
+        guard let bytes = try readIfPresent(digest) else { throw missing(digest) }
+        return bytes
+    }
+
+    /// A whole object, or nil when the store lacks it.
+    func readIfPresent(_ digest: Digest) throws -> [UInt8]? {
         do {
             return try FileDescriptor.open(path(of: digest), O_RDONLY).readAll()
         } catch let error as SystemError where error.errno == ENOENT {
-            throw StoreError("object \(digest) is missing from \(root)")
+            return nil
         }
     }
+
+    func missing(_ digest: Digest) -> StoreError { StoreError("object \(digest) is missing from \(root)") }
 
     /// Reads an object and checks its digest, for data that crosses a trust boundary.
     public func readVerified(_ digest: Digest) throws -> [UInt8] {

@@ -94,8 +94,9 @@ final class TreeCache: Sendable {
 
     /// A tree of `layer`'s, fetched from its served repository when the mirror lacks it (a lazily mounted
     /// layer). A tree that cannot be had fails this request alone, with EIO, and the daemon's log says why.
-    func tree(_ digest: Digest, of layer: SharedLayer) throws(FSError) -> Tree {
+    func tree(_ digest: Digest, layer index: Int, in stack: LayerStack) throws(FSError) -> Tree {
         if let tree = trees.withLock({ $0.value(digest, cost: TreeCache.cost) }) { return tree }
+        let layer = stack.layers[index]
         let tree: Tree
         do {
             tree = try layer.store.tree(digest)

@@ -98,7 +98,7 @@ extension Union {
         let (parent, name) = Beneath.split(path)
         guard let parentResolved = try? resolve(parent, in: stack) else { return }
         for (layer, directory) in parentResolved.contributors {
-            guard let entry = try trees.tree(directory, of: stack.layers[layer]).entry(named: name) else { continue }
+            guard let entry = try trees.tree(directory, layer: layer, in: stack).entry(named: name) else { continue }
             // What a configuration layer deletes is deleted below it already.
             if stack.layers[layer].deletes(entry) { break }
             // Only a directory's whiteout changes what directories are made of (unlinking files stays cheap).

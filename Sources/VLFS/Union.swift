@@ -186,7 +186,7 @@ public final class Union: Sendable {
         let (parentPath, name) = Beneath.split(path)
         guard !path.isEmpty, let parent = try? sharedDirectory(parentPath, in: stack, directories: directories) else { return nil }
         for (layer, directory) in parent where stack.whiteouts[layer].contains(path) {
-            if let entry = try? trees.tree(directory, of: stack.layers[layer]).entry(named: name) { return (stack.layers[layer], entry) }
+            if let entry = try? trees.tree(directory, layer: layer, in: stack).entry(named: name) { return (stack.layers[layer], entry) }
         }
         return nil
     }
@@ -226,7 +226,7 @@ public final class Union: Sendable {
         var top: (layer: Int, entry: TreeEntry)?
         for (layer, directory) in parent {
             if stack.whiteouts[layer].contains(path) { continue }
-            guard let entry = try trees.tree(directory, of: stack.layers[layer]).entry(named: name) else { continue }
+            guard let entry = try trees.tree(directory, layer: layer, in: stack).entry(named: name) else { continue }
             if stack.layers[layer].deletes(entry) { break }
             if top == nil { top = (layer, entry) }
             guard entry.kind == .directory, top!.entry.kind == .directory else { break }
@@ -423,7 +423,7 @@ public final class Union: Sendable {
         }
         for (layer, directory) in resolved.contributors {
             let whiteouts = resolved.stack.whiteouts[layer]
-            for entry in try trees.tree(directory, of: resolved.stack.layers[layer]).entries where !seen.contains(entry.name) {
+            for entry in try trees.tree(directory, layer: layer, in: resolved.stack).entries where !seen.contains(entry.name) {
                 let childPath = Union.join(path, entry.name)
                 if whiteouts.contains(childPath) { continue }
                 seen.insert(entry.name)

@@ -33,7 +33,7 @@ struct MirrorCommand: ParsableCommand {
         /// The files of a partial layer whose blobs are local, below the directories that are (a lazy
         /// mount fetches a directory when it is first listed).
         func localFiles(under tree: Digest, in store: ObjectStore) -> (files: Int, bytes: UInt64) {
-            guard store.has(tree), let entries = try? store.tree(tree).entries else { return (0, 0) }
+            guard let entries = try? store.tree(tree).entries else { return (0, 0) }
             return entries.reduce((0, 0)) { total, entry in
                 switch entry.kind {
                 case .directory:
