@@ -32,7 +32,7 @@ public enum HomeRoots {
         if FileManager.default.fileExists(atPath: home.path + "/debian/strata-repository") { locations.append(home.path + "/debian") }
         for location in Set(locations).sorted() {
             let repository = try Repository(at: location)
-            let roots = try repository.layers(includeWithdrawn: true).map { (name: "layer \($0.name) \($0.version)", digest: $0.digest) }
+            let roots = try repository.layers(includeWithdrawn: true).flatMap(\.roots)
             result.append(StoreRoots(store: repository.store, roots: roots))
         }
         return result

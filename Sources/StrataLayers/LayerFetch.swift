@@ -21,7 +21,7 @@ extension Repository {
         case whole
         /// The layer manifest and the configuration scripts (the mount reads them to make the dpkg
         /// database); directory trees come as they are listed and file contents as they are opened
-        /// (`RemoteObjects`, through `ObjectStore.fetchingMissingTrees`).
+        /// (`RemoteObjects`, through `ObjectStore.fetchingMissingManifests`).
         case metadata
     }
 
@@ -30,9 +30,9 @@ extension Repository {
     var partialLayers: String { path + "/layers" }
 
     /// Makes sure the given layers are in this repository's store to `depth`. Nothing to do for a
-    /// repository of its own; a mirror fetches what it lacks — the layer manifests, their trees level
-    /// by level, then the blobs of all of them in one pass — several objects at once, each verified
-    /// against its digest.
+    /// repository of its own; a mirror fetches what it lacks — the layer manifests and path lists,
+    /// their trees level by level, then the blobs of all of them in one pass — several objects at
+    /// once, each verified against its digest.
     ///
     /// Layer manifests go into the store only after everything they refer to, so a mirror whose store
     /// holds a layer manifest holds the whole layer, and a fetch cut short leaves no layer manifest
@@ -55,8 +55,12 @@ extension Repository {
         for record in wanted {
             manifests.append(try LayerManifest(decoding: layers[record.digest]!, what: "layer \(record.name) \(record.version) from \(origin)"))
         }
-        // Scripts are read at mount, before anything is opened: their blobs come at either depth.
+        // Scripts are read at mount, before anything is opened, and path lists by the overlap check:
+        // they come at either depth.
         var (trees, blobs) = try fetchTrees(manifests.compactMap { $0.scripts?.digest }, fetcher: fetcher, tally: tally)
+        let pathLists = try fetcher.manifests(wanted.compactMap(\.paths).filter { !store.has($0) })
+        tally.add(objects: pathLists.count, bytes: pathLists.values.reduce(0) { $0 + $1.count })
+        trees.merge(pathLists) { old, _ in old }
         let (filesystemTrees, filesystemBlobs) = depth == .whole ? try fetchTrees(manifests.map { $0.filesystem.digest! }, fetcher: fetcher, tally: tally) : ([:], [:])
         trees.merge(filesystemTrees) { old, _ in old }
         blobs.merge(filesystemBlobs) { old, _ in old }

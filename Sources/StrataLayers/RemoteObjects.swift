@@ -19,7 +19,7 @@ import Glibc
 /// or writes one partial file from two threads. Connections are kept between fetches, a few at a
 /// time. There is one instance per mirror in a process (`for`), so every stack a live update builds
 /// shares it.
-public final class RemoteObjects: TreeSource {
+public final class RemoteObjects: ManifestSource {
     public let repository: Repository
     private let fetcher: ObjectFetcher
     private let idle = Mutex<[ClientBox]>([])
@@ -73,8 +73,8 @@ public final class RemoteObjects: TreeSource {
         return fd
     }
 
-    /// A tree manifest (`TreeSource`), fetched unless it is in the store or staged.
-    public func tree(_ digest: Digest) throws -> [UInt8] {
+    /// A manifest (`ManifestSource`), fetched unless it is in the store or staged.
+    public func manifest(_ digest: Digest) throws -> [UInt8] {
         let path = try fetch(digest, .manifest)
         do {
             return try FileDescriptor.open(path, O_RDONLY).readAll()
@@ -89,8 +89,8 @@ public final class RemoteObjects: TreeSource {
         prefetch(blobs.map { ($0.digest, Kind.blob(size: $0.size)) }, connections: connections)
     }
 
-    /// Fetches tree manifests on `connections` threads, skipping those already here; returns the failures.
-    public func prefetchTrees(_ digests: [Digest], connections: Int) -> [any Error] {
+    /// Fetches manifests on `connections` threads, skipping those already here; returns the failures.
+    public func prefetchManifests(_ digests: [Digest], connections: Int) -> [any Error] {
         prefetch(digests.map { ($0, Kind.manifest) }, connections: connections)
     }
 
@@ -118,13 +118,13 @@ public final class RemoteObjects: TreeSource {
     public func missingBlobs(under roots: [Digest], connections: Int) throws -> [Digest: UInt64] {
         try repository.store.missingBlobs(under: roots) { level in
             // A tree that failed here is tried once more, and its error thrown, as it is read.
-            _ = prefetchTrees(level, connections: connections)
-            return try level.map { try Tree(decoding: try tree($0), what: "tree \($0) from \(fetcher.location)") }
+            _ = prefetchManifests(level, connections: connections)
+            return try level.map { try Tree(decoding: try manifest($0), what: "tree \($0) from \(fetcher.location)") }
         }
     }
 
     /// What an object is, which decides how it is downloaded: a blob streams to a file of a known size;
-    /// a manifest (a tree) is small and comes into memory.
+    /// a manifest (a tree, a path list) is small and comes into memory.
     private enum Kind { case blob(size: UInt64), manifest }
 
     /// Where the object can be read: the store's file, or the staged one until its commit moves it there.

@@ -17,6 +17,15 @@ public struct LayerRecord: Hashable, Sendable, Codable {
     public var bytes: UInt64
     /// The canonical metadata text, as in the layer manifest.
     public var metadata: String
+    /// The layer's `PathList`, for the overlap check; nil in the index of a repository served by an
+    /// older Strata.
+    public var paths: Digest?
+
+    /// The objects that keep this layer whole in a store: its manifest (and so its trees and blobs)
+    /// and its path list.
+    public var roots: [(name: String, digest: Digest)] {
+        [(name: "layer \(name) \(version)", digest: digest)] + (paths.map { [(name: "paths of layer \(name) \(version)", digest: $0)] } ?? [])
+    }
 
     public func parsedMetadata() throws -> LayerMetadata {
         try LayerMetadata(parsing: metadata, file: "\(name)_\(version) (metadata)")
@@ -49,6 +58,7 @@ public final class Repository: Sendable {
             files INTEGER NOT NULL,
             bytes INTEGER NOT NULL,
             metadata TEXT NOT NULL,
+            paths TEXT,
             PRIMARY KEY (name, version, architecture)
         );
         """
@@ -87,9 +97,29 @@ public final class Repository: Sendable {
         do {
             database = try DatabaseQueue(path: path + "/index.sqlite", configuration: configuration)
             try database.write { try $0.execute(sql: Repository.schema) }
+            if origin == nil { try addPathLists() }
         } catch let error as DatabaseError {
             throw LayerError("\(path)/index.sqlite: \(error.message ?? error.description)")
         }
+    }
+
+    /// Gives the index of a repository made before path lists its `paths` column, and each layer its
+    /// list, in one transaction (a mirror's index is a copy: it stays as its server signed it).
+    private func addPathLists() throws {
+        try database.write { db in
+            guard try !db.columns(in: "layers").contains(where: { $0.name == "paths" }) else { return }
+            try db.execute(sql: "ALTER TABLE layers ADD COLUMN paths TEXT")
+            for row in try Row.fetchAll(db, sql: "SELECT digest FROM layers") {
+                guard let digest = Digest(row["digest"] as String), store.has(digest) else { continue }
+                let paths = try storePathList(try LayerManifest(decoding: try store.read(digest), what: "layer manifest \(digest)"))
+                try db.execute(sql: "UPDATE layers SET paths = ? WHERE digest = ?", arguments: [paths.description, digest.description])
+            }
+        }
+    }
+
+    /// Stores the path list of a layer whose trees are in the store.
+    private func storePathList(_ manifest: LayerManifest) throws -> Digest {
+        try store.put(try PathList(root: manifest.filesystem.digest!, store: store).encoded())
     }
 
     // MARK: Reading the index
@@ -138,22 +168,25 @@ public final class Repository: Sendable {
             throw LayerError("index row for \(row["name"] as String) is damaged; rebuild the index with 'strata repo reindex'")
         }
         return LayerRecord(name: row["name"], version: row["version"], architecture: row["architecture"], digest: digest, state: state,
-                           files: row["files"], bytes: UInt64(row["bytes"] as Int64), metadata: row["metadata"])
+                           files: row["files"], bytes: UInt64(row["bytes"] as Int64), metadata: row["metadata"],
+                           paths: (row["paths"] as String?).flatMap { Digest($0) })
     }
 
     // MARK: Changing the index
 
     /// Records a layer whose objects are already committed to the store. Importing the same unit with
     /// the same content again changes nothing; with different content it is refused.
-    func register(_ metadata: LayerMetadata, digest: Digest, statistics: IngestStatistics) throws -> LayerRecord {
+    func register(_ metadata: LayerMetadata, digest: Digest, statistics: IngestStatistics, paths: Digest? = nil) throws -> LayerRecord {
+        let paths = try paths ?? storePathList(try LayerManifest(decoding: try store.read(digest), what: "layer manifest \(digest)"))
         let record = LayerRecord(name: metadata.name, version: metadata.version.description, architecture: metadata.architecture,
-                                 digest: digest, state: .active, files: statistics.files, bytes: statistics.bytes, metadata: metadata.controlText)
+                                 digest: digest, state: .active, files: statistics.files, bytes: statistics.bytes, metadata: metadata.controlText,
+                                 paths: paths)
         try database.write { db in
             if let existing = try Row.fetchOne(db, sql: "SELECT digest FROM layers WHERE name = ? AND version = ? AND architecture = ?",
                                                arguments: [record.name, record.version, record.architecture]) {
                 let existingDigest: String = existing["digest"]
                 if existingDigest == digest.description {
-                    try db.execute(sql: "UPDATE layers SET state = 'active' WHERE digest = ?", arguments: [existingDigest])
+                    try db.execute(sql: "UPDATE layers SET state = 'active', paths = ? WHERE digest = ?", arguments: [paths.description, existingDigest])
                     return
                 }
                 throw LayerError("\(record.name) \(record.version) (\(record.architecture)) is already in \(path) with different content (\(existingDigest)); withdraw it first or import under a new version")
@@ -164,9 +197,9 @@ public final class Repository: Sendable {
     }
 
     private func insert(_ record: LayerRecord, _ db: Database) throws {
-        try db.execute(sql: "INSERT INTO layers (name, version, architecture, digest, state, files, bytes, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        try db.execute(sql: "INSERT INTO layers (name, version, architecture, digest, state, files, bytes, metadata, paths) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        arguments: [record.name, record.version, record.architecture, record.digest.description, record.state.rawValue,
-                                   record.files, Int64(record.bytes), record.metadata])
+                                   record.files, Int64(record.bytes), record.metadata, record.paths?.description])
     }
 
     /// Marks a unit withdrawn: it stays in the store (appliances using it keep working) but is no
@@ -215,7 +248,8 @@ public final class Repository: Sendable {
             }
         }
         return LayerRecord(name: metadata.name, version: metadata.version.description, architecture: metadata.architecture,
-                           digest: digest, state: .active, files: statistics.files, bytes: statistics.bytes, metadata: manifest.metadata)
+                           digest: digest, state: .active, files: statistics.files, bytes: statistics.bytes, metadata: manifest.metadata,
+                           paths: try storePathList(manifest))
     }
 
     /// Indexes a layer whose objects were copied into the store whole (a push or pull), with the same
@@ -227,7 +261,7 @@ public final class Repository: Sendable {
         var statistics = IngestStatistics()
         statistics.files = record.files
         statistics.bytes = record.bytes
-        return try register(metadata, digest: digest, statistics: statistics)
+        return try register(metadata, digest: digest, statistics: statistics, paths: record.paths)
     }
 
     /// The next version of a layer numbered 1, 2, 3… (configuration layers): one more than the highest

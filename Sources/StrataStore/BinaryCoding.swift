@@ -125,13 +125,14 @@ enum ManifestHeader {
 }
 
 public enum ManifestKind: UInt8, Sendable, CustomStringConvertible {
-    case tree = 1, layer = 2, image = 3
+    case tree = 1, layer = 2, image = 3, paths = 4
 
     public var description: String {
         switch self {
         case .tree: "tree"
         case .layer: "layer"
         case .image: "image"
+        case .paths: "path list"
         }
     }
 

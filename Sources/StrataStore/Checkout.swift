@@ -114,10 +114,15 @@ public final class Checkout {
 }
 
 extension ObjectStore {
-    /// Reads and decodes a tree manifest, from `missingTrees` when the store lacks it.
+    /// Reads a manifest, from `missingManifests` when the store lacks it.
+    public func manifest(_ digest: Digest) throws -> [UInt8] {
+        guard let bytes = try readIfPresent(digest) ?? missingManifests?.manifest(digest) else { throw missing(digest) }
+        return bytes
+    }
+
+    /// Reads and decodes a tree manifest, from `missingManifests` when the store lacks it.
     public func tree(_ digest: Digest) throws -> Tree {
-        guard let bytes = try readIfPresent(digest) ?? missingTrees?.tree(digest) else { throw missing(digest) }
-        return try Tree(decoding: bytes, what: "tree \(digest)")
+        try Tree(decoding: try manifest(digest), what: "tree \(digest)")
     }
 
     /// Calls `visit` for every entry below `root`, parents before children, with its path relative to

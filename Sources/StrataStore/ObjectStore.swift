@@ -18,15 +18,15 @@ public final class ObjectStore: Sendable {
     public let root: String
     public let objectsPath: String
     let temporaryPath: String
-    /// Where trees missing from this store come from (a lazily fetched mirror), if anywhere.
-    let missingTrees: (any TreeSource)?
+    /// Where manifests missing from this store come from (a lazily fetched mirror), if anywhere.
+    let missingManifests: (any ManifestSource)?
 
     /// Opens the store at `root` (the directory holding `objects/`), creating its layout if asked.
     public init(root: String, create: Bool = false) throws {
         self.root = root
         objectsPath = root + "/objects/sha256"
         temporaryPath = root + "/tmp"
-        missingTrees = nil
+        missingManifests = nil
         if create {
             try makeDirectories(objectsPath)
             try makeDirectories(temporaryPath)
@@ -38,17 +38,17 @@ public final class ObjectStore: Sendable {
         removeAbandonedStaging()
     }
 
-    private init(sharing store: ObjectStore, missingTrees: any TreeSource) {
+    private init(sharing store: ObjectStore, missingManifests: any ManifestSource) {
         root = store.root
         objectsPath = store.objectsPath
         temporaryPath = store.temporaryPath
-        self.missingTrees = missingTrees
+        self.missingManifests = missingManifests
     }
 
-    /// This store, reading the trees it lacks from `source` (which verifies and keeps them): the view
-    /// of a mirror whose layers are fetched as they are listed.
-    public func fetchingMissingTrees(from source: any TreeSource) -> ObjectStore {
-        ObjectStore(sharing: self, missingTrees: source)
+    /// This store, reading the manifests it lacks from `source` (which verifies and keeps them): the
+    /// view of a mirror whose layers are fetched as they are listed.
+    public func fetchingMissingManifests(from source: any ManifestSource) -> ObjectStore {
+        ObjectStore(sharing: self, missingManifests: source)
     }
 
     public func path(of digest: Digest) -> String {
@@ -306,7 +306,7 @@ public struct StagedFile: ~Copyable {
     public let descriptor: FileDescriptor
 }
 
-/// Supplies tree manifests a store lacks, each checked against its digest before it is returned.
-public protocol TreeSource: Sendable {
-    func tree(_ digest: Digest) throws -> [UInt8]
+/// Supplies manifests (trees, path lists) a store lacks, each checked against its digest before it is returned.
+public protocol ManifestSource: Sendable {
+    func manifest(_ digest: Digest) throws -> [UInt8]
 }

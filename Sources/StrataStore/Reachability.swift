@@ -36,6 +36,8 @@ extension ManifestKind {
             }
             if let privateLayer = image.privateLayer?.digest { references.append(ManifestReference(digest: privateLayer, label: ":private", isBlob: false)) }
             return references
+        case .paths:
+            return []
         case nil:
             return nil
         }

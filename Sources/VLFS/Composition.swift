@@ -99,9 +99,9 @@ public enum Composition {
             let metadata = try planned.record.parsedMetadata()
             let remote = RemoteObjects.for(planned.repository)
             // A layer not yet whole reads its missing trees from the server as they are listed.
-            let store = remote.map { planned.repository.store.fetchingMissingTrees(from: $0) } ?? planned.repository.store
+            let store = remote.map { planned.repository.store.fetchingMissingManifests(from: $0) } ?? planned.repository.store
             return SharedLayer(repository: planned.repositoryName, metadata: metadata, digest: planned.record.digest, root: manifest.filesystem,
-                               store: store, kind: kind(of: metadata), scripts: manifest.scripts, remote: remote)
+                               store: store, kind: kind(of: metadata), scripts: manifest.scripts, remote: remote, paths: planned.record.paths)
         }
     }
 

@@ -45,10 +45,12 @@ public struct LayerStack: Sendable {
 /// Software layers may not overlap (DESIGN §4), except where the overlapping files are identical or
 /// one layer replaces the other.
 ///
-/// Only directories that two layers provide can hold an overlap, and none below a directory whose
-/// providers all have the same tree: the check descends into those alone, a level at a time, so most
-/// of every layer's trees are never read (nor, for a layer of a served repository, fetched: each
-/// level's missing trees are fetched together).
+/// When every layer has a path list (one object each, named in its repository's index), the check
+/// runs on those; the trees are read only to confirm and name an overlap the lists suggest, or when a
+/// list is missing. On the trees, only directories that two layers provide can hold an overlap, and
+/// none below a directory whose providers all have the same tree: the check descends into those
+/// alone, a level at a time (for a layer of a served repository, each level's missing trees are
+/// fetched together).
 enum OverlapCheck {
     /// A directory path and the layers that provide it, by index, with their trees there.
     private struct SharedDirectory {
@@ -59,10 +61,44 @@ enum OverlapCheck {
     static func check(_ layers: [SharedLayer]) throws {
         // One layer cannot overlap anything (an image mount has a single layer of 10⁵ files).
         guard layers.count > 1 else { return }
+        if let lists = pathLists(layers), !mayOverlap(layers, lists) { return }
+        try checkTrees(layers)
+    }
+
+    /// Each layer's path list, or nil when a layer has none or it cannot be read (the trees decide then).
+    private static func pathLists(_ layers: [SharedLayer]) -> [PathList]? {
+        let digests = layers.enumerated().compactMap { index, layer in layer.paths.map { (index, $0) } }
+        guard digests.count == layers.count else { return nil }
+        prefetch(digests, layers)
+        return try? layers.map { try PathList(decoding: try $0.store.manifest($0.paths!), what: "path list of layer \($0.label)") }
+    }
+
+    /// Whether some path is provided by two layers that neither agree there nor replace one another.
+    private static func mayOverlap(_ layers: [SharedLayer], _ lists: [PathList]) -> Bool {
+        var first: [UInt64: (layer: Int, content: UInt64)] = [:]
+        first.reserveCapacity(lists.reduce(0) { $0 + $1.entries.count })
+        for (index, list) in lists.enumerated() {
+            for entry in list.entries {
+                guard let existing = first[entry.path] else {
+                    first[entry.path] = (index, entry.content)
+                    continue
+                }
+                // Equal content hashes: identical entries, or two directories (both hash to 0).
+                if existing.content == entry.content { continue }
+                let (upper, lower) = (layers[existing.layer], layers[index])
+                if LayerStack.replaces(upper, lower) || LayerStack.replaces(lower, upper) { continue }
+                return true
+            }
+        }
+        return false
+    }
+
+    /// The check on the layers' trees, which names the paths that overlap.
+    private static func checkTrees(_ layers: [SharedLayer]) throws {
         var conflicts: [String: [String]] = [:]
         var level = [SharedDirectory(path: "", providers: layers.enumerated().map { ($0.offset, $0.element.root.digest!) })]
         while !level.isEmpty {
-            prefetch(level, layers)
+            prefetch(level.flatMap { $0.providers.map { ($0.layer, $0.tree) } }, layers)
             var next: [SharedDirectory] = []
             for directory in level {
                 // Each name's first provider, and the directories each name is in more than one layer.
@@ -78,7 +114,7 @@ enum OverlapCheck {
                             continue
                         }
                         if entry.kind == .directory && existing.entry.kind == .directory { continue }
-                        if identical(existing.entry, entry) { continue }
+                        if existing.entry.isIdenticalForOverlap(entry) { continue }
                         let other = layers[existing.layer]
                         if LayerStack.replaces(other, layer) || LayerStack.replaces(layer, other) { continue }
                         conflicts["\(other.label)\u{0}\(layer.label)", default: []].append("/" + path)
@@ -100,22 +136,15 @@ enum OverlapCheck {
         throw LayerError("software layers overlap (neither replaces the other):\n  " + lines.joined(separator: "\n  "))
     }
 
-    /// Fetches the level's trees that lazily fetched layers lack, together, rather than one per read.
-    private static func prefetch(_ level: [SharedDirectory], _ layers: [SharedLayer]) {
-        var missing: [ObjectIdentifier: (remote: RemoteObjects, trees: Set<Digest>)] = [:]
-        for directory in level {
-            for (index, tree) in directory.providers {
-                guard let remote = layers[index].remote, !layers[index].store.has(tree) else { continue }
-                missing[ObjectIdentifier(remote), default: (remote, [])].trees.insert(tree)
-            }
+    /// Fetches the manifests (trees, path lists) that lazily fetched layers lack, together, rather
+    /// than one per read.
+    private static func prefetch(_ manifests: [(layer: Int, digest: Digest)], _ layers: [SharedLayer]) {
+        var missing: [ObjectIdentifier: (remote: RemoteObjects, digests: Set<Digest>)] = [:]
+        for (index, digest) in manifests {
+            guard let remote = layers[index].remote, !layers[index].store.has(digest) else { continue }
+            missing[ObjectIdentifier(remote), default: (remote, [])].digests.insert(digest)
         }
-        // A failure shows again, with its reason, when the check reads that tree.
-        for (remote, trees) in missing.values { _ = remote.prefetchTrees(Array(trees), connections: RemoteObjects.idleLimit) }
-    }
-
-    /// Same content and metadata, ignoring times.
-    static func identical(_ a: TreeEntry, _ b: TreeEntry) -> Bool {
-        a.kind == b.kind && a.mode == b.mode && a.uid == b.uid && a.gid == b.gid && a.digest == b.digest && a.target == b.target
-            && a.device == b.device && a.xattrs == b.xattrs
+        // A failure shows again, with its reason, when the check reads that manifest.
+        for (remote, digests) in missing.values { _ = remote.prefetchManifests(Array(digests), connections: RemoteObjects.idleLimit) }
     }
 }

@@ -24,9 +24,11 @@ public struct SharedLayer: Sendable {
     public let scripts: TreeEntry?
     /// Where blobs missing from `store` come from: the served repository a mirror copies.
     public let remote: RemoteObjects?
+    /// The layer's `PathList`, when its repository's index names one.
+    public let paths: Digest?
 
     public init(repository: String, metadata: LayerMetadata, digest: Digest, root: TreeEntry, store: ObjectStore, kind: Kind, scripts: TreeEntry? = nil,
-                remote: RemoteObjects? = nil) {
+                remote: RemoteObjects? = nil, paths: Digest? = nil) {
         self.repository = repository
         self.metadata = metadata
         self.digest = digest
@@ -35,6 +37,7 @@ public struct SharedLayer: Sendable {
         self.kind = kind
         self.scripts = scripts
         self.remote = remote
+        self.paths = paths
     }
 
     /// The layer as configuration sees it.

@@ -34,8 +34,7 @@ struct Fsck: ParsableCommand {
             report.objects = try repo.store.allObjects().count
             report.corrupt = try repo.store.corruptObjects().map(\.description)
             // A mirror holds the layers fetched so far, each whole; the others are not missing.
-            let roots = try repo.layers(includeWithdrawn: true).filter { repo.origin == nil || repo.store.has($0.digest) }
-                .map { (name: "\($0.name) \($0.version)", digest: $0.digest) }
+            let roots = try repo.layers(includeWithdrawn: true).filter { repo.origin == nil || repo.store.has($0.digest) }.flatMap(\.roots)
             report.missing = Reachability(store: repo.store, roots: roots).missing.map { "\($0.digest) (needed by \($0.referrer))" }
             reports.append(report)
         }

@@ -107,6 +107,17 @@ import Testing
         #expect(try workspace.strata("layer", "list", "main", "--all").stdout.contains("withdrawn"))
     }
 
+    @Test func anIndexMadeBeforePathListsGainsThemWhenOpened() throws {
+        let workspace = try Workspace()
+        let samples = try FileManager.default.contentsOfDirectory(atPath: packageRoot + "/Layers").sorted().map { packageRoot + "/Layers/" + $0 }
+        expectSuccess(try workspace.strata(["layer", "import", "main"] + samples))
+        let before = expectSuccess(try workspace.strata("layer", "list", "main", "--json")).stdout
+        #expect(before.contains("\"paths\" : \"sha256:"), "\(before)")
+        try shell("python3 -c \"import sqlite3; c = sqlite3.connect('\(workspace.repository)/index.sqlite'); c.execute('ALTER TABLE layers DROP COLUMN paths'); c.commit()\"")
+        #expect(expectSuccess(try workspace.strata("layer", "list", "main", "--json")).stdout == before)
+        expectSuccess(try workspace.strata("fsck"))
+    }
+
     @Test func indexRebuildsFromTheStore() throws {
         let workspace = try Workspace()
         let samples = try FileManager.default.contentsOfDirectory(atPath: packageRoot + "/Layers").sorted().map { packageRoot + "/Layers/" + $0 }

@@ -47,6 +47,8 @@ import Glibc
         let bulkTrees = try Self.trees(of: "bulk", on: remote)
         // (The mount itself reads /var/lib, where the dpkg database would be.)
         #expect(try !remote.mirrorObjects().contains(bulkTrees["var/lib/bulk"]!), "a directory that one layer alone provides is not fetched to mount")
+        let sharedTrees = [try Self.trees(of: "app", on: remote)["etc"]!, try Self.trees(of: "base", on: remote)["etc"]!]
+        #expect(try remote.mirrorObjects().isDisjoint(with: sharedTrees), "where layers meet, their path lists decide: /etc's trees are not fetched to mount")
         // Listing and stat need only the trees, each fetched when first listed.
         #expect(try FileManager.default.contentsOfDirectory(atPath: remote.mountpoint + "/var/lib/bulk") == ["data"])
         #expect(try Self.eventually(5) { try remote.mirrorObjects().isSuperset(of: bulkTrees.values) })

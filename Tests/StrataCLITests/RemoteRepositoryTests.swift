@@ -70,7 +70,7 @@ final class RemoteWorkspace: Sendable {
     /// The objects of the served repository that the named layers reach.
     func servedObjects(of layers: [String]) throws -> Set<Digest> {
         let repository = try Repository(at: workspace.repository)
-        let roots = try layers.map { name in (name: name, digest: try #require(try repository.find(name)).digest) }
+        let roots = try layers.flatMap { name in try #require(try repository.find(name)).roots }
         return Reachability(store: repository.store, roots: roots).reached
     }
 

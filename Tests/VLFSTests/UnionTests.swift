@@ -59,6 +59,27 @@ import Glibc
         #expect(throws: (any Error).self) { try fixture.union(try fixture.ldf("three", ["main/four 1", "main/seven 1", "main/five 1"])) }
     }
 
+    /// Each layer's path list (named in the index) decides the check: layers that meet only in
+    /// directories need none of those directories' trees, and an overlap is still named by path.
+    @Test func pathListsDecideTheOverlapCheckWithoutTheTrees() throws {
+        let fixture = try UnionFixture()
+        let five = try fixture.layer("five", "1", ["usr/share/doc/five/README": "5", "usr/bin/same": "s"])
+        let seven = try fixture.layer("seven", "1", ["usr/share/doc/seven/README": "7", "usr/bin/same": "s"])
+        try fixture.layer("eight", "1", ["usr/share/doc/x/README": "8"])
+        try fixture.layer("nine", "1", ["usr/share/doc/x/README": "9"])
+        // The trees the check would read where five and seven meet: gone (a lazy mirror lacks them).
+        for record in [five, seven] {
+            let root = try fixture.repository.layerManifest(record).filesystem.digest!
+            let usr = try #require(try fixture.repository.store.tree(root).entry(named: "usr")?.digest)
+            let share = try #require(try fixture.repository.store.tree(usr).entry(named: "share")?.digest)
+            for tree in [usr, share] { try fixture.repository.store.remove(tree) }
+        }
+        _ = try fixture.stack(try fixture.ldf("apart", ["main/five 1", "main/seven 1", "main/eight 1"]))
+        #expect {
+            try fixture.stack(try fixture.ldf("overlap", ["main/eight 1", "main/nine 1"]))
+        } throws: { "\($0)".contains("eight 1 and nine 1 both provide /usr/share/doc/x/README") }
+    }
+
     @Test func deletingASharedFileWhitesItOutUntilItsLayerIsReplaced() throws {
         let fixture = try UnionFixture()
         try fixture.layer("app", "1", ["usr/bin/app": "v1", "etc/app.conf": "c1"])
