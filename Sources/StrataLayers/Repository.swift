@@ -97,23 +97,25 @@ public final class Repository: Sendable {
         do {
             database = try DatabaseQueue(path: path + "/index.sqlite", configuration: configuration)
             try database.write { try $0.execute(sql: Repository.schema) }
-            if origin == nil { try addPathLists() }
         } catch let error as DatabaseError {
             throw LayerError("\(path)/index.sqlite: \(error.message ?? error.description)")
         }
     }
 
-    /// Gives the index of a repository made before path lists its `paths` column, and each layer its
-    /// list, in one transaction (a mirror's index is a copy: it stays as its server signed it).
-    private func addPathLists() throws {
+    /// Changes the index in one transaction. An index made before path lists gains its `paths` column
+    /// and each layer its list with its first change, not when opened: opening leaves a signed index
+    /// as it was signed.
+    private func changeIndex<T>(_ body: (Database) throws -> T) throws -> T {
         try database.write { db in
-            guard try !db.columns(in: "layers").contains(where: { $0.name == "paths" }) else { return }
-            try db.execute(sql: "ALTER TABLE layers ADD COLUMN paths TEXT")
-            for row in try Row.fetchAll(db, sql: "SELECT digest FROM layers") {
-                guard let digest = Digest(row["digest"] as String), store.has(digest) else { continue }
-                let paths = try storePathList(try LayerManifest(decoding: try store.read(digest), what: "layer manifest \(digest)"))
-                try db.execute(sql: "UPDATE layers SET paths = ? WHERE digest = ?", arguments: [paths.description, digest.description])
+            if try !db.columns(in: "layers").contains(where: { $0.name == "paths" }) {
+                try db.execute(sql: "ALTER TABLE layers ADD COLUMN paths TEXT")
+                for row in try Row.fetchAll(db, sql: "SELECT digest FROM layers") {
+                    guard let digest = Digest(row["digest"] as String), store.has(digest) else { continue }
+                    let paths = try storePathList(try LayerManifest(decoding: try store.read(digest), what: "layer manifest \(digest)"))
+                    try db.execute(sql: "UPDATE layers SET paths = ? WHERE digest = ?", arguments: [paths.description, digest.description])
+                }
             }
+            return try body(db)
         }
     }
 
@@ -181,7 +183,7 @@ public final class Repository: Sendable {
         let record = LayerRecord(name: metadata.name, version: metadata.version.description, architecture: metadata.architecture,
                                  digest: digest, state: .active, files: statistics.files, bytes: statistics.bytes, metadata: metadata.controlText,
                                  paths: paths)
-        try database.write { db in
+        try changeIndex { db in
             if let existing = try Row.fetchOne(db, sql: "SELECT digest FROM layers WHERE name = ? AND version = ? AND architecture = ?",
                                                arguments: [record.name, record.version, record.architecture]) {
                 let existingDigest: String = existing["digest"]
@@ -207,7 +209,7 @@ public final class Repository: Sendable {
     public func withdraw(_ name: String, version: String) throws {
         try refuseIfMirror()
         guard let record = try find(name, version: version) else { throw LayerError("\(path): no layer \(name) \(version)") }
-        try database.write { db in
+        try changeIndex { db in
             try db.execute(sql: "UPDATE layers SET state = 'withdrawn' WHERE name = ? AND version = ? AND architecture = ?",
                            arguments: [record.name, record.version, record.architecture])
         }
@@ -229,7 +231,7 @@ public final class Repository: Sendable {
             if withdrawn.contains(digest) { record.state = .withdrawn }
             records.append(record)
         }
-        try database.write { db in
+        try changeIndex { db in
             try db.execute(sql: "DELETE FROM layers")
             for record in records { try insert(record, db) }
         }
