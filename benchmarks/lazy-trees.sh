@@ -15,17 +15,23 @@ exp=$(mktemp -d /var/tmp/strata-lazy-trees.XXXXXX)
 port=$((20000 + RANDOM % 20000))
 serve_with_nginx "$exp" "$work/server-home/debian" "$port"
 trap 'mountpoint -q "$exp/mnt" && "$strata" umount "$exp/mnt"; kill $nginx_pid; rm -rf "$exp"' EXIT
-# Objects of a store by kind: manifests start with "STRM", version 1, then the kind (1 tree, 2 layer).
+# Objects of a store by kind: manifests start with "STRM", version 1, then the kind (1 tree, 2 layer,
+# 4 path list).
 kinds() {
     python3 - "$1" <<'PY'
 import os, sys
-counts = {"trees": 0, "blobs": 0, "layer manifests": 0}
+names = {1: "trees", 2: "layer manifests", 3: "images", 4: "path lists"}
+counts = {"trees": 0, "blobs": 0, "layer manifests": 0, "path lists": 0}
+sizes = dict.fromkeys(counts, 0)
 for directory, _, files in os.walk(sys.argv[1]):
     for name in files:
-        with open(os.path.join(directory, name), "rb") as f:
+        path = os.path.join(directory, name)
+        with open(path, "rb") as f:
             head = f.read(6)
-        counts["blobs" if head[:4] != b"STRM" else "trees" if head[5] == 1 else "layer manifests"] += 1
-print(", ".join(f"{n} {kind}" for kind, n in counts.items()), end="")
+        kind = "blobs" if head[:4] != b"STRM" else names.get(head[5], "other")
+        counts[kind] = counts.get(kind, 0) + 1
+        sizes[kind] = sizes.get(kind, 0) + os.path.getsize(path)
+print(", ".join(f"{n} {kind} ({sizes[kind] / 1e3:.0f} KB)" for kind, n in counts.items()), end="")
 PY
 }
 echo "served: $(kinds "$work/server-home/debian/objects")"
