@@ -158,8 +158,8 @@ public final class Configurator {
     /// dpkg's path in the VLFS, if a layer provides it.
     static func dpkgProgram(in packages: [InstalledLayer]) throws -> String? {
         guard let layer = packages.first(where: { $0.name == "dpkg" }) else { return nil }
-        var lookup = TreeLookup(store: layer.store)
-        return try lookup.entry(at: "usr/bin/dpkg", under: layer.filesystem) != nil ? "/usr/bin/dpkg" : nil
+        var lookup = try layer.lookup()
+        return try lookup.entry(at: "usr/bin/dpkg") != nil ? "/usr/bin/dpkg" : nil
     }
 
     /// Runs a layer's script, if it has one (and may run it); its exit status (0 when there is none).

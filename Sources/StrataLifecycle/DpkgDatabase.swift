@@ -73,7 +73,7 @@ public enum DpkgDatabase {
 
         init(_ layer: InstalledLayer, into batch: ObjectStore.Batch) throws {
             let prefix = DpkgDatabase.infoPrefix(layer)
-            var lookup = TreeLookup(store: layer.store)
+            var lookup = try layer.lookup()
             let members = layer.isDebianPackage ? try layer.scriptMembers() : [:]
             // A `.deb` brings its list (dpkg's paths, before merged /usr); any other layer lists its tree.
             if members[Repository.debianFileList] == nil {
@@ -87,7 +87,7 @@ public enum DpkgDatabase {
                 if name == "conffiles" { conffiles = try DpkgDatabase.conffileLines(bytes, layer: layer, lookup: &lookup) }
                 if name == "triggers" { interests = DpkgDatabase.interests(bytes, package: layer.name) }
             }
-            hasPolicy = try lookup.entry(at: DpkgDatabase.policyPath, under: layer.filesystem) != nil
+            hasPolicy = try lookup.entry(at: DpkgDatabase.policyPath) != nil
         }
 
         private static func stored(_ name: String, _ bytes: [UInt8], mode: UInt32, _ batch: ObjectStore.Batch) throws -> TreeEntry {
@@ -146,13 +146,13 @@ public enum DpkgDatabase {
 
     /// ` PATH MD5` for each conffile the layer ships (dpkg's `Conffiles` field); a conffile line may carry
     /// a flag first (`remove-on-upgrade PATH`), and those name files the package no longer ships.
-    static func conffileLines(_ bytes: [UInt8], layer: InstalledLayer, lookup: inout TreeLookup) throws -> [String] {
+    static func conffileLines(_ bytes: [UInt8], layer: InstalledLayer, lookup: inout LayerLookup) throws -> [String] {
         var lines: [String] = []
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
             let words = line.split(separator: " ")
             guard words.count == 1, let path = words.first, path.hasPrefix("/") else { continue }
             let stored = MergedUsr.mapped(components(String(path))).joined(separator: "/")
-            guard let entry = try lookup.entry(at: stored, under: layer.filesystem), entry.kind == .regular else { continue }
+            guard let entry = try lookup.entry(at: stored), entry.kind == .regular else { continue }
             lines.append("\(path) \(MD5.hex(try layer.content(of: entry)))")
         }
         return lines

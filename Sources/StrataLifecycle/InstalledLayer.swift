@@ -15,9 +15,11 @@ public struct InstalledLayer: Sendable {
     public let store: ObjectStore
     /// Where blobs missing from `store` come from (a lazily fetched layer of a mirror).
     public let remote: RemoteObjects?
+    /// The layer's `PathList`, when its repository's index names one.
+    public let paths: Digest?
 
     public init(repository: String, metadata: LayerMetadata, digest: Digest, filesystem: TreeEntry, scripts: TreeEntry?, store: ObjectStore,
-                remote: RemoteObjects? = nil) {
+                remote: RemoteObjects? = nil, paths: Digest? = nil) {
         self.repository = repository
         self.metadata = metadata
         self.digest = digest
@@ -25,6 +27,13 @@ public struct InstalledLayer: Sendable {
         self.scripts = scripts
         self.store = store
         self.remote = remote
+        self.paths = paths
+    }
+
+    /// Finds this layer's files by path.
+    public func lookup() throws -> LayerLookup {
+        LayerLookup(trees: TreeLookup(store: store), root: filesystem,
+                    list: try paths.map { try PathList(decoding: try store.manifest($0), what: "path list of layer \(name) \(version)") })
     }
 
     public var name: String { metadata.name }
@@ -52,6 +61,20 @@ public struct InstalledLayer: Sendable {
     public func content(of entry: TreeEntry) throws -> [UInt8] {
         guard let remote, !store.has(entry.digest!) else { return try store.read(entry.digest!) }
         return try FileDescriptor(raw: try remote.open(entry.digest!, size: entry.size), path: store.path(of: entry.digest!)).readAll()
+    }
+}
+
+/// Finds a layer's entries by path. The trees are read only where the layer's path list, if it has
+/// one, says a path may be: a lazily fetched layer fetches no trees to learn that it lacks a path.
+public struct LayerLookup {
+    var trees: TreeLookup
+    let root: TreeEntry
+    let list: PathList?
+
+    /// The entry at `path` (relative, no leading slash), or nil.
+    public mutating func entry(at path: String) throws -> TreeEntry? {
+        if let list, !list.mayContain(path) { return nil }
+        return try trees.entry(at: path, under: root)
     }
 }
 

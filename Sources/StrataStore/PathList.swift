@@ -25,6 +25,19 @@ public struct PathList: Sendable {
         self.entries = entries.sorted { $0.path < $1.path }
     }
 
+    /// False when the layer has nothing at `path` (relative, no leading slash); true when it may
+    /// (a colliding hash can make a missing path look present, never the reverse).
+    public func mayContain(_ path: String) -> Bool {
+        let wanted = PathList.hash(path)
+        var low = 0
+        var high = entries.count
+        while low < high {
+            let middle = (low + high) / 2
+            if entries[middle].path < wanted { low = middle + 1 } else { high = middle }
+        }
+        return low < entries.count && entries[low].path == wanted
+    }
+
     public static func hash(_ path: String) -> UInt64 {
         var path = path
         return path.withUTF8 { SHA256.hash(UnsafeRawBufferPointer($0)).words.0 }

@@ -42,7 +42,7 @@ public struct SharedLayer: Sendable {
 
     /// The layer as configuration sees it.
     public var installed: InstalledLayer {
-        InstalledLayer(repository: repository, metadata: metadata, digest: digest, filesystem: root, scripts: scripts, store: store, remote: remote)
+        InstalledLayer(repository: repository, metadata: metadata, digest: digest, filesystem: root, scripts: scripts, store: store, remote: remote, paths: paths)
     }
 
     public var name: String { metadata.name }
