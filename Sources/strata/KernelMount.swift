@@ -64,10 +64,10 @@ enum KernelPath {
         try makeDirectories(build, mode: 0o700)
         defer { try? removeTree(build) }
         try tree.write(to: build + "/tree", scratch: build + "/union")
-        // Chunked files: a file's holes become chunks that all name one zero block, so the image holds
-        // metadata alone (erofs-utils 1.5 stores plain sparse files whole). Extended inodes keep each
-        // file's own mtime, to the nanosecond.
-        _ = try runProgram(mkfs, ["--quiet", "-Eforce-inode-extended", "--preserve-mtime", "--chunksize=4096", build + "/image", build + "/tree"])
+        // erofs-utils 1.5 stores a sparse file's holes whole; compressed, with tails packed into the inode,
+        // the holes of a file cost a few bytes (smaller and faster than its chunked files, whose zero chunks
+        // are hashed and deduplicated: docs/BENCHMARKS.md). Extended inodes keep each file's own mtime.
+        _ = try runProgram(mkfs, ["--quiet", "-Eforce-inode-extended", "--preserve-mtime", "-zlz4", "-Eztailpacking", build + "/image", build + "/tree"])
         try FileDescriptor.open(build + "/image", O_RDONLY).sync()
         _ = try sys("rename", image) { rename(build + "/image", image) }
         try AtomicFile.syncDirectory(cache)
