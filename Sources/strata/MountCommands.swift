@@ -68,6 +68,9 @@ struct Mount: ParsableCommand {
         guard FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw LayerError("\(mountpoint): mountpoint must be an existing directory")
         }
+        if let mounted = MountTable.current().first(where: { $0.source == KernelPath.sourcePrefix + state.name }) {
+            throw LayerError("VLFS '\(state.name)' is mounted on the kernel path at \(mounted.mountpoint): unmount it first")
+        }
         if kernel {
             let target = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
             if isMounted(target) { throw LayerError("\(mountpoint) is busy: something is mounted there already") }
