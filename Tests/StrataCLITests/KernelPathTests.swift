@@ -77,6 +77,9 @@ import Glibc
             close(changed)
             #expect(unlink(kernel + "/usr/bin/t") == 0)
             #expect(try String(contentsOfFile: upper + "/srv/new", encoding: .utf8) == "new\n")
+            // overlayfs's own marks cannot be forged through the mount: it stores them escaped.
+            try ExtendedAttributes.set(kernel + "/srv/new", ExtendedAttribute(name: "trusted.overlay.redirect", value: Array("/aa/bb".utf8)))
+            #expect(try ExtendedAttributes.list(upper + "/srv/new").map(\.name).filter { $0.hasPrefix("trusted.overlay.") } == ["trusted.overlay.overlay.redirect"])
             #expect(try String(contentsOfFile: upper + "/etc/app.conf", encoding: .utf8) == "port 8080\nx\n")
             var deleted = stat()
             #expect(lstat(upper + "/usr/bin/t", &deleted) == 0 && (deleted.st_mode & S_IFMT) == S_IFCHR && deleted.st_rdev == 0, "a deletion is overlayfs's whiteout")
