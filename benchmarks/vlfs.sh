@@ -4,7 +4,8 @@
 # in one run. Prints one table with strata's ratios to each peer and the issues' goals, the FUSE
 # requests each workload sent the VLFS daemon (from its `statistics` answer), then what passthrough
 # changes: the read speed and warm tar without it (and with it for large files only), and the page
-# cache two mounts cost.
+# cache two mounts cost; last, the kernel path (`strata mount --kernel`: an EROFS metadata image under kernel
+# overlayfs, no daemon) beside overlayfs and the VLFS, with its image's size and mount times.
 # Usage: benchmarks/vlfs.sh [--quick]   (root, /dev/fuse; --quick takes about two minutes)
 #        STRATA=/path/to/strata benchmarks/vlfs.sh ...   (another build, e.g. to compare before and after)
 set -eu
@@ -36,13 +37,15 @@ work="$scratch/fs"
 ovl="$work/overlayfs/mnt" fovl="$work/fuse-overlayfs/mnt" ufs="$work/unionfs-fuse/mnt" vlfs="$work/vlfs/mnt" ext4="$work/ext4"
 # The same VLFS served without passthrough: every read answered by the daemon (spliced from the blob).
 served="$work/served/mnt"
+# The same LDF on the kernel path.
+kvlfs="$work/kernel/mnt"
 # And with passthrough only for files of 128 KiB (one FUSE read) and more, where the build has the option.
 small="$work/small/mnt"
 # Second mounts of the same layers, as a second appliance on the host would have, for the memory line.
 ovl2="$work/overlayfs2/mnt" fovl2="$work/fuse-overlayfs2/mnt" vlfs2="$work/vlfs2/mnt" served2="$work/served2/mnt"
 cleanup() {
     set +e
-    for mnt in "$vlfs" "$served" "$small" "$vlfs2" "$served2"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
+    for mnt in "$vlfs" "$served" "$small" "$vlfs2" "$served2" "$kvlfs"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
     for mnt in "$fovl" "$ufs" "$ovl" "$fovl2" "$ovl2" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
     rm -rf "$scratch"
 }
@@ -113,14 +116,20 @@ for layer in $layers; do
 done
 lowerdir=$(for layer in $layers; do printf '%s:' "$work/layers/$layer"; done | sed 's/:$//')
 for fs in overlayfs fuse-overlayfs unionfs-fuse overlayfs2 fuse-overlayfs2; do mkdir -p "$work/$fs/upper" "$work/$fs/work" "$work/$fs/mnt"; done
-mkdir -p "$vlfs" "$served" "$small" "$vlfs2" "$served2"
+mkdir -p "$vlfs" "$served" "$small" "$vlfs2" "$served2" "$kvlfs"
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs/upper,workdir=$work/overlayfs/work" "$ovl"
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs2/upper,workdir=$work/overlayfs2/work" "$ovl2"
 fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs/upper,workdir=$work/fuse-overlayfs/work" "$fovl"
 fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs2/upper,workdir=$work/fuse-overlayfs2/work" "$fovl2"
 # unionfs-fuse: the upper directory first and writable, copying shared files up on write (cow).
 unionfs -o cow "$work/unionfs-fuse/upper=RW:$(echo "$lowerdir" | sed 's/:/=RO:/g')=RO" "$ufs"
-"$strata" mount "$work/bench.ldf" "$vlfs" --name bench
+mount_vlfs=$(timed "$strata" mount "$work/bench.ldf" "$vlfs" --name bench)
+# The kernel path: the first mount builds the metadata image, the second finds it in the home's cache.
+kernel_first=$(timed "$strata" mount --kernel "$work/bench.ldf" "$kvlfs" --name kernel)
+"$strata" umount "$kvlfs"
+kernel_second=$(timed "$strata" mount --kernel "$work/bench.ldf" "$kvlfs" --name kernel)
+kernel_image_kib=$(du -k "$STRATA_HOME"/cache/erofs/*.erofs | awk '{ s += $1 } END { print s }')
+kernel_entries=$(find "$kvlfs" | wc -l)
 "$strata" mount "$work/bench.ldf" "$vlfs2" --name bench2
 "$strata" mount "$work/bench.ldf" "$served" --name served --no-passthrough
 "$strata" mount "$work/bench.ldf" "$served2" --name served2 --no-passthrough
@@ -205,12 +214,14 @@ counts=$(requests)
 read_vlfs=$(seqread "$vlfs/big/shared.bin")
 request_row "sequential read, 1 GiB" 1 "$counts" "$(requests)" 4
 read_served=$(seqread "$served/big/shared.bin")
+read_kernel=$(seqread "$kvlfs/big/shared.bin")
 tree_ext4=$(for layer in $layers; do case $layer in tree*) echo "$work/layers/$layer/tree";; esac; done)
 find_ext4=$(finddu $tree_ext4)
 find_ovl=$(finddu "$ovl/tree")
 find_fovl=$(finddu "$fovl/tree")
 find_ufs=$(finddu "$ufs/tree")
 find_vlfs=$(finddu "$vlfs/tree")
+find_kernel=$(finddu "$kvlfs/tree")
 counts=$(requests)
 finddu_once "$vlfs/tree" >/dev/null
 request_row "find + du, warm" "$tree_files" "$counts" "$(requests)"
@@ -218,7 +229,7 @@ request_row "find + du, warm" "$tree_files" "$counts" "$(requests)"
 # round trips to a daemon suffer most from other load on the machine. The VLFS daemons' requests are
 # counted over the 5 rounds.
 tar_trees() { tar_once $(for tree in "$@"; do echo "-C $tree ."; done); }
-tar_mounts="$ovl $fovl $ufs $vlfs $served $(mountpoint -q "$small" && echo "$small" || true)"
+tar_mounts="$ovl $fovl $ufs $vlfs $served $kvlfs $(mountpoint -q "$small" && echo "$small" || true)"
 for mnt in $tar_mounts; do tar_trees "$mnt/tree" >/dev/null; done
 tar_trees $tree_ext4 >/dev/null
 counts=$(requests) counts_served=$(requests served) counts_small=$(mountpoint -q "$small" && requests small || true)
@@ -229,12 +240,13 @@ for round in 1 2 3 4 5; do
     tar_ufs="${tar_ufs:-} $(tar_trees "$ufs/tree")"
     tar_vlfs="${tar_vlfs:-} $(tar_trees "$vlfs/tree")"
     tar_served="${tar_served:-} $(tar_trees "$served/tree")"
+    tar_kernel="${tar_kernel:-} $(tar_trees "$kvlfs/tree")"
     if mountpoint -q "$small"; then tar_small="${tar_small:-} $(tar_trees "$small/tree")"; fi
 done
 request_row "tar of the tree, warm" "$tree_files" "$counts" "$(requests)" 5
 request_row "tar of the tree, warm, --no-passthrough" "$tree_files" "$counts_served" "$(requests served)" 5
 tar_ext4=$(median $tar_ext4) tar_ovl=$(median $tar_ovl) tar_fovl=$(median $tar_fovl) tar_ufs=$(median $tar_ufs)
-tar_vlfs=$(median $tar_vlfs) tar_served=$(median $tar_served)
+tar_vlfs=$(median $tar_vlfs) tar_served=$(median $tar_served) tar_kernel=$(median $tar_kernel)
 if [ -n "${tar_small:-}" ]; then
     request_row "tar of the tree, warm, --passthrough-minimum-size 131072" "$tree_files" "$counts_small" "$(requests small)" 5
     tar_small=$(median $tar_small)
@@ -255,6 +267,7 @@ postmark_ufs=$(postmark_in "$ufs" "$postmark_transactions")
 counts=$(requests)
 postmark_vlfs=$(postmark_in "$vlfs" "$postmark_transactions")
 request_row "Postmark (per file created + transaction)" "$((postmark_files + postmark_transactions))" "$counts" "$(requests)"
+postmark_kernel=$(postmark_in "$kvlfs" "$postmark_transactions")
 # CPU-bound, so the most sensitive to other load on the machine: best of 3 interleaved rounds.
 counts=$(requests)
 for round in 1 2 3; do
@@ -324,3 +337,15 @@ awk -v ro="$read_ovl" -v rf="$read_fovl" -v ru="$read_ufs" -v rv="$read_vlfs" -v
     printf "faster than unionfs-fuse: %d of 6 workloads; ", (rv > ru) + (fv < fu) + (tv < tu) + (cv < cu) + (pv < pu) + (mv < mu)
     printf "compile within 5%% of ext4: %s (%+.1f%%)\n", (mv <= 1.05 * me) ? "met" : "missed", 100 * (mv / me - 1)
 }'
+echo
+echo "The kernel path (strata mount --kernel: EROFS metadata image of the composed layers, kernel overlayfs over the CAS, no daemon):"
+echo
+echo "| workload | kernel overlayfs | strata VLFS | strata --kernel | --kernel/overlayfs | --kernel/VLFS |"
+echo "|---|---|---|---|---|---|"
+krow() { awk -v w="$1" -v o="$2" -v v="$3" -v k="$4" 'BEGIN { printf "| %s | %s | %s | %s | %.2f | %.2f |\n", w, o, v, k, k / o, k / v }'; }
+krow "sequential read, 1 GiB (GB/s, higher is better)" "$read_ovl" "$read_vlfs" "$read_kernel"
+krow "find + du, $tree_files files (s)" "$find_ovl" "$find_vlfs" "$find_kernel"
+krow "tar of the tree, warm, median of 5 rotated rounds (s)" "$tar_ovl" "$tar_vlfs" "$tar_kernel"
+krow "Postmark, $postmark_files files, $postmark_transactions transactions (s)" "$postmark_ovl" "$postmark_vlfs" "$postmark_kernel"
+echo
+echo "Kernel path mounts: first (builds the $kernel_image_kib KiB metadata image for $kernel_entries entries) $kernel_first s, second (image cached) $kernel_second s; the FUSE VLFS mounts in $mount_vlfs s."

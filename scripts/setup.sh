@@ -3,7 +3,7 @@
 set -eu
 packages="pkg-config libfuse3-dev fuse3 libsolv-dev libsolvext-dev libsqlite3-dev libssl-dev libarchive-dev libcurl4-openssl-dev
           libapt-pkg-dev tinyproxy attr python3 python3-apt dpkg-dev xz-utils zstd curl gcc e2fsprogs mmdebstrap umoci skopeo
-          qemu-system-x86 ipxe-qemu busybox-static cpio binutils"
+          qemu-system-x86 ipxe-qemu busybox-static cpio binutils erofs-utils"
 missing=""
 for package in $packages; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"

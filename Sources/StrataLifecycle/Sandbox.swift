@@ -82,7 +82,7 @@ public enum Sandbox {
     /// Mounts a new `type` filesystem on the directory `name` of `directory` (never through a symlink;
     /// made, in the private layer, where the VLFS has none), and lets `fill` populate it
     /// through the mount's own descriptor before it is attached.
-    private static func mountInside(_ directory: Int32, _ name: String, type: String, options: [String: String?] = [:], attributes: Int32,
+    private static func mountInside(_ directory: Int32, _ name: String, type: String, options: KeyValuePairs<String, String?> = [:], attributes: Int32,
                                     fill: ((Int32) throws -> Void)? = nil) throws {
         var target = openat(directory, name, Beneath.pathOnly | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         if target < 0 && errno == ENOENT {
@@ -91,21 +91,13 @@ public enum Sandbox {
         }
         guard target >= 0 else { throw SystemError("open", name) }
         defer { close(target) }
-        let keys = options.keys.map { strdup($0) }
-        let values = options.values.map { $0.map { strdup($0) } ?? nil }
-        defer { (keys + values).forEach { free($0) } }
-        let mount = try keys.map { UnsafePointer($0) }.withUnsafeBufferPointer { keys in
-            try values.map { $0.map { UnsafePointer($0) } }.withUnsafeBufferPointer { values in
-                try sys("mount \(type) on \(name)", name) { strata_new_mount(type, keys.baseAddress, values.baseAddress, Int32(keys.count), UInt32(attributes)) }
-            }
-        }
-        defer { close(mount) }
+        let mount = try NewMount.make(type, options: options.map { ($0.key, $0.value) }, attributes: attributes, what: name)
         if let fill {
-            let filesystem = try sys("open \(type)", name) { openat(mount, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+            let filesystem = try sys("open \(type)", name) { openat(mount.raw, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
             defer { close(filesystem) }
             try fill(filesystem)
         }
-        try sys("attach \(type) on \(name)", name) { strata_attach_mount(mount, target) }
+        try sys("attach \(type) on \(name)", name) { strata_attach_mount(mount.raw, target) }
     }
 
 }

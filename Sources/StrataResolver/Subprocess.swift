@@ -4,7 +4,7 @@ import Synchronization
 
 /// Runs a program (no shell), returning its standard output; a non-zero exit is an error quoting
 /// the command and its stderr.
-func runProgram(_ executable: String, _ arguments: [String], directory: String? = nil) throws -> [UInt8] {
+public func runProgram(_ executable: String, _ arguments: [String], directory: String? = nil) throws -> [UInt8] {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments

@@ -16,6 +16,9 @@ public final class Checkout {
     public let root: FileDescriptor
     /// Path (beneath the root) first checked out for each hard-link group, to link the rest to.
     private var linkLeaders: [UInt32: String] = [:]
+    /// Regular files get their size as a hole and no content (a metadata image, whose data is read from
+    /// the store by other means); the store is then never read.
+    public var sizesOnly = false
 
     /// Checks `tree` out into `destination`, which must be new or empty.
     public static func run(_ tree: TreeEntry, from store: ObjectStore, to destination: String) throws {
@@ -85,8 +88,12 @@ public final class Checkout {
         switch entry.kind {
         case .regular:
             let file = try directory.open(at: name, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
-            let contents = try store.open(entry.digest!)
-            try copyContents(from: contents.raw, to: file.raw, size: entry.size)
+            if sizesOnly {
+                _ = try sys("ftruncate", path) { ftruncate(file.raw, off_t(entry.size)) }
+            } else {
+                let contents = try store.open(entry.digest!)
+                try copyContents(from: contents.raw, to: file.raw, size: entry.size)
+            }
             return try Checkout.applyMetadata(entry, to: .descriptor(file))
         case .symlink:
             _ = try sys("symlink", path) { symlinkat(entry.target ?? "", directory.raw, name) }

@@ -148,11 +148,13 @@ public enum Composition {
                   configuration: try ConfigurationState.load(state.configuration))
     }
 
-    /// The stack of composed layers, with the dpkg database generated for them and `configuration`.
-    public static func stack(layers: [SharedLayer], home: StrataHome, state: VLFSState, configuration: ConfigurationState) throws -> LayerStack {
+    /// The stack of composed layers, with the dpkg database generated for them and `configuration`, and
+    /// the whiteout layers of `whiteoutDirectory` (default: the VLFS's).
+    public static func stack(layers: [SharedLayer], home: StrataHome, state: VLFSState, configuration: ConfigurationState,
+                             whiteoutDirectory: String? = nil) throws -> LayerStack {
         var all = layers
         if let database = try generatedDatabase(layers: layers, home: home, state: state, configuration: configuration) { all.append(database) }
-        return try LayerStack(layers: all, whiteoutDirectory: state.whiteouts)
+        return try LayerStack(layers: all, whiteoutDirectory: whiteoutDirectory ?? state.whiteouts)
     }
 
     /// The dpkg database as a layer unit of the home store (so that snapshots and gc treat it as any

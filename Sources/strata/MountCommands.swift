@@ -20,7 +20,7 @@ struct Mount: ParsableCommand {
             filesystem answers; the daemon logs to $STRATA_HOME/vlfs/NAME/daemon.log.
             """)
     @OptionGroup var options: HomeOptions
-    @Argument(help: "The layer definition file.") var ldf: String
+    @Argument(help: "The layer definition file; with --kernel, also vlfs:NAME for the LDF that VLFS was last mounted from.") var ldf: String
     @Argument(help: "An existing, empty directory.") var mountpoint: String
     @Option(help: "The VLFS's name (default: the LDF's file name without extension).") var name: String?
     @Flag(help: "Serve in this process until unmounted.") var foreground = false
@@ -37,25 +37,44 @@ struct Mount: ParsableCommand {
         the rest in the background), on-open (only what is opened), before-mount (mirror every layer whole first).
         """)
     var fetch: FetchMode = .lazy
+    @Flag(help: "Serve it with kernel overlayfs over an EROFS metadata image of the composed layers, with no daemon, for an appliance whose LDF is pinned (see README: the kernel path).")
+    var kernel = false
     /// The root filesystem of a network-booted appliance: the daemon must outlive the appliance's init,
     /// which at shutdown kills every process but those whose argv[0] starts with '@' (systemd's
     /// convention for root-storage daemons).
     @Flag(help: .hidden) var rootStorage = false
 
-    var vlfsName: String { name ?? URL(fileURLWithPath: ldf).deletingPathExtension().lastPathComponent }
+    static let namedVLFS = "vlfs:"
+
+    var vlfsName: String {
+        if ldf.hasPrefix(Mount.namedVLFS) { return String(ldf.dropFirst(Mount.namedVLFS.count)) }
+        return name ?? URL(fileURLWithPath: ldf).deletingPathExtension().lastPathComponent
+    }
 
     func validate() throws {
         guard controlTimeout > 0 else { throw ValidationError("--control-timeout must be at least 1 second") }
+        if kernel, foreground || noPassthrough || rootStorage {
+            throw ValidationError("--kernel mounts have no daemon: --foreground and --no-passthrough do not apply")
+        }
+        if ldf.hasPrefix(Mount.namedVLFS), !kernel || name != nil { throw ValidationError("vlfs:NAME is for --kernel mounts, without --name") }
     }
 
     func run() throws {
         let home = options.strataHome
         let state = try VLFSState(home: home, name: vlfsName)
-        let ldfPath = URL(fileURLWithPath: ldf).standardizedFileURL.path
-        guard FileManager.default.fileExists(atPath: ldfPath) else { throw LayerError("\(ldf): no such file") }
+        let ldfPath = ldf.hasPrefix(Mount.namedVLFS) ? try state.ldf() : URL(fileURLWithPath: ldf).standardizedFileURL.path
+        guard FileManager.default.fileExists(atPath: ldfPath) else { throw LayerError("\(ldfPath): no such file") }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw LayerError("\(mountpoint): mountpoint must be an existing directory")
+        }
+        if let mounted = MountTable.current().first(where: { $0.source == KernelPath.sourcePrefix + state.name }) {
+            throw LayerError("VLFS '\(state.name)' is mounted on the kernel path at \(mounted.mountpoint): unmount it first")
+        }
+        if kernel {
+            let target = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
+            if isMounted(target) { throw LayerError("\(mountpoint) is busy: something is mounted there already") }
+            return try KernelPath.mount(ldf: ldfPath, state: state, home: home, mountpoint: target, fetch: fetch)
         }
         guard access("/dev/fuse", R_OK | W_OK) == 0 else { throw LayerError("/dev/fuse is not available: cannot mount a FUSE filesystem here") }
         if isMounted(mountpoint) { throw LayerError("\(mountpoint) is busy: something is mounted there already") }

@@ -1,0 +1,102 @@
+import CLinux
+import Foundation
+import StrataLayers
+import StrataLifecycle
+import StrataResolver
+import StrataStore
+import VLFS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `strata mount --kernel` (issue 14): a VLFS the kernel serves alone, for an appliance whose LDF is
+/// pinned. The composed shared layers become an EROFS metadata image (`MetadataTree`, cached in the home
+/// by what it depends on), mounted from its file, detached, as the lower layer of a kernel overlayfs whose
+/// data-only lower layers are the stores' object directories and whose upper layer is the VLFS's
+/// `kernel/upper`. No daemon: the mount is the overlayfs, and unmounting it ends everything.
+enum KernelPath {
+    /// The source the overlayfs shows in the mount table, as `strata:NAME` names a daemon's mount.
+    static let sourcePrefix = "strata-kernel:"
+    static let mkfs = "/usr/bin/mkfs.erofs"
+
+    /// Where the kernel path keeps a VLFS's state, apart from the FUSE VLFS's private layer and whiteouts.
+    struct State {
+        let directory: String
+        init(_ vlfs: VLFSState) { directory = vlfs.directory + "/kernel" }
+        var upper: String { directory + "/upper" }
+        var work: String { directory + "/work" }
+        /// Always empty: the kernel path's deletions are overlayfs's whiteouts in `upper`.
+        var whiteouts: String { directory + "/whiteouts" }
+    }
+
+    static func mount(ldf: String, state: VLFSState, home: StrataHome, mountpoint: String, fetch: FetchMode) throws {
+        if let pid = state.daemonProcess() { throw LayerError("VLFS '\(state.name)' is mounted through its daemon (pid \(pid)): unmount it first") }
+        // Every file is read from a local blob, with no daemon to fetch one that is missing.
+        if fetch != .beforeMount {
+            let partial = try Composition.plan(ldf: ldf, home: home).filter { !$0.repository.isWhole($0.record) }
+            guard partial.isEmpty else {
+                throw LayerError("the kernel path reads every file from the local store, and these layers are not whole in their mirrors: "
+                    + partial.map(\.label).joined(separator: ", ") + "; mount with --fetch before-mount to mirror them first")
+            }
+        }
+        let kernel = State(state)
+        try makeDirectories(kernel.directory, mode: 0o700)
+        let layers = try Composition.layers(ldf: ldf, home: home, depth: .whole, progress: Progress().fetchObserver)
+        let stack = try Composition.stack(layers: layers, home: home, state: state, configuration: try ConfigurationState.load(state.configuration),
+                                          whiteoutDirectory: kernel.whiteouts)
+        let tree = MetadataTree(stack: stack)
+        let (image, reused) = try cachedImage(tree, home: home)
+        printError("strata: metadata image \(image) \(reused ? "reused" : "built")")
+        try makeUpper(kernel, root: stack.layers.last?.root)
+        try attach(image: image, dataDirectories: tree.dataDirectories, kernel: kernel, source: sourcePrefix + state.name, at: mountpoint)
+        try state.recordLDF(ldf)
+        try state.recordComposed(stack)
+    }
+
+    /// The image of `tree` in `$STRATA_HOME/cache/erofs/KEY.erofs`, built there first when missing.
+    static func cachedImage(_ tree: MetadataTree, home: StrataHome) throws -> (path: String, reused: Bool) {
+        let cache = home.path + "/cache/erofs"
+        let image = "\(cache)/\(tree.key.hex).erofs"
+        if access(image, F_OK) == 0 { return (image, true) }
+        guard access(mkfs, X_OK) == 0 else { throw LayerError("\(mkfs) is missing: the kernel path needs erofs-utils") }
+        let build = "\(cache)/build-\(getpid())"
+        try? removeTree(build)
+        try makeDirectories(build, mode: 0o700)
+        defer { try? removeTree(build) }
+        try tree.write(to: build + "/tree", scratch: build + "/union")
+        // erofs-utils 1.5 stores a sparse file's holes whole; compressed, with tails packed into the inode,
+        // the holes of a file cost a few bytes (smaller and faster than its chunked files, whose zero chunks
+        // are hashed and deduplicated: docs/BENCHMARKS.md). Extended inodes keep each file's own mtime.
+        _ = try runProgram(mkfs, ["--quiet", "-Eforce-inode-extended", "--preserve-mtime", "-zlz4", "-Eztailpacking", build + "/image", build + "/tree"])
+        try FileDescriptor.open(build + "/image", O_RDONLY).sync()
+        _ = try sys("rename", image) { rename(build + "/image", image) }
+        try AtomicFile.syncDirectory(cache)
+        return (image, false)
+    }
+
+    /// overlayfs shows the upper directory's root as the mount's root: made as the FUSE VLFS makes its
+    /// private layer's, with the bottom layer's root owner and mode.
+    private static func makeUpper(_ kernel: State, root: TreeEntry?) throws {
+        var st = stat()
+        guard lstat(kernel.upper, &st) != 0 else { return }
+        try makeDirectories(kernel.upper, mode: 0o755)
+        try makeDirectories(kernel.work, mode: 0o700)
+        if let root {
+            _ = try sys("chown", kernel.upper) { chown(kernel.upper, root.uid, root.gid) }
+            _ = try sys("chmod", kernel.upper) { chmod(kernel.upper, mode_t(root.mode)) }
+        }
+    }
+
+    /// Mounts the image from its file (no loop device), detached, and kernel overlayfs over it at
+    /// `mountpoint`; the image's mount lives as long as the overlayfs holds it. Options go one by one
+    /// (`lowerdir+`, `datadir+`, Linux ≥ 6.8), so no path needs escaping.
+    private static func attach(image: String, dataDirectories: [String], kernel: State, source: String, at mountpoint: String) throws {
+        let erofs = try NewMount.make("erofs", options: [("source", image)], attributes: STRATA_MOUNT_ATTR_RDONLY, what: image)
+        let options: [(key: String, value: String?)] = [("source", source), ("lowerdir+", "/proc/self/fd/\(erofs.raw)")]
+            + dataDirectories.map { ("datadir+", $0) }
+            + [("upperdir", kernel.upper), ("workdir", kernel.work), ("metacopy", "on"), ("redirect_dir", "on")]
+        let overlay = try NewMount.make("overlay", options: options, attributes: 0, what: mountpoint)
+        let target = try FileDescriptor.open(mountpoint, O_RDONLY | O_DIRECTORY)
+        _ = try sys("move_mount", mountpoint) { strata_attach_mount(overlay.raw, target.raw) }
+    }
+}
