@@ -23,6 +23,7 @@ let package = Package(
         .systemLibrary(name: "CLinux"),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CSolv", pkgConfig: "libsolvext", providers: [.apt(["libsolv-dev", "libsolvext-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
@@ -49,7 +50,7 @@ let package = Package(
         .target(name: "StrataResolver", dependencies: ["StrataLayers", "StrataStore", "CSolv"]),
         .target(name: "StrataLifecycle", dependencies: ["CLinux", "StrataStore", "StrataLayers"]),
         .target(name: "VLFS", dependencies: ["CLinux", "StrataStore", "StrataLayers", "StrataLifecycle"]),
-        .target(name: "VLFSFuse", dependencies: ["CFuse3", "CLinux", "VLFS", "StrataStore", "StrataLayers"]),
+        .target(name: "VLFSFuse", dependencies: ["CFuse3", "CURing", "CLinux", "VLFS", "StrataStore", "StrataLayers"]),
         .target(name: "StrataBoot", dependencies: ["StrataHTTP", "StrataLayers", "StrataStore", "VLFS"]),
         .target(name: "Mirage", dependencies: [
             "StrataStore", "StrataLayers",

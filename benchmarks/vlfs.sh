@@ -4,8 +4,10 @@
 # in one run. Prints one table with strata's ratios to each peer and the issues' goals, the FUSE
 # requests each workload sent the VLFS daemon (from its `statistics` answer), then what passthrough
 # changes: the read speed and warm tar without it (and with it for large files only), and the page
-# cache two mounts cost; last, the kernel path (`strata mount --kernel`: an EROFS metadata image under kernel
-# overlayfs, no daemon) beside overlayfs and the VLFS, with its image's size and mount times.
+# cache two mounts cost; where the build and the kernel have it, the same VLFS taking its requests over
+# FUSE's io_uring queues (--io-uring; enable_uring is set for the run and put back after); last, the
+# kernel path (`strata mount --kernel`: an EROFS metadata image under kernel overlayfs, no daemon)
+# beside overlayfs and the VLFS, with its image's size and mount times.
 # Usage: benchmarks/vlfs.sh [--quick]   (root, /dev/fuse; --quick takes about two minutes)
 #        STRATA=/path/to/strata benchmarks/vlfs.sh ...   (another build, e.g. to compare before and after)
 set -eu
@@ -41,13 +43,17 @@ served="$work/served/mnt"
 kvlfs="$work/kernel/mnt"
 # And with passthrough only for files of 128 KiB (one FUSE read) and more, where the build has the option.
 small="$work/small/mnt"
+# And over FUSE's io_uring queues, where the build and the kernel have them.
+ring="$work/ring/mnt" enable_uring=/sys/module/fuse/parameters/enable_uring
+enable_uring_before=$(cat "$enable_uring" 2>/dev/null || true)
 # Second mounts of the same layers, as a second appliance on the host would have, for the memory line.
 ovl2="$work/overlayfs2/mnt" fovl2="$work/fuse-overlayfs2/mnt" vlfs2="$work/vlfs2/mnt" served2="$work/served2/mnt"
 cleanup() {
     set +e
-    for mnt in "$vlfs" "$served" "$small" "$vlfs2" "$served2" "$kvlfs"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
+    for mnt in "$vlfs" "$served" "$small" "$ring" "$vlfs2" "$served2" "$kvlfs"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
     for mnt in "$fovl" "$ufs" "$ovl" "$fovl2" "$ovl2" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
     rm -rf "$scratch"
+    [ -z "$enable_uring_before" ] || echo "$enable_uring_before" >"$enable_uring"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -116,7 +122,7 @@ for layer in $layers; do
 done
 lowerdir=$(for layer in $layers; do printf '%s:' "$work/layers/$layer"; done | sed 's/:$//')
 for fs in overlayfs fuse-overlayfs unionfs-fuse overlayfs2 fuse-overlayfs2; do mkdir -p "$work/$fs/upper" "$work/$fs/work" "$work/$fs/mnt"; done
-mkdir -p "$vlfs" "$served" "$small" "$vlfs2" "$served2" "$kvlfs"
+mkdir -p "$vlfs" "$served" "$small" "$ring" "$vlfs2" "$served2" "$kvlfs"
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs/upper,workdir=$work/overlayfs/work" "$ovl"
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs2/upper,workdir=$work/overlayfs2/work" "$ovl2"
 fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs/upper,workdir=$work/fuse-overlayfs/work" "$fovl"
@@ -135,6 +141,10 @@ kernel_entries=$(find "$kvlfs" | wc -l)
 "$strata" mount "$work/bench.ldf" "$served2" --name served2 --no-passthrough
 if "$strata" mount --help | grep -q passthrough-minimum-size; then
     "$strata" mount "$work/bench.ldf" "$small" --name small --passthrough-minimum-size $((128 * 1024))
+fi
+if [ -n "$enable_uring_before" ] && "$strata" mount --help | grep -q io-uring; then
+    echo Y >"$enable_uring"
+    "$strata" mount "$work/bench.ldf" "$ring" --name ring --io-uring
 fi
 # ext4: the layer directories themselves for reading, copies of them for writing.
 mkdir -p "$ext4"
@@ -173,10 +183,9 @@ if [ "$postmark_transactions" = auto ]; then
     echo "Postmark: $postmark_transactions transactions" >&2
 fi
 
-# A strata daemon's request counts by operation (`lookup:120,open:3`; empty from a build that does not
-# count), from its control socket: that of the VLFS named $1, bench by default.
-requests() {
-    python3 - "$STRATA_HOME/vlfs/${1:-bench}/control.sock" <<'PY'
+# Field $2 of the `statistics` answer of the strata daemon of the VLFS named $1 (empty if it has none).
+statistic() {
+    python3 - "$STRATA_HOME/vlfs/$1/control.sock" "$2" <<'PY'
 import socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
@@ -186,9 +195,13 @@ while not reply.endswith(b"\n"):
     chunk = s.recv(4096)
     if not chunk: break
     reply += chunk
-print(next((w[9:] for w in reply.decode().split() if w.startswith("requests=")), ""))
+field = sys.argv[2] + "="
+print(next((w[len(field):] for w in reply.decode().split() if w.startswith(field)), ""))
 PY
 }
+# Its request counts by operation (`lookup:120,open:3`; empty from a build that does not count): those
+# of the VLFS named $1, bench by default.
+requests() { statistic "${1:-bench}" requests; }
 # A row of the requests table: WORKLOAD FILES BEFORE AFTER [RUNS], the requests one run sent, in all,
 # per file and by operation.
 request_row() {
@@ -229,10 +242,10 @@ request_row "find + du, warm" "$tree_files" "$counts" "$(requests)"
 # round trips to a daemon suffer most from other load on the machine. The VLFS daemons' requests are
 # counted over the 5 rounds.
 tar_trees() { tar_once $(for tree in "$@"; do echo "-C $tree ."; done); }
-tar_mounts="$ovl $fovl $ufs $vlfs $served $kvlfs $(mountpoint -q "$small" && echo "$small" || true)"
+tar_mounts="$ovl $fovl $ufs $vlfs $served $kvlfs $(mountpoint -q "$small" && echo "$small" || true) $(mountpoint -q "$ring" && echo "$ring" || true)"
 for mnt in $tar_mounts; do tar_trees "$mnt/tree" >/dev/null; done
 tar_trees $tree_ext4 >/dev/null
-counts=$(requests) counts_served=$(requests served) counts_small=$(mountpoint -q "$small" && requests small || true)
+counts=$(requests) counts_served=$(requests served) counts_small=$(mountpoint -q "$small" && requests small || true) counts_ring=$(mountpoint -q "$ring" && requests ring || true)
 for round in 1 2 3 4 5; do
     tar_ext4="${tar_ext4:-} $(tar_trees $tree_ext4)"
     tar_ovl="${tar_ovl:-} $(tar_trees "$ovl/tree")"
@@ -242,6 +255,7 @@ for round in 1 2 3 4 5; do
     tar_served="${tar_served:-} $(tar_trees "$served/tree")"
     tar_kernel="${tar_kernel:-} $(tar_trees "$kvlfs/tree")"
     if mountpoint -q "$small"; then tar_small="${tar_small:-} $(tar_trees "$small/tree")"; fi
+    if mountpoint -q "$ring"; then tar_ring="${tar_ring:-} $(tar_trees "$ring/tree")"; fi
 done
 request_row "tar of the tree, warm" "$tree_files" "$counts" "$(requests)" 5
 request_row "tar of the tree, warm, --no-passthrough" "$tree_files" "$counts_served" "$(requests served)" 5
@@ -252,6 +266,12 @@ if [ -n "${tar_small:-}" ]; then
     tar_small=$(median $tar_small)
 else
     tar_small=n/a
+fi
+if [ -n "${tar_ring:-}" ]; then
+    request_row "tar of the tree, warm, --io-uring" "$tree_files" "$counts_ring" "$(requests ring)" 5
+    tar_ring=$(median $tar_ring)
+else
+    tar_ring=n/a
 fi
 copyup_ext4=$(copyup "$ext4")
 copyup_ovl=$(copyup "$ovl")
@@ -268,6 +288,14 @@ counts=$(requests)
 postmark_vlfs=$(postmark_in "$vlfs" "$postmark_transactions")
 request_row "Postmark (per file created + transaction)" "$((postmark_files + postmark_transactions))" "$counts" "$(requests)"
 postmark_kernel=$(postmark_in "$kvlfs" "$postmark_transactions")
+if mountpoint -q "$ring"; then
+    counts=$(requests ring)
+    postmark_ring=$(postmark_in "$ring" "$postmark_transactions")
+    request_row "Postmark, --io-uring" "$((postmark_files + postmark_transactions))" "$counts" "$(requests ring)"
+    ring_requests=$(statistic ring ring-requests)
+else
+    postmark_ring=n/a
+fi
 # CPU-bound, so the most sensitive to other load on the machine: best of 3 interleaved rounds.
 counts=$(requests)
 for round in 1 2 3; do
@@ -324,6 +352,9 @@ echo
 awk -v s="$read_served" -v o="$read_ovl" -v t="$tar_served" -v to="$tar_ovl" -v m="$tar_small" 'BEGIN {
     printf "The same VLFS mounted --no-passthrough (daemon-served): sequential read %s GB/s, %.2f of overlayfs; warm tar %s s, %.2fx overlayfs.\n", s, s / o, t, t / to
     if (m != "n/a") printf "Mounted --passthrough-minimum-size 131072 (files under 128 KiB cached by the kernel): warm tar %s s, %.2fx overlayfs.\n", m, m / to
+}'
+awk -v t="$tar_ring" -v to="$tar_ovl" -v tv="$tar_vlfs" -v p="$postmark_ring" -v po="$postmark_ovl" -v pv="$postmark_vlfs" -v n="${ring_requests:-0}" 'BEGIN {
+    if (t != "n/a") printf "Mounted --io-uring (requests over FUSE'"'"'s io_uring queues, %s of them): warm tar %s s, %.2fx overlayfs, %.2fx the /dev/fuse mount; Postmark %s s, %.2fx overlayfs, %.2fx the /dev/fuse mount.\n", n, t, t / to, t / tv, p, p / po, p / pv
 }'
 echo "Page cache for the 1 GiB file read through two mounts of the same layers (MiB, lower is better): kernel overlayfs $memory_ovl, fuse-overlayfs $memory_fovl, strata VLFS $memory_vlfs, strata --no-passthrough $memory_served; reading it once on the ext4 itself: $memory_ext4 (the loop device caches a copy too)."
 awk -v ro="$read_ovl" -v rf="$read_fovl" -v ru="$read_ufs" -v rv="$read_vlfs" -v fo="$find_ovl" -v ff="$find_fovl" -v fu="$find_ufs" -v fv="$find_vlfs" \

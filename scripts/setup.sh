@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what Strata needs on Debian 12 (only what is missing), then builds it.
 set -eu
-packages="pkg-config libfuse3-dev fuse3 libsolv-dev libsolvext-dev libsqlite3-dev libssl-dev libarchive-dev libcurl4-openssl-dev
+packages="pkg-config libfuse3-dev liburing-dev fuse3 libsolv-dev libsolvext-dev libsqlite3-dev libssl-dev libarchive-dev libcurl4-openssl-dev
           libapt-pkg-dev tinyproxy attr python3 python3-apt dpkg-dev xz-utils zstd curl gcc e2fsprogs mmdebstrap umoci skopeo
           qemu-system-x86 ipxe-qemu busybox-static cpio binutils erofs-utils"
 missing=""

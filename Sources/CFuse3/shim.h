@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 // FUSE passthrough (kernel ABI 7.40): the kernel reads and maps a file straight from a backing file
 // the daemon registered. Neither libfuse 3.14 nor the installed kernel headers (7.38) know it, so the
@@ -27,23 +28,52 @@ static inline int strata_fuse_backing_close(int session_fd, int32_t backing_id) 
     return ioctl(session_fd, _IOW(229, 2, uint32_t), &id);
 }
 
-/// Asks for passthrough in libfuse's reply to INIT (`iov` as libfuse writes it: header, then
-/// fuse_init_out), with a stacking depth of 1: backing files on a plain filesystem, and the mount
-/// itself still usable under overlayfs. Returns 1 if the reply was a successful INIT reply it changed.
-static inline int strata_fuse_init_reply_request_passthrough(struct iovec *iov, int count) {
+/// The fuse_init_out of libfuse's reply to INIT (`iov` as libfuse writes it: header, then
+/// fuse_init_out) if it is a successful one the kernel reads flags2 of (FUSE_INIT_EXT), else NULL.
+static inline unsigned char *strata_fuse_init_reply_out(struct iovec *iov, int count) {
     // fuse_out_header: uint32_t len, int32_t error, uint64_t unique.
     int32_t error;
-    if (count < 2 || iov[0].iov_len < 16 || iov[1].iov_len < 40) return 0;
+    uint32_t flags;
+    if (count < 2 || iov[0].iov_len < 16 || iov[1].iov_len < 40) return NULL;
     memcpy(&error, (const unsigned char *)iov[0].iov_base + 4, 4);
-    if (error != 0) return 0;
+    if (error != 0) return NULL;
     unsigned char *out = (unsigned char *)iov[1].iov_base;
-    uint32_t flags, flags2, depth = 1;
     memcpy(&flags, out + 12, 4);
-    if (!(flags & (1u << 30))) return 0;            // FUSE_INIT_EXT: the kernel reads flags2
+    return flags & (1u << 30) ? out : NULL;
+}
+
+static inline void strata_fuse_init_out_add_flag2(unsigned char *out, unsigned bit) {
+    uint32_t flags2;
     memcpy(&flags2, out + 32, 4);
-    flags2 |= 1u << (37 - 32);                        // FUSE_PASSTHROUGH
+    flags2 |= 1u << (bit - 32);
     memcpy(out + 32, &flags2, 4);
+}
+
+/// Asks for passthrough in libfuse's reply to INIT, with a stacking depth of 1: backing files on a
+/// plain filesystem, and the mount itself still usable under overlayfs. Returns 1 if it changed it.
+static inline int strata_fuse_init_reply_request_passthrough(struct iovec *iov, int count) {
+    unsigned char *out = strata_fuse_init_reply_out(iov, count);
+    uint32_t depth = 1;
+    if (out == NULL) return 0;
+    strata_fuse_init_out_add_flag2(out, 37);          // FUSE_PASSTHROUGH
     memcpy(out + 36, &depth, 4);                      // max_stack_depth
+    return 1;
+}
+
+/// Asks for FUSE over io_uring (FUSE_OVER_IO_URING, ABI 7.42) in libfuse's reply to INIT if a ring
+/// entry's payload of `payload_size` bytes holds what the connection it sets up may send: the kernel
+/// sizes it max(8 KiB, max_write, max_pages pages; 32 pages unless FUSE_MAX_PAGES). Returns 1 if it did.
+static inline int strata_fuse_init_reply_request_ring(struct iovec *iov, int count, size_t payload_size) {
+    unsigned char *out = strata_fuse_init_reply_out(iov, count);
+    uint32_t flags, max_write;
+    uint16_t max_pages;
+    if (out == NULL) return 0;
+    memcpy(&flags, out + 12, 4);
+    memcpy(&max_write, out + 20, 4);
+    memcpy(&max_pages, out + 28, 2);
+    size_t pages = (flags & (1u << 22)) && max_pages > 32 ? max_pages : 32;
+    if (max_write > payload_size || 8192 > payload_size || pages * (size_t)sysconf(_SC_PAGESIZE) > payload_size) return 0;
+    strata_fuse_init_out_add_flag2(out, 41);
     return 1;
 }
 

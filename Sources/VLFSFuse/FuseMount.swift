@@ -38,6 +38,8 @@ public final class FuseMount: Sendable {
     let opensDirectoriesItself = Atomic<Bool>(false)
     /// Requests answered, by opcode (the `statistics` control request and the daemon's log report them).
     public let requests = RequestCounts()
+    /// FUSE over io_uring, when asked for and the kernel allows it (`FuseRing`).
+    private let ring: FuseRing?
     static let timeout = 86_400.0
 
     /// Mounts `union` at `mountpoint`. The filesystem answers once `run()` is called. `use` sets who may
@@ -45,7 +47,10 @@ public final class FuseMount: Sendable {
     /// read-only, the kernel refusing every change with EROFS before it reaches the union.
     /// With `passthrough`, shared files of at least `passthroughMinimumSize` bytes opened for reading are
     /// read by the kernel straight from their blobs, where the kernel supports it (see `KernelOpens`).
-    public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true, passthroughMinimumSize: UInt64 = 0) throws {
+    /// With `ioUring`, requests come over FUSE's io_uring queues where the kernel allows it (see
+    /// `FuseRing`); `log` says why not.
+    public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true, passthroughMinimumSize: UInt64 = 0,
+                ioUring: Bool = false, log: (String) -> Void = { _ in }) throws {
         self.union = union
         self.mountpoint = mountpoint
         // The kernel applied the caller's umask to every mode it sends; the daemon's own must not apply again.
@@ -74,19 +79,32 @@ public final class FuseMount: Sendable {
             throw MountError("cannot mount at \(mountpoint) (is it an existing directory, not already mounted, and is /dev/fuse available?)")
         }
         opens = KernelOpens(sessionDescriptor: fuse_session_fd(session), passthrough: passthrough, minimumSize: passthroughMinimumSize)
+        switch ioUring ? FuseRing.prepare(session: session, device: fuse_session_fd(session)) : nil {
+        case .success(let prepared): ring = prepared
+        case .failure(let reason): ring = nil; log(reason.description)
+        case nil: ring = nil
+        }
+        box.passthrough = passthrough
+        box.ring = ring
         box.mount = self
-        if passthrough { FuseMount.requestPassthrough(session) }
+        if passthrough || ring != nil { FuseMount.installCustomIO(session) }
     }
 
-    /// libfuse 3.14 predates passthrough: its messages go through this I/O, which adds the request for
-    /// passthrough to its INIT reply (the first message it writes) and otherwise does what libfuse does.
-    private static func requestPassthrough(_ session: OpaquePointer) {
+    /// libfuse 3.14 predates passthrough and FUSE over io_uring: its messages go through this I/O,
+    /// which adds the requests for them to its INIT reply (the first message it writes), hands replies
+    /// to ring requests to their entries, and otherwise does what libfuse does.
+    private static func installCustomIO(_ session: OpaquePointer) {
         var io = fuse_custom_io()
         io.writev = { descriptor, vector, count, userdata in
             let box = Unmanaged<MountBox>.fromOpaque(userdata!).takeUnretainedValue()
+            if let written = box.ring?.takeReply(vector, count) { return written }
             if !box.initAnswered.load(ordering: .relaxed) {
                 box.initAnswered.store(true, ordering: .relaxed)
-                _ = strata_fuse_init_reply_request_passthrough(vector, count)
+                if box.passthrough { _ = strata_fuse_init_reply_request_passthrough(vector, count) }
+                let offered = box.ring?.offer(vector, count) ?? false
+                let written = Glibc.writev(descriptor, vector, count)
+                box.ring?.start(offered: offered && written >= 0)
+                return written
             }
             return Glibc.writev(descriptor, vector, count)
         }
@@ -94,7 +112,11 @@ public final class FuseMount: Sendable {
         io.splice_receive = { input, inputOffset, output, outputOffset, length, flags, _ in
             CFuse3.splice(input, inputOffset, output, outputOffset, length, flags)
         }
-        io.splice_send = io.splice_receive
+        io.splice_send = { input, inputOffset, output, outputOffset, length, flags, userdata in
+            let box = Unmanaged<MountBox>.fromOpaque(userdata!).takeUnretainedValue()
+            if let ring = box.ring, ring.serving.load(ordering: .relaxed) { return ring.takeSplicedReply(pipe: input, length: length, device: output) }
+            return CFuse3.splice(input, inputOffset, output, outputOffset, length, flags)
+        }
         _ = fuse_session_custom_io(session, &io, fuse_session_fd(session))
     }
 
@@ -111,8 +133,12 @@ public final class FuseMount: Sendable {
     /// Unmounts (if still mounted) and releases the session.
     public func close() {
         fuse_session_unmount(session)
+        ring?.stop()
         fuse_session_destroy(session)
     }
+
+    /// Requests answered over FUSE's io_uring queues since mount (0 without the ring).
+    public var ringRequests: Int { ring?.served.load(ordering: .relaxed) ?? 0 }
 
     /// Makes the kernel forget what it cached about these paths.
     public func invalidate(paths: [String]) {
@@ -220,6 +246,8 @@ public final class FuseMount: Sendable {
 /// Holds the mount for libfuse's userdata; set once, before the session serves a request.
 final class MountBox: @unchecked Sendable {
     var mount: FuseMount?
+    var passthrough = false
+    var ring: FuseRing?
     let initAnswered = Atomic<Bool>(false)
 }
 

@@ -28,6 +28,12 @@ struct Mount: ParsableCommand {
     var noPassthrough = false
     @Option(help: ArgumentHelp("Serve shared files smaller than this through the daemon, with the kernel keeping their pages (one copy per mount); only larger ones are read from their blobs. Fewer round trips for small files read and then stat'ed.", valueName: "bytes"))
     var passthroughMinimumSize: UInt64 = 0
+    @Flag(help: """
+        Take FUSE requests over the kernel's io_uring queues (Linux 6.14+, with /sys/module/fuse/parameters/enable_uring Y) \
+        instead of reading /dev/fuse; falls back to /dev/fuse, saying why in the log, where the kernel refuses. \
+        Also on when STRATA_IO_URING=1.
+        """)
+    var ioUring = false
     @Option(help: "Seconds a client of the daemon's control socket has to send its request.")
     var controlTimeout = ControlChannel.Limits().requestTimeout
     @Flag(help: "Run no configuration scripts (nor dpkg) at mount or update; layers stay as their state says.")
@@ -45,6 +51,8 @@ struct Mount: ParsableCommand {
     @Flag(help: .hidden) var rootStorage = false
 
     static let namedVLFS = "vlfs:"
+
+    var usesIoUring: Bool { ioUring || ProcessInfo.processInfo.environment["STRATA_IO_URING"] == "1" }
 
     var vlfsName: String {
         if ldf.hasPrefix(Mount.namedVLFS) { return String(ldf.dropFirst(Mount.namedVLFS.count)) }
@@ -107,7 +115,8 @@ struct Mount: ParsableCommand {
         try union.discardUnfinishedCopies()
         try state.recordComposed(stack)
         let fuse = try FuseMount(union: union, mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, fsName: "strata:\(state.name)",
-                                 use: .appliance, passthrough: !noPassthrough, passthroughMinimumSize: passthroughMinimumSize)
+                                 use: .appliance, passthrough: !noPassthrough, passthroughMinimumSize: passthroughMinimumSize,
+                                 ioUring: usesIoUring, log: printError)
         // Requests that change the VLFS (updates from the control socket and from the LDF watcher,
         // reverts, snapshots, resets) take this lock, one at a time: each reads the stack or the private
         // layer and replaces or captures it, and two at once would lose one's work. `status` only reads
@@ -155,7 +164,7 @@ struct Mount: ParsableCommand {
                 return "ok " + union.stack.layers.map(\.label).joined(separator: ", ")
             case "statistics":
                 let fetched = RemoteObjects.fetched
-                return "ok nodes=\(union.nodeCount) fetched-objects=\(fetched.objects) fetched-bytes=\(fetched.bytes) requests=\(fuse.requests.summary)"
+                return "ok nodes=\(union.nodeCount) fetched-objects=\(fetched.objects) fetched-bytes=\(fetched.bytes) requests=\(fuse.requests.summary) ring-requests=\(fuse.ringRequests)"
             case "snapshot" where words.count == 2:
                 return changes.withLock { _ in VLFSRequests.snapshot(union, state: state, home: home, image: words[1]) }
             case "reset" where words.count == 1 || words[1] == VLFSRequests.keepConfiguration:
@@ -189,7 +198,7 @@ struct Mount: ParsableCommand {
         try AtomicFile.write("\(getpid())\n", to: state.pidFile)
         fetching.start()
         fuse.run()
-        printError("FUSE requests answered: \(fuse.requests.summary)")
+        printError("FUSE requests answered: \(fuse.requests.summary); over io_uring: \(fuse.ringRequests)")
         fetching.saveFirstOpens()
         unlink(state.pidFile)
         unlink(state.controlSocket)
@@ -201,7 +210,7 @@ struct Mount: ParsableCommand {
         try makeDirectories(state.directory, mode: 0o700)
         let arguments = [rootStorage ? "@strata" : "strata", "mount", URL(fileURLWithPath: ldf).standardizedFileURL.path, URL(fileURLWithPath: mountpoint).standardizedFileURL.path,
                          "--name", state.name, "--foreground", "--home", options.strataHome.path, "--control-timeout", String(controlTimeout)]
-            + (noPassthrough ? ["--no-passthrough"] : []) + ["--passthrough-minimum-size", String(passthroughMinimumSize)] + (noConfigure ? ["--no-configure"] : []) + ["--fetch", fetch.rawValue]
+            + (noPassthrough ? ["--no-passthrough"] : []) + ["--passthrough-minimum-size", String(passthroughMinimumSize)] + (noConfigure ? ["--no-configure"] : []) + (usesIoUring ? ["--io-uring"] : []) + ["--fetch", fetch.rawValue]
         try startMountDaemon(arguments: arguments, log: state.log, mountpoint: mountpoint)
     }
 }

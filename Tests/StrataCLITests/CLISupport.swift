@@ -28,8 +28,8 @@ final class Workspace: Sendable {
 
     /// Mounts a VLFS with `strata mount`, which returns once it answers. Pair it with `unmount` in a
     /// `defer`, so that a failing test leaves no mount behind.
-    func mount(_ ldf: String, at mountpoint: String) throws {
-        let mounted = try strata("mount", ldf, mountpoint)
+    func mount(_ ldf: String, at mountpoint: String, options: [String] = []) throws {
+        let mounted = try strata(["mount", ldf, mountpoint] + options)
         guard mounted.status == 0 else { throw StoreError("strata mount \(ldf) \(mountpoint): \(mounted.stderr)") }
     }
 

@@ -16,6 +16,12 @@ import Glibc
 
     @Test(arguments: [1, 2, 3, 4] as [UInt64])
     func randomOperationsMatchOverlayfs(seed: UInt64) throws {
+        _ = try Self.compare(seed: seed)
+    }
+
+    /// Runs the seeded operations on the VLFS, mounted with `mountOptions`, and on overlayfs; returns
+    /// the workspace, whose VLFS (named `stack`) is unmounted.
+    static func compare(seed: UInt64, mountOptions: [String] = []) throws -> Workspace {
         let workspace = try Workspace("differential\(seed)")
         let root = workspace.scratch.path
         var random = SplitMix64(seed: seed)
@@ -36,7 +42,7 @@ import Glibc
         let vlfs = root + "/vlfs"
         let overlay = root + "/overlay"
         for directory in [vlfs, overlay, root + "/upper", root + "/work"] { try makeDirectories(directory) }
-        try workspace.mount("\(root)/stack.ldf", at: vlfs)
+        try workspace.mount("\(root)/stack.ldf", at: vlfs, options: mountOptions)
         defer { unmount(vlfs) }
         // Fixed options, whatever the kernel's defaults. index=on keeps a lower hard link one file through
         // copy-up, as the VLFS does (without it overlayfs breaks the link). Without redirect_dir overlayfs
@@ -69,15 +75,16 @@ import Glibc
             guard vlfsResult == overlayResult else {
                 let recent = log.suffix(DifferentialTests.checkpointInterval).joined(separator: "\n")
                 Issue.record("seed \(seed), operation \(index), \(operation): VLFS \(describe(vlfsResult)), overlayfs \(describe(overlayResult))\n\(recent)")
-                return
+                return workspace
             }
-            if index % DifferentialTests.checkpointInterval == 0, !treesMatch("after operation \(index)") { return }
+            if index % DifferentialTests.checkpointInterval == 0, !treesMatch("after operation \(index)") { return workspace }
         }
 
         // The private layer and the whiteouts on disk make the same tree again, from cold caches.
         expectSuccess(try workspace.strata("umount", vlfs))
-        try workspace.mount("\(root)/stack.ldf", at: vlfs)
+        try workspace.mount("\(root)/stack.ldf", at: vlfs, options: mountOptions)
         _ = treesMatch("after remounting the VLFS")
+        return workspace
     }
 }
 
