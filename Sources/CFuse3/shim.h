@@ -27,10 +27,11 @@ static inline int strata_fuse_backing_close(int session_fd, int32_t backing_id) 
     return ioctl(session_fd, _IOW(229, 2, uint32_t), &id);
 }
 
-/// Asks for passthrough in libfuse's reply to INIT (`iov` as libfuse writes it: header, then
-/// fuse_init_out), with a stacking depth of 1: backing files on a plain filesystem, and the mount
-/// itself still usable under overlayfs. Returns 1 if the reply was a successful INIT reply it changed.
-static inline int strata_fuse_init_reply_request_passthrough(struct iovec *iov, int count) {
+/// Adds to libfuse's reply to INIT (`iov` as libfuse writes it: header, then fuse_init_out)
+/// FUSE_HANDLE_KILLPRIV_V2 and, with `passthrough`, passthrough with a stacking depth of 1: backing
+/// files on a plain filesystem, and the mount itself still usable under overlayfs. Returns 1 if the
+/// reply was a successful INIT reply it changed.
+static inline int strata_fuse_init_reply_adjust(struct iovec *iov, int count, int passthrough) {
     // fuse_out_header: uint32_t len, int32_t error, uint64_t unique.
     int32_t error;
     if (count < 2 || iov[0].iov_len < 16 || iov[1].iov_len < 40) return 0;
@@ -40,11 +41,37 @@ static inline int strata_fuse_init_reply_request_passthrough(struct iovec *iov, 
     uint32_t flags, flags2, depth = 1;
     memcpy(&flags, out + 12, 4);
     if (!(flags & (1u << 30))) return 0;            // FUSE_INIT_EXT: the kernel reads flags2
+    flags |= 1u << 28;                                // FUSE_HANDLE_KILLPRIV_V2
+    memcpy(out + 12, &flags, 4);
+    if (!passthrough) return 1;
     memcpy(&flags2, out + 32, 4);
     flags2 |= 1u << (37 - 32);                        // FUSE_PASSTHROUGH
     memcpy(out + 32, &flags2, 4);
     memcpy(out + 36, &depth, 4);                      // max_stack_depth
     return 1;
+}
+
+/// Whether a request as read from /dev/fuse asks the daemon to clear setuid and setgid (under
+/// FUSE_HANDLE_KILLPRIV_V2): a WRITE with FUSE_WRITE_KILL_SUIDGID, a SETATTR with FATTR_KILL_SUIDGID,
+/// an OPEN or CREATE with FUSE_OPEN_KILL_SUIDGID. libfuse 3.14 passes none of these on.
+static inline int strata_fuse_request_kills_suidgid(const void *request, size_t length) {
+    // fuse_in_header (40 bytes): uint32_t len, uint32_t opcode, ...; the operation's arguments follow.
+    const unsigned char *bytes = (const unsigned char *)request;
+    uint32_t opcode, flags;
+    size_t offset;
+    uint32_t bit;
+    if (length < 40) return 0;
+    memcpy(&opcode, bytes + 4, 4);
+    switch (opcode) {
+    case 16: offset = 40 + 20; bit = 1u << 2; break;   // FUSE_WRITE: fuse_write_in.write_flags
+    case 4: offset = 40; bit = 1u << 11; break;        // FUSE_SETATTR: fuse_setattr_in.valid
+    case 14: offset = 40 + 4; bit = 1u << 0; break;    // FUSE_OPEN: fuse_open_in.open_flags
+    case 35: offset = 40 + 12; bit = 1u << 0; break;   // FUSE_CREATE: fuse_create_in.open_flags
+    default: return 0;
+    }
+    if (length < offset + 4) return 0;
+    memcpy(&flags, bytes + offset, 4);
+    return (flags & bit) != 0;
 }
 
 /// Answers OPEN with FOPEN_PASSTHROUGH and a registered backing id (fuse_open_out of ABI 7.40).

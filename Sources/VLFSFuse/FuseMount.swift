@@ -75,22 +75,28 @@ public final class FuseMount: Sendable {
         }
         opens = KernelOpens(sessionDescriptor: fuse_session_fd(session), passthrough: passthrough, minimumSize: passthroughMinimumSize)
         box.mount = self
-        if passthrough { FuseMount.requestPassthrough(session) }
+        box.passthrough = passthrough
+        FuseMount.adjustProtocol(session)
     }
 
-    /// libfuse 3.14 predates passthrough: its messages go through this I/O, which adds the request for
-    /// passthrough to its INIT reply (the first message it writes) and otherwise does what libfuse does.
-    private static func requestPassthrough(_ session: OpaquePointer) {
+    /// libfuse 3.14 predates passthrough and FUSE_HANDLE_KILLPRIV_V2: its messages go through this I/O,
+    /// which asks for both in its INIT reply (the first message it writes; passthrough only when
+    /// wanted), shows every request it reads to `RawRequest`, and otherwise does what libfuse does.
+    private static func adjustProtocol(_ session: OpaquePointer) {
         var io = fuse_custom_io()
         io.writev = { descriptor, vector, count, userdata in
             let box = Unmanaged<MountBox>.fromOpaque(userdata!).takeUnretainedValue()
             if !box.initAnswered.load(ordering: .relaxed) {
                 box.initAnswered.store(true, ordering: .relaxed)
-                _ = strata_fuse_init_reply_request_passthrough(vector, count)
+                _ = strata_fuse_init_reply_adjust(vector, count, box.passthrough ? 1 : 0)
             }
             return Glibc.writev(descriptor, vector, count)
         }
-        io.read = { descriptor, buffer, length, _ in Glibc.read(descriptor, buffer, length) }
+        io.read = { descriptor, buffer, length, _ in
+            let count = Glibc.read(descriptor, buffer, length)
+            if count > 0 { RawRequest.inspect(UnsafeRawBufferPointer(start: buffer, count: count)) }
+            return count
+        }
         io.splice_receive = { input, inputOffset, output, outputOffset, length, flags, _ in
             CFuse3.splice(input, inputOffset, output, outputOffset, length, flags)
         }
@@ -169,6 +175,23 @@ public final class FuseMount: Sendable {
         return Caller(uid: context.uid, gid: context.gid)
     }
 
+    /// The kernel's request that this change clear setuid and setgid (FUSE_HANDLE_KILLPRIV_V2), if it
+    /// made one; the caller's groups are read only if a setgid file asks for them.
+    static func privilegeDrop(_ request: fuse_req_t?) -> PrivilegeDrop? {
+        guard RawRequest.killsSetuidSetgid else { return nil }
+        return PrivilegeDrop { gid in caller(request).gid == gid || supplementaryGroups(request).contains(gid) }
+    }
+
+    private static func supplementaryGroups(_ request: fuse_req_t?) -> [gid_t] {
+        var groups = [gid_t](repeating: 0, count: 64)
+        while true {
+            let count = Int(fuse_req_getgroups(request, Int32(groups.count), &groups))
+            guard count >= 0 else { return [] }
+            if count <= groups.count { return Array(groups.prefix(count)) }
+            groups = [gid_t](repeating: 0, count: count)
+        }
+    }
+
     static func string(_ pointer: UnsafePointer<CChar>?) -> String { String(cString: pointer!) }
 
     // MARK: Operations
@@ -220,6 +243,7 @@ public final class FuseMount: Sendable {
 /// Holds the mount for libfuse's userdata; set once, before the session serves a request.
 final class MountBox: @unchecked Sendable {
     var mount: FuseMount?
+    var passthrough = false
     let initAnswered = Atomic<Bool>(false)
 }
 
