@@ -7,6 +7,8 @@
 # cache two mounts cost.
 # Usage: benchmarks/vlfs.sh [--quick]   (root, /dev/fuse; --quick takes about two minutes)
 #        STRATA=/path/to/strata benchmarks/vlfs.sh ...   (another build, e.g. to compare before and after)
+#        BASELINE=/path/to/old/strata benchmarks/vlfs.sh ...   (that build mounted too, in the warm tar and
+#        Postmark rounds beside this one, with its requests and its daemon's CPU time: before and after in one run)
 set -eu
 quick=false
 [ "${1:-}" = --quick ] && quick=true
@@ -38,11 +40,13 @@ ovl="$work/overlayfs/mnt" fovl="$work/fuse-overlayfs/mnt" ufs="$work/unionfs-fus
 served="$work/served/mnt"
 # And with passthrough only for files of 128 KiB (one FUSE read) and more, where the build has the option.
 small="$work/small/mnt"
+# The BASELINE build's VLFS, when asked for.
+base="$work/baseline/mnt"
 # Second mounts of the same layers, as a second appliance on the host would have, for the memory line.
 ovl2="$work/overlayfs2/mnt" fovl2="$work/fuse-overlayfs2/mnt" vlfs2="$work/vlfs2/mnt" served2="$work/served2/mnt"
 cleanup() {
     set +e
-    for mnt in "$vlfs" "$served" "$small" "$vlfs2" "$served2"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
+    for mnt in "$vlfs" "$served" "$small" "$vlfs2" "$served2" "$base"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
     for mnt in "$fovl" "$ufs" "$ovl" "$fovl2" "$ovl2" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
     rm -rf "$scratch"
 }
@@ -127,6 +131,7 @@ unionfs -o cow "$work/unionfs-fuse/upper=RW:$(echo "$lowerdir" | sed 's/:/=RO:/g
 if "$strata" mount --help | grep -q passthrough-minimum-size; then
     "$strata" mount "$work/bench.ldf" "$small" --name small --passthrough-minimum-size $((128 * 1024))
 fi
+if [ -n "${BASELINE:-}" ]; then mkdir -p "$base"; "$BASELINE" mount "$work/bench.ldf" "$base" --name baseline; fi
 # ext4: the layer directories themselves for reading, copies of them for writing.
 mkdir -p "$ext4"
 cp -a "$work/layers/copyup/copyup" "$work/layers/src/src" "$ext4/"
@@ -180,6 +185,8 @@ while not reply.endswith(b"\n"):
 print(next((w[9:] for w in reply.decode().split() if w.startswith("requests=")), ""))
 PY
 }
+# CPU seconds the daemon of the VLFS named $1 has used so far.
+daemon_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$(cat "$STRATA_HOME/vlfs/$1/daemon.pid")/stat"; }
 # A row of the requests table: WORKLOAD FILES BEFORE AFTER [RUNS], the requests one run sent, in all,
 # per file and by operation.
 request_row() {
@@ -218,10 +225,12 @@ request_row "find + du, warm" "$tree_files" "$counts" "$(requests)"
 # round trips to a daemon suffer most from other load on the machine. The VLFS daemons' requests are
 # counted over the 5 rounds.
 tar_trees() { tar_once $(for tree in "$@"; do echo "-C $tree ."; done); }
-tar_mounts="$ovl $fovl $ufs $vlfs $served $(mountpoint -q "$small" && echo "$small" || true)"
+tar_mounts="$ovl $fovl $ufs $vlfs $served $(mountpoint -q "$small" && echo "$small" || true) $(mountpoint -q "$base" && echo "$base" || true)"
 for mnt in $tar_mounts; do tar_trees "$mnt/tree" >/dev/null; done
 tar_trees $tree_ext4 >/dev/null
 counts=$(requests) counts_served=$(requests served) counts_small=$(mountpoint -q "$small" && requests small || true)
+counts_base=$(mountpoint -q "$base" && requests baseline || true)
+cpu_vlfs=$(daemon_cpu bench) cpu_small=$(mountpoint -q "$small" && daemon_cpu small || true) cpu_base=$(mountpoint -q "$base" && daemon_cpu baseline || true)
 for round in 1 2 3 4 5; do
     tar_ext4="${tar_ext4:-} $(tar_trees $tree_ext4)"
     tar_ovl="${tar_ovl:-} $(tar_trees "$ovl/tree")"
@@ -230,7 +239,9 @@ for round in 1 2 3 4 5; do
     tar_vlfs="${tar_vlfs:-} $(tar_trees "$vlfs/tree")"
     tar_served="${tar_served:-} $(tar_trees "$served/tree")"
     if mountpoint -q "$small"; then tar_small="${tar_small:-} $(tar_trees "$small/tree")"; fi
+    if mountpoint -q "$base"; then tar_base="${tar_base:-} $(tar_trees "$base/tree")"; fi
 done
+cpu_vlfs=$(awk -v a="$cpu_vlfs" -v b="$(daemon_cpu bench)" 'BEGIN { printf "%.2f", b - a }')
 request_row "tar of the tree, warm" "$tree_files" "$counts" "$(requests)" 5
 request_row "tar of the tree, warm, --no-passthrough" "$tree_files" "$counts_served" "$(requests served)" 5
 tar_ext4=$(median $tar_ext4) tar_ovl=$(median $tar_ovl) tar_fovl=$(median $tar_fovl) tar_ufs=$(median $tar_ufs)
@@ -238,8 +249,13 @@ tar_vlfs=$(median $tar_vlfs) tar_served=$(median $tar_served)
 if [ -n "${tar_small:-}" ]; then
     request_row "tar of the tree, warm, --passthrough-minimum-size 131072" "$tree_files" "$counts_small" "$(requests small)" 5
     tar_small=$(median $tar_small)
+    cpu_small=$(awk -v a="$cpu_small" -v b="$(daemon_cpu small)" 'BEGIN { printf "%.2f", b - a }')
 else
     tar_small=n/a
+fi
+if [ -n "${tar_base:-}" ]; then
+    request_row "tar of the tree, warm, BASELINE build" "$tree_files" "$counts_base" "$(requests baseline)" 5
+    tar_base=$(median $tar_base) cpu_base=$(awk -v a="$cpu_base" -v b="$(daemon_cpu baseline)" 'BEGIN { printf "%.2f", b - a }')
 fi
 copyup_ext4=$(copyup "$ext4")
 copyup_ovl=$(copyup "$ovl")
@@ -255,6 +271,11 @@ postmark_ufs=$(postmark_in "$ufs" "$postmark_transactions")
 counts=$(requests)
 postmark_vlfs=$(postmark_in "$vlfs" "$postmark_transactions")
 request_row "Postmark (per file created + transaction)" "$((postmark_files + postmark_transactions))" "$counts" "$(requests)"
+if mountpoint -q "$base"; then
+    counts=$(requests baseline)
+    postmark_base=$(postmark_in "$base" "$postmark_transactions")
+    request_row "Postmark, BASELINE build" "$((postmark_files + postmark_transactions))" "$counts" "$(requests baseline)"
+fi
 # CPU-bound, so the most sensitive to other load on the machine: best of 3 interleaved rounds.
 counts=$(requests)
 for round in 1 2 3; do
@@ -312,6 +333,13 @@ awk -v s="$read_served" -v o="$read_ovl" -v t="$tar_served" -v to="$tar_ovl" -v 
     printf "The same VLFS mounted --no-passthrough (daemon-served): sequential read %s GB/s, %.2f of overlayfs; warm tar %s s, %.2fx overlayfs.\n", s, s / o, t, t / to
     if (m != "n/a") printf "Mounted --passthrough-minimum-size 131072 (files under 128 KiB cached by the kernel): warm tar %s s, %.2fx overlayfs.\n", m, m / to
 }'
+echo "Daemon CPU over the 5 warm tar rounds ($((5 * tree_files)) files): strata VLFS $cpu_vlfs s$([ "$tar_small" = n/a ] || echo ", --passthrough-minimum-size 131072 $cpu_small s")."
+if [ -n "${tar_base:-}" ]; then
+    awk -v t="$tar_base" -v tv="$tar_vlfs" -v to="$tar_ovl" -v c="$cpu_base" -v cv="$cpu_vlfs" -v p="$postmark_base" -v pv="$postmark_vlfs" -v po="$postmark_ovl" 'BEGIN {
+        printf "BASELINE build (%s) in the same rounds: warm tar %s s (%.2fx overlayfs; this build %.2fx, %.2f of it), its daemon CPU %s s (this build %.2f of it); Postmark %s s (%.2fx overlayfs; this build %.2fx, %.2f of it).\n",
+            ENVIRON["BASELINE"], t, t / to, tv / to, tv / t, c, cv / c, p, p / po, pv / po, pv / p
+    }'
+fi
 echo "Page cache for the 1 GiB file read through two mounts of the same layers (MiB, lower is better): kernel overlayfs $memory_ovl, fuse-overlayfs $memory_fovl, strata VLFS $memory_vlfs, strata --no-passthrough $memory_served; reading it once on the ext4 itself: $memory_ext4 (the loop device caches a copy too)."
 awk -v ro="$read_ovl" -v rf="$read_fovl" -v ru="$read_ufs" -v rv="$read_vlfs" -v fo="$find_ovl" -v ff="$find_fovl" -v fu="$find_ufs" -v fv="$find_vlfs" \
     -v to="$tar_ovl" -v tf="$tar_fovl" -v tu="$tar_ufs" -v tv="$tar_vlfs" -v cf="$copyup_fovl" -v cu="$copyup_ufs" -v cv="$copyup_vlfs" \
