@@ -3,7 +3,7 @@
 # as unionfs-fuse (and plain ext4 where that means something), each workload run on all of them in turn
 # in one run. Prints one table with strata's ratios to each peer and the issues' goals, the FUSE
 # requests each workload sent the VLFS daemon (from its `statistics` answer), then what passthrough
-# changes: the read speed and warm tar without it (and with it for large files only), and the page
+# changes: the read speed and warm tar without it (and with it for every shared file, small ones too), and the page
 # cache two mounts cost.
 # Usage: benchmarks/vlfs.sh [--quick]   (root, /dev/fuse; --quick takes about two minutes)
 #        STRATA=/path/to/strata benchmarks/vlfs.sh ...   (another build, e.g. to compare before and after)
@@ -38,15 +38,16 @@ work="$scratch/fs"
 ovl="$work/overlayfs/mnt" fovl="$work/fuse-overlayfs/mnt" ufs="$work/unionfs-fuse/mnt" vlfs="$work/vlfs/mnt" ext4="$work/ext4"
 # The same VLFS served without passthrough: every read answered by the daemon (spliced from the blob).
 served="$work/served/mnt"
-# And with passthrough only for files of 128 KiB (one FUSE read) and more, where the build has the option.
-small="$work/small/mnt"
+# And with passthrough for every shared file, where the build has the option (by default only files of 128
+# KiB and more pass through).
+allpass="$work/allpass/mnt"
 # The BASELINE build's VLFS, when asked for.
 base="$work/baseline/mnt"
 # Second mounts of the same layers, as a second appliance on the host would have, for the memory line.
 ovl2="$work/overlayfs2/mnt" fovl2="$work/fuse-overlayfs2/mnt" vlfs2="$work/vlfs2/mnt" served2="$work/served2/mnt"
 cleanup() {
     set +e
-    for mnt in "$vlfs" "$served" "$small" "$vlfs2" "$served2" "$base"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
+    for mnt in "$vlfs" "$served" "$allpass" "$vlfs2" "$served2" "$base"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
     for mnt in "$fovl" "$ufs" "$ovl" "$fovl2" "$ovl2" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
     rm -rf "$scratch"
 }
@@ -117,7 +118,7 @@ for layer in $layers; do
 done
 lowerdir=$(for layer in $layers; do printf '%s:' "$work/layers/$layer"; done | sed 's/:$//')
 for fs in overlayfs fuse-overlayfs unionfs-fuse overlayfs2 fuse-overlayfs2; do mkdir -p "$work/$fs/upper" "$work/$fs/work" "$work/$fs/mnt"; done
-mkdir -p "$vlfs" "$served" "$small" "$vlfs2" "$served2"
+mkdir -p "$vlfs" "$served" "$allpass" "$vlfs2" "$served2"
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs/upper,workdir=$work/overlayfs/work" "$ovl"
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs2/upper,workdir=$work/overlayfs2/work" "$ovl2"
 fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs/upper,workdir=$work/fuse-overlayfs/work" "$fovl"
@@ -129,7 +130,7 @@ unionfs -o cow "$work/unionfs-fuse/upper=RW:$(echo "$lowerdir" | sed 's/:/=RO:/g
 "$strata" mount "$work/bench.ldf" "$served" --name served --no-passthrough
 "$strata" mount "$work/bench.ldf" "$served2" --name served2 --no-passthrough
 if "$strata" mount --help | grep -q passthrough-minimum-size; then
-    "$strata" mount "$work/bench.ldf" "$small" --name small --passthrough-minimum-size $((128 * 1024))
+    "$strata" mount "$work/bench.ldf" "$allpass" --name allpass --passthrough-minimum-size 0
 fi
 if [ -n "${BASELINE:-}" ]; then mkdir -p "$base"; "$BASELINE" mount "$work/bench.ldf" "$base" --name baseline; fi
 # ext4: the layer directories themselves for reading, copies of them for writing.
@@ -225,12 +226,12 @@ request_row "find + du, warm" "$tree_files" "$counts" "$(requests)"
 # round trips to a daemon suffer most from other load on the machine. The VLFS daemons' requests are
 # counted over the 5 rounds.
 tar_trees() { tar_once $(for tree in "$@"; do echo "-C $tree ."; done); }
-tar_mounts="$ovl $fovl $ufs $vlfs $served $(mountpoint -q "$small" && echo "$small" || true) $(mountpoint -q "$base" && echo "$base" || true)"
+tar_mounts="$ovl $fovl $ufs $vlfs $served $(mountpoint -q "$allpass" && echo "$allpass" || true) $(mountpoint -q "$base" && echo "$base" || true)"
 for mnt in $tar_mounts; do tar_trees "$mnt/tree" >/dev/null; done
 tar_trees $tree_ext4 >/dev/null
-counts=$(requests) counts_served=$(requests served) counts_small=$(mountpoint -q "$small" && requests small || true)
+counts=$(requests) counts_served=$(requests served) counts_allpass=$(mountpoint -q "$allpass" && requests allpass || true)
 counts_base=$(mountpoint -q "$base" && requests baseline || true)
-cpu_vlfs=$(daemon_cpu bench) cpu_small=$(mountpoint -q "$small" && daemon_cpu small || true) cpu_base=$(mountpoint -q "$base" && daemon_cpu baseline || true)
+cpu_vlfs=$(daemon_cpu bench) cpu_allpass=$(mountpoint -q "$allpass" && daemon_cpu allpass || true) cpu_base=$(mountpoint -q "$base" && daemon_cpu baseline || true)
 for round in 1 2 3 4 5; do
     tar_ext4="${tar_ext4:-} $(tar_trees $tree_ext4)"
     tar_ovl="${tar_ovl:-} $(tar_trees "$ovl/tree")"
@@ -238,7 +239,7 @@ for round in 1 2 3 4 5; do
     tar_ufs="${tar_ufs:-} $(tar_trees "$ufs/tree")"
     tar_vlfs="${tar_vlfs:-} $(tar_trees "$vlfs/tree")"
     tar_served="${tar_served:-} $(tar_trees "$served/tree")"
-    if mountpoint -q "$small"; then tar_small="${tar_small:-} $(tar_trees "$small/tree")"; fi
+    if mountpoint -q "$allpass"; then tar_allpass="${tar_allpass:-} $(tar_trees "$allpass/tree")"; fi
     if mountpoint -q "$base"; then tar_base="${tar_base:-} $(tar_trees "$base/tree")"; fi
 done
 cpu_vlfs=$(awk -v a="$cpu_vlfs" -v b="$(daemon_cpu bench)" 'BEGIN { printf "%.2f", b - a }')
@@ -246,12 +247,12 @@ request_row "tar of the tree, warm" "$tree_files" "$counts" "$(requests)" 5
 request_row "tar of the tree, warm, --no-passthrough" "$tree_files" "$counts_served" "$(requests served)" 5
 tar_ext4=$(median $tar_ext4) tar_ovl=$(median $tar_ovl) tar_fovl=$(median $tar_fovl) tar_ufs=$(median $tar_ufs)
 tar_vlfs=$(median $tar_vlfs) tar_served=$(median $tar_served)
-if [ -n "${tar_small:-}" ]; then
-    request_row "tar of the tree, warm, --passthrough-minimum-size 131072" "$tree_files" "$counts_small" "$(requests small)" 5
-    tar_small=$(median $tar_small)
-    cpu_small=$(awk -v a="$cpu_small" -v b="$(daemon_cpu small)" 'BEGIN { printf "%.2f", b - a }')
+if [ -n "${tar_allpass:-}" ]; then
+    request_row "tar of the tree, warm, --passthrough-minimum-size 0" "$tree_files" "$counts_allpass" "$(requests allpass)" 5
+    tar_allpass=$(median $tar_allpass)
+    cpu_allpass=$(awk -v a="$cpu_allpass" -v b="$(daemon_cpu allpass)" 'BEGIN { printf "%.2f", b - a }')
 else
-    tar_small=n/a
+    tar_allpass=n/a
 fi
 if [ -n "${tar_base:-}" ]; then
     request_row "tar of the tree, warm, BASELINE build" "$tree_files" "$counts_base" "$(requests baseline)" 5
@@ -329,11 +330,11 @@ echo "| workload | requests | per file | by operation |"
 echo "|---|---|---|---|"
 cat "$work/requests"
 echo
-awk -v s="$read_served" -v o="$read_ovl" -v t="$tar_served" -v to="$tar_ovl" -v m="$tar_small" 'BEGIN {
+awk -v s="$read_served" -v o="$read_ovl" -v t="$tar_served" -v to="$tar_ovl" -v m="$tar_allpass" 'BEGIN {
     printf "The same VLFS mounted --no-passthrough (daemon-served): sequential read %s GB/s, %.2f of overlayfs; warm tar %s s, %.2fx overlayfs.\n", s, s / o, t, t / to
-    if (m != "n/a") printf "Mounted --passthrough-minimum-size 131072 (files under 128 KiB cached by the kernel): warm tar %s s, %.2fx overlayfs.\n", m, m / to
+    if (m != "n/a") printf "Mounted --passthrough-minimum-size 0 (every shared file passed through, small ones too): warm tar %s s, %.2fx overlayfs.\n", m, m / to
 }'
-echo "Daemon CPU over the 5 warm tar rounds ($((5 * tree_files)) files): strata VLFS $cpu_vlfs s$([ "$tar_small" = n/a ] || echo ", --passthrough-minimum-size 131072 $cpu_small s")."
+echo "Daemon CPU over the 5 warm tar rounds ($((5 * tree_files)) files): strata VLFS $cpu_vlfs s$([ "$tar_allpass" = n/a ] || echo ", --passthrough-minimum-size 0 $cpu_allpass s")."
 if [ -n "${tar_base:-}" ]; then
     awk -v t="$tar_base" -v tv="$tar_vlfs" -v to="$tar_ovl" -v c="$cpu_base" -v cv="$cpu_vlfs" -v p="$postmark_base" -v pv="$postmark_vlfs" -v po="$postmark_ovl" 'BEGIN {
         printf "BASELINE build (%s) in the same rounds: warm tar %s s (%.2fx overlayfs; this build %.2fx, %.2f of it), its daemon CPU %s s (this build %.2f of it); Postmark %s s (%.2fx overlayfs; this build %.2fx, %.2f of it).\n",

@@ -39,13 +39,18 @@ public final class FuseMount: Sendable {
     /// Requests answered, by opcode (the `statistics` control request and the daemon's log report them).
     public let requests = RequestCounts()
     static let timeout = 86_400.0
+    /// Shared files below this are cached rather than passed through: a warm `tar` of small files costs
+    /// two round trips per file instead of three (see docs/BENCHMARKS.md, issue 14), while libraries and
+    /// programs, mostly larger, still share their blobs' pages across mounts.
+    public static let defaultPassthroughMinimumSize: UInt64 = 128 << 10
 
     /// Mounts `union` at `mountpoint`. The filesystem answers once `run()` is called. `use` sets who may
     /// use it and whether setuid bits and device nodes work (see `MountUse`); an inspection mount is
     /// read-only, the kernel refusing every change with EROFS before it reaches the union.
     /// With `passthrough`, shared files of at least `passthroughMinimumSize` bytes opened for reading are
     /// read by the kernel straight from their blobs, where the kernel supports it (see `KernelOpens`).
-    public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true, passthroughMinimumSize: UInt64 = 0) throws {
+    public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true,
+                passthroughMinimumSize: UInt64 = FuseMount.defaultPassthroughMinimumSize) throws {
         self.union = union
         self.mountpoint = mountpoint
         // The kernel applied the caller's umask to every mode it sends; the daemon's own must not apply again.

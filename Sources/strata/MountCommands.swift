@@ -26,8 +26,8 @@ struct Mount: ParsableCommand {
     @Flag(help: "Serve in this process until unmounted.") var foreground = false
     @Flag(help: "Serve every read through the daemon, never letting the kernel read shared files from their blobs (FUSE passthrough); for comparisons and kernels that misbehave.")
     var noPassthrough = false
-    @Option(help: ArgumentHelp("Serve shared files smaller than this through the daemon, with the kernel keeping their pages (one copy per mount); only larger ones are read from their blobs. Fewer round trips for small files read and then stat'ed.", valueName: "bytes"))
-    var passthroughMinimumSize: UInt64 = 0
+    @Option(help: ArgumentHelp("Serve shared files smaller than this through the daemon, with the kernel keeping their pages (one copy per mount); only larger ones are read from their blobs. Fewer round trips for small files read and then stat'ed; 0 passes every shared file through.", valueName: "bytes"))
+    var passthroughMinimumSize = FuseMount.defaultPassthroughMinimumSize
     @Option(help: "Seconds a client of the daemon's control socket has to send its request.")
     var controlTimeout = ControlChannel.Limits().requestTimeout
     @Flag(help: "Run no configuration scripts (nor dpkg) at mount or update; layers stay as their state says.")
