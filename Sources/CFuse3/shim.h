@@ -53,7 +53,8 @@ static inline int strata_fuse_init_reply_adjust(struct iovec *iov, int count, in
 
 /// Whether a request as read from /dev/fuse asks the daemon to clear setuid and setgid (under
 /// FUSE_HANDLE_KILLPRIV_V2): a WRITE with FUSE_WRITE_KILL_SUIDGID, a SETATTR with FATTR_KILL_SUIDGID,
-/// an OPEN or CREATE with FUSE_OPEN_KILL_SUIDGID. libfuse 3.14 passes none of these on.
+/// an OPEN with FUSE_OPEN_KILL_SUIDGID. libfuse 3.14 passes none of these on. (CREATE's flag is for
+/// truncating a file that exists, which the daemon's CREATE never opens: it creates exclusively.)
 static inline int strata_fuse_request_kills_suidgid(const void *request, size_t length) {
     // fuse_in_header (40 bytes): uint32_t len, uint32_t opcode, ...; the operation's arguments follow.
     const unsigned char *bytes = (const unsigned char *)request;
@@ -66,7 +67,6 @@ static inline int strata_fuse_request_kills_suidgid(const void *request, size_t 
     case 16: offset = 40 + 20; bit = 1u << 2; break;   // FUSE_WRITE: fuse_write_in.write_flags
     case 4: offset = 40; bit = 1u << 11; break;        // FUSE_SETATTR: fuse_setattr_in.valid
     case 14: offset = 40 + 4; bit = 1u << 0; break;    // FUSE_OPEN: fuse_open_in.open_flags
-    case 35: offset = 40 + 12; bit = 1u << 0; break;   // FUSE_CREATE: fuse_create_in.open_flags
     default: return 0;
     }
     if (length < offset + 4) return 0;
