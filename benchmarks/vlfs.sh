@@ -3,13 +3,15 @@
 # as unionfs-fuse (and plain ext4 where that means something), each workload run on all of them in turn
 # in one run. Prints one table with strata's ratios to each peer and the issues' goals, the FUSE
 # requests each workload sent the VLFS daemon (from its `statistics` answer), then what passthrough
-# changes: the read speed and warm tar without it (and with it for large files only), and the page
+# changes: the read speed and warm tar without it (and with it for every shared file, small ones too), and the page
 # cache two mounts cost; where the build and the kernel have it, the same VLFS taking its requests over
 # FUSE's io_uring queues (--io-uring; enable_uring is set for the run and put back after); last, the
 # kernel path (`strata mount --kernel`: an EROFS metadata image under kernel overlayfs, no daemon)
 # beside overlayfs and the VLFS, with its image's size and mount times.
 # Usage: benchmarks/vlfs.sh [--quick]   (root, /dev/fuse; --quick takes about two minutes)
 #        STRATA=/path/to/strata benchmarks/vlfs.sh ...   (another build, e.g. to compare before and after)
+#        BASELINE=/path/to/old/strata benchmarks/vlfs.sh ...   (that build mounted too, in the warm tar and
+#        Postmark rounds beside this one, with its requests and its daemon's CPU time: before and after in one run)
 set -eu
 quick=false
 [ "${1:-}" = --quick ] && quick=true
@@ -41,8 +43,11 @@ ovl="$work/overlayfs/mnt" fovl="$work/fuse-overlayfs/mnt" ufs="$work/unionfs-fus
 served="$work/served/mnt"
 # The same LDF on the kernel path.
 kvlfs="$work/kernel/mnt"
-# And with passthrough only for files of 128 KiB (one FUSE read) and more, where the build has the option.
-small="$work/small/mnt"
+# And with passthrough for every shared file, where the build has the option (by default only files of 128
+# KiB and more pass through).
+allpass="$work/allpass/mnt"
+# The BASELINE build's VLFS, when asked for.
+base="$work/baseline/mnt"
 # And over FUSE's io_uring queues, where the build and the kernel have them.
 ring="$work/ring/mnt" enable_uring=/sys/module/fuse/parameters/enable_uring
 enable_uring_before=$(cat "$enable_uring" 2>/dev/null || true)
@@ -50,7 +55,7 @@ enable_uring_before=$(cat "$enable_uring" 2>/dev/null || true)
 ovl2="$work/overlayfs2/mnt" fovl2="$work/fuse-overlayfs2/mnt" vlfs2="$work/vlfs2/mnt" served2="$work/served2/mnt"
 cleanup() {
     set +e
-    for mnt in "$vlfs" "$served" "$small" "$ring" "$vlfs2" "$served2" "$kvlfs"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
+    for mnt in "$vlfs" "$served" "$allpass" "$ring" "$vlfs2" "$served2" "$kvlfs" "$base"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
     for mnt in "$fovl" "$ufs" "$ovl" "$fovl2" "$ovl2" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
     rm -rf "$scratch"
     [ -z "$enable_uring_before" ] || echo "$enable_uring_before" >"$enable_uring"
@@ -122,7 +127,7 @@ for layer in $layers; do
 done
 lowerdir=$(for layer in $layers; do printf '%s:' "$work/layers/$layer"; done | sed 's/:$//')
 for fs in overlayfs fuse-overlayfs unionfs-fuse overlayfs2 fuse-overlayfs2; do mkdir -p "$work/$fs/upper" "$work/$fs/work" "$work/$fs/mnt"; done
-mkdir -p "$vlfs" "$served" "$small" "$ring" "$vlfs2" "$served2" "$kvlfs"
+mkdir -p "$vlfs" "$served" "$allpass" "$ring" "$vlfs2" "$served2" "$kvlfs"
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs/upper,workdir=$work/overlayfs/work" "$ovl"
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs2/upper,workdir=$work/overlayfs2/work" "$ovl2"
 fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs/upper,workdir=$work/fuse-overlayfs/work" "$fovl"
@@ -140,12 +145,13 @@ kernel_entries=$(find "$kvlfs" | wc -l)
 "$strata" mount "$work/bench.ldf" "$served" --name served --no-passthrough
 "$strata" mount "$work/bench.ldf" "$served2" --name served2 --no-passthrough
 if "$strata" mount --help | grep -q passthrough-minimum-size; then
-    "$strata" mount "$work/bench.ldf" "$small" --name small --passthrough-minimum-size $((128 * 1024))
+    "$strata" mount "$work/bench.ldf" "$allpass" --name allpass --passthrough-minimum-size 0
 fi
 if [ -n "$enable_uring_before" ] && "$strata" mount --help | grep -q io-uring; then
     echo Y >"$enable_uring"
     "$strata" mount "$work/bench.ldf" "$ring" --name ring --io-uring
 fi
+if [ -n "${BASELINE:-}" ]; then mkdir -p "$base"; "$BASELINE" mount "$work/bench.ldf" "$base" --name baseline; fi
 # ext4: the layer directories themselves for reading, copies of them for writing.
 mkdir -p "$ext4"
 cp -a "$work/layers/copyup/copyup" "$work/layers/src/src" "$ext4/"
@@ -202,6 +208,8 @@ PY
 # Its request counts by operation (`lookup:120,open:3`; empty from a build that does not count): those
 # of the VLFS named $1, bench by default.
 requests() { statistic "${1:-bench}" requests; }
+# CPU seconds the daemon of the VLFS named $1 has used so far.
+daemon_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$(cat "$STRATA_HOME/vlfs/$1/daemon.pid")/stat"; }
 # A row of the requests table: WORKLOAD FILES BEFORE AFTER [RUNS], the requests one run sent, in all,
 # per file and by operation.
 request_row() {
@@ -242,10 +250,12 @@ request_row "find + du, warm" "$tree_files" "$counts" "$(requests)"
 # round trips to a daemon suffer most from other load on the machine. The VLFS daemons' requests are
 # counted over the 5 rounds.
 tar_trees() { tar_once $(for tree in "$@"; do echo "-C $tree ."; done); }
-tar_mounts="$ovl $fovl $ufs $vlfs $served $kvlfs $(mountpoint -q "$small" && echo "$small" || true) $(mountpoint -q "$ring" && echo "$ring" || true)"
+tar_mounts="$ovl $fovl $ufs $vlfs $served $kvlfs $(mountpoint -q "$allpass" && echo "$allpass" || true) $(mountpoint -q "$ring" && echo "$ring" || true) $(mountpoint -q "$base" && echo "$base" || true)"
 for mnt in $tar_mounts; do tar_trees "$mnt/tree" >/dev/null; done
 tar_trees $tree_ext4 >/dev/null
-counts=$(requests) counts_served=$(requests served) counts_small=$(mountpoint -q "$small" && requests small || true) counts_ring=$(mountpoint -q "$ring" && requests ring || true)
+counts=$(requests) counts_served=$(requests served) counts_allpass=$(mountpoint -q "$allpass" && requests allpass || true) counts_ring=$(mountpoint -q "$ring" && requests ring || true)
+counts_base=$(mountpoint -q "$base" && requests baseline || true)
+cpu_vlfs=$(daemon_cpu bench) cpu_allpass=$(mountpoint -q "$allpass" && daemon_cpu allpass || true) cpu_base=$(mountpoint -q "$base" && daemon_cpu baseline || true)
 for round in 1 2 3 4 5; do
     tar_ext4="${tar_ext4:-} $(tar_trees $tree_ext4)"
     tar_ovl="${tar_ovl:-} $(tar_trees "$ovl/tree")"
@@ -254,18 +264,25 @@ for round in 1 2 3 4 5; do
     tar_vlfs="${tar_vlfs:-} $(tar_trees "$vlfs/tree")"
     tar_served="${tar_served:-} $(tar_trees "$served/tree")"
     tar_kernel="${tar_kernel:-} $(tar_trees "$kvlfs/tree")"
-    if mountpoint -q "$small"; then tar_small="${tar_small:-} $(tar_trees "$small/tree")"; fi
     if mountpoint -q "$ring"; then tar_ring="${tar_ring:-} $(tar_trees "$ring/tree")"; fi
+    if mountpoint -q "$allpass"; then tar_allpass="${tar_allpass:-} $(tar_trees "$allpass/tree")"; fi
+    if mountpoint -q "$base"; then tar_base="${tar_base:-} $(tar_trees "$base/tree")"; fi
 done
+cpu_vlfs=$(awk -v a="$cpu_vlfs" -v b="$(daemon_cpu bench)" 'BEGIN { printf "%.2f", b - a }')
 request_row "tar of the tree, warm" "$tree_files" "$counts" "$(requests)" 5
 request_row "tar of the tree, warm, --no-passthrough" "$tree_files" "$counts_served" "$(requests served)" 5
 tar_ext4=$(median $tar_ext4) tar_ovl=$(median $tar_ovl) tar_fovl=$(median $tar_fovl) tar_ufs=$(median $tar_ufs)
 tar_vlfs=$(median $tar_vlfs) tar_served=$(median $tar_served) tar_kernel=$(median $tar_kernel)
-if [ -n "${tar_small:-}" ]; then
-    request_row "tar of the tree, warm, --passthrough-minimum-size 131072" "$tree_files" "$counts_small" "$(requests small)" 5
-    tar_small=$(median $tar_small)
+if [ -n "${tar_allpass:-}" ]; then
+    request_row "tar of the tree, warm, --passthrough-minimum-size 0" "$tree_files" "$counts_allpass" "$(requests allpass)" 5
+    tar_allpass=$(median $tar_allpass)
+    cpu_allpass=$(awk -v a="$cpu_allpass" -v b="$(daemon_cpu allpass)" 'BEGIN { printf "%.2f", b - a }')
 else
-    tar_small=n/a
+    tar_allpass=n/a
+fi
+if [ -n "${tar_base:-}" ]; then
+    request_row "tar of the tree, warm, BASELINE build" "$tree_files" "$counts_base" "$(requests baseline)" 5
+    tar_base=$(median $tar_base) cpu_base=$(awk -v a="$cpu_base" -v b="$(daemon_cpu baseline)" 'BEGIN { printf "%.2f", b - a }')
 fi
 if [ -n "${tar_ring:-}" ]; then
     request_row "tar of the tree, warm, --io-uring" "$tree_files" "$counts_ring" "$(requests ring)" 5
@@ -295,6 +312,11 @@ if mountpoint -q "$ring"; then
     ring_requests=$(statistic ring ring-requests)
 else
     postmark_ring=n/a
+fi
+if mountpoint -q "$base"; then
+    counts=$(requests baseline)
+    postmark_base=$(postmark_in "$base" "$postmark_transactions")
+    request_row "Postmark, BASELINE build" "$((postmark_files + postmark_transactions))" "$counts" "$(requests baseline)"
 fi
 # CPU-bound, so the most sensitive to other load on the machine: best of 3 interleaved rounds.
 counts=$(requests)
@@ -349,13 +371,20 @@ echo "| workload | requests | per file | by operation |"
 echo "|---|---|---|---|"
 cat "$work/requests"
 echo
-awk -v s="$read_served" -v o="$read_ovl" -v t="$tar_served" -v to="$tar_ovl" -v m="$tar_small" 'BEGIN {
+awk -v s="$read_served" -v o="$read_ovl" -v t="$tar_served" -v to="$tar_ovl" -v m="$tar_allpass" 'BEGIN {
     printf "The same VLFS mounted --no-passthrough (daemon-served): sequential read %s GB/s, %.2f of overlayfs; warm tar %s s, %.2fx overlayfs.\n", s, s / o, t, t / to
-    if (m != "n/a") printf "Mounted --passthrough-minimum-size 131072 (files under 128 KiB cached by the kernel): warm tar %s s, %.2fx overlayfs.\n", m, m / to
+    if (m != "n/a") printf "Mounted --passthrough-minimum-size 0 (every shared file passed through, small ones too): warm tar %s s, %.2fx overlayfs.\n", m, m / to
 }'
 awk -v t="$tar_ring" -v to="$tar_ovl" -v tv="$tar_vlfs" -v p="$postmark_ring" -v po="$postmark_ovl" -v pv="$postmark_vlfs" -v n="${ring_requests:-0}" 'BEGIN {
     if (t != "n/a") printf "Mounted --io-uring (requests over FUSE'"'"'s io_uring queues, %s of them): warm tar %s s, %.2fx overlayfs, %.2fx the /dev/fuse mount; Postmark %s s, %.2fx overlayfs, %.2fx the /dev/fuse mount.\n", n, t, t / to, t / tv, p, p / po, p / pv
 }'
+echo "Daemon CPU over the 5 warm tar rounds ($((5 * tree_files)) files): strata VLFS $cpu_vlfs s$([ "$tar_allpass" = n/a ] || echo ", --passthrough-minimum-size 0 $cpu_allpass s")."
+if [ -n "${tar_base:-}" ]; then
+    awk -v t="$tar_base" -v tv="$tar_vlfs" -v to="$tar_ovl" -v c="$cpu_base" -v cv="$cpu_vlfs" -v p="$postmark_base" -v pv="$postmark_vlfs" -v po="$postmark_ovl" 'BEGIN {
+        printf "BASELINE build (%s) in the same rounds: warm tar %s s (%.2fx overlayfs; this build %.2fx, %.2f of it), its daemon CPU %s s (this build %.2f of it); Postmark %s s (%.2fx overlayfs; this build %.2fx, %.2f of it).\n",
+            ENVIRON["BASELINE"], t, t / to, tv / to, tv / t, c, cv / c, p, p / po, pv / po, pv / p
+    }'
+fi
 echo "Page cache for the 1 GiB file read through two mounts of the same layers (MiB, lower is better): kernel overlayfs $memory_ovl, fuse-overlayfs $memory_fovl, strata VLFS $memory_vlfs, strata --no-passthrough $memory_served; reading it once on the ext4 itself: $memory_ext4 (the loop device caches a copy too)."
 awk -v ro="$read_ovl" -v rf="$read_fovl" -v ru="$read_ufs" -v rv="$read_vlfs" -v fo="$find_ovl" -v ff="$find_fovl" -v fu="$find_ufs" -v fv="$find_vlfs" \
     -v to="$tar_ovl" -v tf="$tar_fovl" -v tu="$tar_ufs" -v tv="$tar_vlfs" -v cf="$copyup_fovl" -v cu="$copyup_ufs" -v cv="$copyup_vlfs" \

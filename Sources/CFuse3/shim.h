@@ -49,12 +49,17 @@ static inline void strata_fuse_init_out_add_flag2(unsigned char *out, unsigned b
     memcpy(out + 32, &flags2, 4);
 }
 
-/// Asks for passthrough in libfuse's reply to INIT, with a stacking depth of 1: backing files on a
-/// plain filesystem, and the mount itself still usable under overlayfs. Returns 1 if it changed it.
-static inline int strata_fuse_init_reply_request_passthrough(struct iovec *iov, int count) {
+/// Adds FUSE_HANDLE_KILLPRIV_V2 to libfuse's reply to INIT and, with `passthrough`, passthrough with
+/// a stacking depth of 1: backing files on a plain filesystem, and the mount itself still usable under
+/// overlayfs. Returns 1 if it changed the reply.
+static inline int strata_fuse_init_reply_adjust(struct iovec *iov, int count, int passthrough) {
     unsigned char *out = strata_fuse_init_reply_out(iov, count);
-    uint32_t depth = 1;
+    uint32_t flags, depth = 1;
     if (out == NULL) return 0;
+    memcpy(&flags, out + 12, 4);
+    flags |= 1u << 28;                                // FUSE_HANDLE_KILLPRIV_V2
+    memcpy(out + 12, &flags, 4);
+    if (!passthrough) return 1;
     strata_fuse_init_out_add_flag2(out, 37);          // FUSE_PASSTHROUGH
     memcpy(out + 36, &depth, 4);                      // max_stack_depth
     return 1;
@@ -75,6 +80,29 @@ static inline int strata_fuse_init_reply_request_ring(struct iovec *iov, int cou
     if (max_write > payload_size || 8192 > payload_size || pages * (size_t)sysconf(_SC_PAGESIZE) > payload_size) return 0;
     strata_fuse_init_out_add_flag2(out, 41);
     return 1;
+}
+
+/// Whether a request as read from /dev/fuse asks the daemon to clear setuid and setgid (under
+/// FUSE_HANDLE_KILLPRIV_V2): a WRITE with FUSE_WRITE_KILL_SUIDGID, a SETATTR with FATTR_KILL_SUIDGID,
+/// an OPEN with FUSE_OPEN_KILL_SUIDGID. libfuse 3.14 passes none of these on. (CREATE's flag is for
+/// truncating a file that exists, which the daemon's CREATE never opens: it creates exclusively.)
+static inline int strata_fuse_request_kills_suidgid(const void *request, size_t length) {
+    // fuse_in_header (40 bytes): uint32_t len, uint32_t opcode, ...; the operation's arguments follow.
+    const unsigned char *bytes = (const unsigned char *)request;
+    uint32_t opcode, flags;
+    size_t offset;
+    uint32_t bit;
+    if (length < 40) return 0;
+    memcpy(&opcode, bytes + 4, 4);
+    switch (opcode) {
+    case 16: offset = 40 + 20; bit = 1u << 2; break;   // FUSE_WRITE: fuse_write_in.write_flags
+    case 4: offset = 40; bit = 1u << 11; break;        // FUSE_SETATTR: fuse_setattr_in.valid
+    case 14: offset = 40 + 4; bit = 1u << 0; break;    // FUSE_OPEN: fuse_open_in.open_flags
+    default: return 0;
+    }
+    if (length < offset + 4) return 0;
+    memcpy(&flags, bytes + offset, 4);
+    return (flags & bit) != 0;
 }
 
 /// Answers OPEN with FOPEN_PASSTHROUGH and a registered backing id (fuse_open_out of ABI 7.40).

@@ -50,6 +50,31 @@ public struct Digest: Hashable, Comparable, Sendable, CustomStringConvertible, C
 
     public var description: String { "sha256:" + hex }
 
+    /// The object's name beneath a store's `objects/sha256` directory (`ab/cdef…`, NUL-terminated),
+    /// built on the stack: the FUSE daemon opens a blob by it on every open, without allocating.
+    public func withObjectName<R>(_ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
+        try withUnsafeTemporaryAllocation(of: CChar.self, capacity: 2 * Digest.byteCount + 2) { name in
+            var next = 0
+            func put(_ word: UInt64) {
+                for shift in stride(from: 60, through: 0, by: -4) {
+                    if next == 2 {
+                        name[next] = 0x2F  // "/" after the fan-out directory
+                        next += 1
+                    }
+                    let digit = CChar(truncatingIfNeeded: (word >> UInt64(shift)) & 0xF)
+                    name[next] = digit < 10 ? 0x30 + digit : 0x61 - 10 + digit
+                    next += 1
+                }
+            }
+            put(words.0)
+            put(words.1)
+            put(words.2)
+            put(words.3)
+            name[next] = 0
+            return try body(UnsafePointer(name.baseAddress!))
+        }
+    }
+
     public static func == (a: Digest, b: Digest) -> Bool { a.words == b.words }
     public func hash(into hasher: inout Hasher) {
         hasher.combine(words.0)

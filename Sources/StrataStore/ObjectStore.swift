@@ -20,6 +20,8 @@ public final class ObjectStore: Sendable {
     let temporaryPath: String
     /// Where manifests missing from this store come from (a lazily fetched mirror), if anywhere.
     let missingManifests: (any ManifestSource)?
+    /// `objectsPath`, held open so that objects open by name beneath it (`openObject`).
+    private let objects: DirectoryDescriptor
 
     /// Opens the store at `root` (the directory holding `objects/`), creating its layout if asked.
     public init(root: String, create: Bool = false) throws {
@@ -31,10 +33,11 @@ public final class ObjectStore: Sendable {
             try makeDirectories(objectsPath)
             try makeDirectories(temporaryPath)
         }
-        var st = stat()
-        guard stat(objectsPath, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+        let descriptor = Glibc.open(objectsPath, Beneath.pathOnly | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else {
             throw StoreError("\(root): not an object store (no objects/sha256 directory)")
         }
+        objects = DirectoryDescriptor(descriptor)
         removeAbandonedStaging()
     }
 
@@ -43,6 +46,7 @@ public final class ObjectStore: Sendable {
         objectsPath = store.objectsPath
         temporaryPath = store.temporaryPath
         self.missingManifests = missingManifests
+        objects = store.objects
     }
 
     /// This store, reading the manifests it lacks from `source` (which verifies and keeps them): the
@@ -52,8 +56,12 @@ public final class ObjectStore: Sendable {
     }
 
     public func path(of digest: Digest) -> String {
-        let hex = digest.hex
-        return "\(objectsPath)/\(hex.prefix(2))/\(hex.dropFirst(2))"
+        objectsPath + "/" + digest.withObjectName { String(cString: $0) }
+    }
+
+    /// Opens an object's file with `open(2)` flags, or returns -1 with errno set; no path is built.
+    public func openObject(_ digest: Digest, flags: Int32) -> Int32 {
+        digest.withObjectName { openat(objects.descriptor, $0, flags | O_CLOEXEC) }
     }
 
     public func has(_ digest: Digest) -> Bool {
@@ -309,4 +317,13 @@ public struct StagedFile: ~Copyable {
 /// Supplies manifests (trees, path lists) a store lacks, each checked against its digest before it is returned.
 public protocol ManifestSource: Sendable {
     func manifest(_ digest: Digest) throws -> [UInt8]
+}
+
+/// A directory descriptor closed with its last user.
+final class DirectoryDescriptor: Sendable {
+    let descriptor: Int32
+
+    init(_ descriptor: Int32) { self.descriptor = descriptor }
+
+    deinit { close(descriptor) }
 }

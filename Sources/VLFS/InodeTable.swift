@@ -1,4 +1,5 @@
 import CLinux
+import StrataStore
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -31,6 +32,16 @@ final class InodeTable: Sendable {
         var lookups: UInt64
     }
 
+    /// What resolving a node's path found in a shared layer (anything but a directory), kept so that
+    /// its next open or getattr resolves nothing again. It holds for the stack and the whiteouts of
+    /// directories of `epoch` (`Union.current`), while the node is what its path names and nothing
+    /// copies the path up or whites it out (`resolutionsChanged`).
+    struct SharedResolution {
+        let layer: Int
+        let entry: TreeEntry
+        let epoch: UInt64
+    }
+
     private struct State {
         var nodes: [UInt64: Node] = [InodeTable.rootInode: Node(path: "", lookups: 1)]
         var byPath: [String: UInt64] = ["": InodeTable.rootInode]
@@ -43,6 +54,11 @@ final class InodeTable: Sendable {
         var provisional = BoundedCache<String, UInt64>(capacity: 1 << 14)
         /// The numbers of forgotten hard-linked files, so that their other names, looked up later, keep them.
         var provisionalIdentities = BoundedCache<Identity, UInt64>(capacity: 1 << 12)
+        /// Only nodes whose path is theirs in `byPath` have one: every change that moves a node off
+        /// its path drops it.
+        var resolutions: [UInt64: SharedResolution] = [:]
+        /// Counts `resolutionsChanged`: a resolution begun before a change is not kept.
+        var resolutionChanges: UInt64 = 0
 
         /// The node already known for a path or identity; a stale name (its node gone) is dropped.
         mutating func known(_ path: String, _ identity: Identity?) -> UInt64? {
@@ -52,6 +68,11 @@ final class InodeTable: Sendable {
             }
             if let identity, let inode = byIdentity[identity], nodes[inode] != nil { return inode }
             return nil
+        }
+
+        mutating func remember(_ resolution: SharedResolution, for inode: UInt64, at path: String, stamp: UInt64) {
+            guard resolutionChanges == stamp, nodes[inode]?.path == path, byPath[path] == inode else { return }
+            resolutions[inode] = resolution
         }
 
         mutating func newNumber(for path: String, _ identity: Identity?) -> UInt64 {
@@ -72,6 +93,7 @@ final class InodeTable: Sendable {
         /// node whose id a revalidation found changed, then looks it up afresh).
         mutating func drop(_ inode: UInt64) {
             guard let node = nodes.removeValue(forKey: inode) else { return }
+            resolutions[inode] = nil
             if byPath[node.path] == inode {
                 byPath[node.path] = nil
                 provisional.insert(inode, for: node.path)
@@ -87,6 +109,32 @@ final class InodeTable: Sendable {
 
     func path(of inode: UInt64) -> String? {
         state.withLock { $0.nodes[inode]?.path }
+    }
+
+    /// A node's path, what an earlier resolution of it found if that holds for `epoch`, and the stamp
+    /// under which to `remember` a new resolution.
+    func path(of inode: UInt64, epoch: UInt64) -> (path: String, known: SharedResolution?, stamp: UInt64)? {
+        state.withLock { state in
+            guard let node = state.nodes[inode] else { return nil }
+            let known = state.resolutions[inode].flatMap { $0.epoch == epoch ? $0 : nil }
+            return (node.path, known, state.resolutionChanges)
+        }
+    }
+
+    /// Keeps what a resolution of `path` found for its node, unless a path changed since `stamp` was
+    /// taken (the resolution may have seen it before the change) or `path` is no longer the node's.
+    func remember(_ resolution: SharedResolution, for inode: UInt64, at path: String, stamp: UInt64) {
+        state.withLock { state in state.remember(resolution, for: inode, at: path, stamp: stamp) }
+    }
+
+    /// What these paths resolve to changed (copied up, whited out): what was kept for them goes.
+    func resolutionsChanged(at paths: some Sequence<String>) {
+        state.withLock { state in
+            for path in paths {
+                if let inode = state.byPath[path] { state.resolutions[inode] = nil }
+            }
+            state.resolutionChanges &+= 1
+        }
     }
 
     /// The number to show for `path` in a listing: its node's, or a provisional one that its first
@@ -126,8 +174,9 @@ final class InodeTable: Sendable {
     }
 
     /// The inode for `path`, creating it if needed; counts a kernel lookup when `countLookup` (a node
-    /// nobody counts is dropped when its name goes, or at the next `forget` of it).
-    func inode(for path: String, identity: Identity?, countLookup: Bool) -> UInt64 {
+    /// nobody counts is dropped when its name goes, or at the next `forget` of it). Keeps `resolution`,
+    /// what resolving `path` found, as `remember` does.
+    func inode(for path: String, identity: Identity?, countLookup: Bool, resolution: (SharedResolution, stamp: UInt64)? = nil) -> UInt64 {
         state.withLock { state in
             let inode: UInt64
             if let known = state.known(path, identity) {
@@ -142,6 +191,7 @@ final class InodeTable: Sendable {
                 state.identities[inode, default: []].append(identity)
             }
             if countLookup { state.nodes[inode, default: Node(path: path, lookups: 0)].lookups += 1 }
+            if let (resolution, stamp) = resolution { state.remember(resolution, for: inode, at: path, stamp: stamp) }
             return inode
         }
     }
@@ -168,6 +218,7 @@ final class InodeTable: Sendable {
             state.drop(inode)
             guard state.nodes.capacity > 4096, state.nodes.count < state.nodes.capacity / 8 else { return false }
             state.nodes = state.nodes.compacted()
+            state.resolutions = state.resolutions.compacted()
             state.byPath = state.byPath.compacted()
             state.byIdentity = state.byIdentity.compacted()
             state.identities = state.identities.compacted()
@@ -185,6 +236,7 @@ final class InodeTable: Sendable {
         state.withLock { state in
             state.provisional.removeValue(forKey: path)
             guard let inode = state.byPath.removeValue(forKey: path) else { return }
+            state.resolutions[inode] = nil
             if hasOtherLinks, let other = state.byPath.first(where: { $0.value == inode })?.key {
                 if state.nodes[inode]?.path == path { state.nodes[inode]?.path = other }
                 return
@@ -203,6 +255,7 @@ final class InodeTable: Sendable {
                 guard let inode = state.byPath.removeValue(forKey: from) else { return }
                 state.byPath[to] = inode
                 state.nodes[inode]?.path = to
+                state.resolutions[inode] = nil
                 return
             }
             let prefix = from + "/"
@@ -211,6 +264,7 @@ final class InodeTable: Sendable {
                 state.byPath.removeValue(forKey: path)
                 state.byPath[moved] = inode
                 state.nodes[inode]?.path = moved
+                state.resolutions[inode] = nil
             }
         }
     }
@@ -235,6 +289,7 @@ final class InodeTable: Sendable {
                 generation &+= 1
             } while state.nodes[fresh] != nil || fresh == node
             state.nodes[fresh] = Node(path: old.path, lookups: 0)
+            state.resolutions[node] = nil
             // Hard links share the node: every name moves, or the kernel would keep finding the old one.
             for (path, inode) in state.byPath where inode == node { state.byPath[path] = fresh }
             let identities = state.identities.removeValue(forKey: node) ?? []

@@ -68,15 +68,11 @@ public struct SharedLayer: Sendable {
         kind == .config && entry.kind == .directory && entry.xattrs.contains(SharedLayer.opaqueAttribute)
     }
 
-    /// The blob file that holds a regular file's content.
-    public func blobPath(_ entry: TreeEntry) -> String { store.path(of: entry.digest!) }
-
     /// Opens a regular file's blob read-only, first fetching it from the served repository when the
     /// mirror lacks it (a lazily mounted layer). A fetch that fails fails this open alone, with EIO,
     /// and says why in the daemon's log; the next open tries again.
     func openBlob(_ entry: TreeEntry) throws(FSError) -> Int32 {
-        let path = blobPath(entry)
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = store.openObject(entry.digest!, flags: O_RDONLY)
         if fd >= 0 { return fd }
         guard errno == ENOENT, let remote else { throw FSError.last }
         do {

@@ -95,6 +95,7 @@ extension Union {
 
     /// Records a whiteout in every shared layer that provides `path` (visibly, through its parent).
     func whiteOut(_ path: String, in stack: LayerStack) throws(FSError) {
+        defer { inodes.resolutionsChanged(at: CollectionOfOne(path)) }
         let (parent, name) = Beneath.split(path)
         guard let parentResolved = try? resolve(parent, in: stack) else { return }
         for (layer, directory) in parentResolved.contributors {
@@ -175,7 +176,8 @@ extension Union {
         public init() {}
     }
 
-    public func setAttributes(_ inode: UInt64, _ changes: AttributeChanges, openFile: Int32?) throws(FSError) -> stat {
+    /// Changes attributes; `drop` follows a truncation or chown the kernel asks it for.
+    public func setAttributes(_ inode: UInt64, _ changes: AttributeChanges, openFile: Int32?, droppingPrivileges drop: PrivilegeDrop? = nil) throws(FSError) -> stat {
         let path = try path(of: inode)
         try copyUp(path, withData: changes.size != 0)
         if let mode = changes.mode { try privateLayer.setMode(path, mode) }
@@ -185,6 +187,7 @@ extension Union {
         if let size = changes.size {
             if let openFile { try check { ftruncate(openFile, off_t(size)) } } else { try privateLayer.truncate(path, size: size) }
         }
+        if let drop, let st = try privateLayer.status(path), let mode = drop.mode(after: st) { try privateLayer.setMode(path, UInt32(mode)) }
         if changes.accessTime != nil || changes.modificationTime != nil {
             func spec(_ change: AttributeChanges.TimeChange?) -> timespec {
                 switch change {
@@ -232,6 +235,7 @@ extension Union {
         defer { if let contents { close(contents) } }
         return try copyUpLock.withLock { _ throws(FSError) -> Int32? in
             guard !(try resolve(path)).isPrivate else { return nil }
+            defer { inodes.resolutionsChanged(at: [path] + links) }
             let copy = try privateLayer.place(entry, contents: contents, at: path, links: links, opening: flags)
             if entry.kind != .directory, let inode = inodes.inode(at: path) { inodes.alias(.privateInode(UInt64(copy.status.st_ino)), to: inode) }
             if entry.kind == .regular { try noteUnsyncedCopy(UInt64(copy.status.st_ino)) }

@@ -41,8 +41,10 @@ public final class Union: Sendable {
     public let privateRoot: String
     public let whiteoutDirectory: String
     let privateLayer: PrivateLayer
-    /// The stack, and what is known of its directories; both replaced together by a live update.
-    private let current: Mutex<(stack: LayerStack, directories: DirectoryCache)>
+    /// The stack, and what is known of its directories; both replaced together by a live update. The
+    /// epoch counts stacks and changes to the whiteouts of directories: what an inode's path resolved
+    /// to in the shared layers holds within one epoch (`InodeTable.SharedResolution`).
+    private let current: Mutex<(stack: LayerStack, directories: DirectoryCache, epoch: UInt64)>
     let inodes = InodeTable()
     /// Passed by every change (the FUSE adapter wraps its mutating operations in it).
     public let gate = MutationGate()
@@ -62,7 +64,7 @@ public final class Union: Sendable {
     public init(stack: LayerStack, privateRoot: String, whiteoutDirectory: String) throws {
         self.privateRoot = privateRoot
         self.whiteoutDirectory = whiteoutDirectory
-        current = Mutex((stack, DirectoryCache()))
+        current = Mutex((stack, DirectoryCache(), 0))
         var st = stat()
         if lstat(privateRoot, &st) != 0 {
             try makeDirectories(privateRoot, mode: 0o755)
@@ -79,13 +81,18 @@ public final class Union: Sendable {
     /// For the daemon, before it serves: see `PrivateLayer.discardUnfinishedCopies`.
     public func discardUnfinishedCopies() throws { try privateLayer.discardUnfinishedCopies() }
 
-    /// Whiteouts changed: directory contributions computed before may be wrong.
-    func forgetDirectories() { current.withLock { $0.directories }.invalidate() }
+    /// Whiteouts of directories changed: directory contributions, and what paths beneath them
+    /// resolved to, may be wrong. The epoch moves on after the cache is emptied, so that a resolution
+    /// kept under the new epoch saw the new whiteouts.
+    func forgetDirectories() {
+        current.withLock { $0.directories }.invalidate()
+        current.withLock { $0.epoch &+= 1 }
+    }
 
     /// Swaps in a new stack atomically and returns the paths whose contents or visibility may differ.
     public func replaceStack(_ new: LayerStack) throws -> [String] {
         let old = current.withLock { current -> LayerStack in
-            defer { current = (new, DirectoryCache()) }
+            defer { current = (new, DirectoryCache(), current.epoch &+ 1) }
             return current.stack
         }
         return try StackDiff.changedPaths(from: old, to: new)
@@ -128,6 +135,13 @@ public final class Union: Sendable {
             case .shared(_, let entry): entry.linkGroup != 0
             }
         }
+
+        /// What to keep of this resolution for its inode: a shared file's layer and entry (a directory's
+        /// contributors are not kept).
+        func sharedFile(epoch: UInt64) -> InodeTable.SharedResolution? {
+            guard case .shared(let layer, let entry) = top, entry.kind != .directory else { return nil }
+            return InodeTable.SharedResolution(layer: layer, entry: entry, epoch: epoch)
+        }
     }
 
     func resolve(_ path: String, in stack: LayerStack, directories: DirectoryCache? = nil) throws(FSError) -> Resolved {
@@ -145,8 +159,20 @@ public final class Union: Sendable {
     }
 
     func resolve(_ path: String) throws(FSError) -> Resolved {
-        let (stack, directories) = current.withLock { $0 }
+        let (stack, directories, _) = current.withLock { $0 }
         return try resolve(path, in: stack, directories: directories)
+    }
+
+    /// What an inode's path is now: what an earlier resolution of it found in a shared layer while
+    /// that holds, without looking at any layer (OPEN and GETATTR of a file LOOKUP resolved), or else
+    /// resolved afresh and kept.
+    func resolve(inode: UInt64) throws(FSError) -> (path: String, resolved: Resolved) {
+        let (stack, directories, epoch) = current.withLock { $0 }
+        guard let (path, known, stamp) = inodes.path(of: inode, epoch: epoch) else { throw FSError.notFound }
+        if let known { return (path, Resolved(top: .shared(layer: known.layer, entry: known.entry), contributors: [], stack: stack)) }
+        let resolved = try resolve(path, in: stack, directories: directories)
+        if let kept = resolved.sharedFile(epoch: epoch) { inodes.remember(kept, for: inode, at: path, stamp: stamp) }
+        return (path, resolved)
     }
 
     /// What a path is, for building an image of the union.
@@ -182,7 +208,7 @@ public final class Union: Sendable {
     /// The shared entry a whiteout at exactly `path` hides (what a private file that replaced it by
     /// rename, or a deletion, took the place of), from the topmost layer that has one.
     public func hiddenEntry(at path: String) -> (layer: SharedLayer, entry: TreeEntry)? {
-        let (stack, directories) = current.withLock { $0 }
+        let (stack, directories, _) = current.withLock { $0 }
         let (parentPath, name) = Beneath.split(path)
         guard !path.isEmpty, let parent = try? sharedDirectory(parentPath, in: stack, directories: directories) else { return nil }
         for (layer, directory) in parent where stack.whiteouts[layer].contains(path) {
@@ -193,7 +219,7 @@ public final class Union: Sendable {
 
     /// The shared layer that provides `path` beneath the private layer, and its entry, if any.
     public func sharedEntry(at path: String) -> (layer: SharedLayer, entry: TreeEntry)? {
-        let (stack, directories) = current.withLock { $0 }
+        let (stack, directories, _) = current.withLock { $0 }
         guard !path.isEmpty, let parent = try? sharedDirectory(Beneath.split(path).parent, in: stack, directories: directories),
               let (top, _) = try? step(from: parent, name: Beneath.split(path).name, path: path, in: stack), let top else { return nil }
         return (stack.layers[top.layer], top.entry)
@@ -304,10 +330,12 @@ public final class Union: Sendable {
     /// Looks a name up, counting one kernel reference on success unless told not to (readdirplus
     /// counts only the entries that fit its buffer, with `adopt`).
     public func lookup(parent: UInt64, name: String, countLookup: Bool = true) throws(FSError) -> Entry {
-        guard let parentPath = inodes.path(of: parent) else { throw FSError.notFound }
+        let (stack, directories, epoch) = current.withLock { $0 }
+        guard let (parentPath, _, stamp) = inodes.path(of: parent, epoch: epoch) else { throw FSError.notFound }
         let path = Union.join(parentPath, name)
-        let resolved = try resolve(path)
-        let inode = inodes.inode(for: path, identity: identity(of: resolved), countLookup: countLookup)
+        let resolved = try resolve(path, in: stack, directories: directories)
+        let inode = inodes.inode(for: path, identity: identity(of: resolved), countLookup: countLookup,
+                                 resolution: resolved.sharedFile(epoch: epoch).map { ($0, stamp) })
         return Entry(inode: inode, attributes: try attributes(of: resolved, inode: inode))
     }
 
@@ -351,7 +379,7 @@ public final class Union: Sendable {
 
     public func attributes(of inode: UInt64) throws(FSError) -> stat {
         do {
-            return try attributes(of: try resolve(try path(of: inode)), inode: inode)
+            return try attributes(of: try resolve(inode: inode).resolved, inode: inode)
         } catch let error where error == .notFound {
             guard let open = openFiles.withLock({ $0[inode] }) else { throw error }
             var st = open.attributes
@@ -379,8 +407,8 @@ public final class Union: Sendable {
     }
 
     public func readLink(_ inode: UInt64) throws(FSError) -> String {
-        let path = try path(of: inode)
-        switch try resolve(path).top {
+        let (path, resolved) = try resolve(inode: inode)
+        switch resolved.top {
         case .shared(_, let entry):
             guard entry.kind == .symlink else { throw FSError.invalid }
             return entry.target ?? ""
@@ -454,8 +482,8 @@ public final class Union: Sendable {
         (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0
     }
 
-    public func open(_ inode: UInt64, flags: Int32) throws(FSError) -> OpenFile {
-        let path = try path(of: inode)
+    /// Opens a file; one opened for writing (so private) undergoes `drop` when given (O_TRUNC).
+    public func open(_ inode: UInt64, flags: Int32, droppingPrivileges drop: PrivilegeDrop? = nil) throws(FSError) -> OpenFile {
         let writing = Union.opensForWriting(flags)
         // A revert may drop the private copy between resolving and opening it; the shared original
         // then shows, so resolve again (a second loss in a row is reported). A copy made for this open
@@ -463,9 +491,10 @@ public final class Union: Sendable {
         var attempts = 0
         while true {
             attempts += 1
-            let resolved = try resolve(path)
+            let (path, resolved) = try resolve(inode: inode)
             if writing && !resolved.isPrivate {
                 if let copied = try copyUp(path, withData: (flags & O_TRUNC) == 0, opening: flags) {
+                    try Union.closing(copied) { () throws(FSError) in try drop?.apply(toOpenFile: copied) }
                     var attributes = stat()
                     fstat(copied, &attributes)
                     attributes.st_ino = UInt(InodeTable.number(of: inode))
@@ -484,6 +513,7 @@ public final class Union: Sendable {
                 } catch let error where error == .notFound && attempts < 3 {
                     continue
                 }
+                if writing { try Union.closing(fd) { () throws(FSError) in try drop?.apply(toOpenFile: fd) } }
                 file = OpenFile(descriptor: fd, blob: nil)
             case .shared(let layer, let entry):
                 guard entry.kind == .regular else { throw FSError.invalid }
@@ -493,6 +523,14 @@ public final class Union: Sendable {
             }
             registerOpen(inode, file, attributes: try attributes(of: resolved, inode: inode))
             return file
+        }
+    }
+
+    /// Runs `body` on a descriptor just opened, closing it if `body` fails.
+    private static func closing(_ descriptor: Int32, _ body: () throws(FSError) -> Void) throws(FSError) {
+        do { try body() } catch {
+            close(descriptor)
+            throw error
         }
     }
 
@@ -520,8 +558,7 @@ public final class Union: Sendable {
     static let digestAttribute = "user.strata.digest"
 
     public func extendedAttribute(_ inode: UInt64, name: String) throws(FSError) -> [UInt8] {
-        let path = try path(of: inode)
-        let resolved = try resolve(path)
+        let (path, resolved) = try resolve(inode: inode)
         switch (name, resolved.top) {
         case (Union.layerAttribute, .privateFile):
             return Array("private".utf8)
@@ -542,8 +579,8 @@ public final class Union: Sendable {
     }
 
     public func extendedAttributeNames(_ inode: UInt64) throws(FSError) -> [String] {
-        let path = try path(of: inode)
-        switch try resolve(path).top {
+        let (path, resolved) = try resolve(inode: inode)
+        switch resolved.top {
         case .shared(_, let entry):
             return entry.xattrs.map(\.name)
         case .privateFile:

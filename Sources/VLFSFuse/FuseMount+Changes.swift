@@ -21,7 +21,8 @@ extension FuseMount {
                 if toSet & FUSE_SET_ATTR_ATIME_NOW != 0 { changes.accessTime = .now } else if toSet & FUSE_SET_ATTR_ATIME != 0 { changes.accessTime = .at(attributes.st_atim) }
                 if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 { changes.modificationTime = .now } else if toSet & FUSE_SET_ATTR_MTIME != 0 { changes.modificationTime = .at(attributes.st_mtim) }
                 let openFile = info.map { Int32(truncatingIfNeeded: $0.pointee.fh) }
-                var result = try mount.union.setAttributes(UInt64(inode), changes, openFile: openFile.flatMap { $0 > 0 ? $0 : nil })
+                var result = try mount.union.setAttributes(UInt64(inode), changes, openFile: openFile.flatMap { $0 > 0 ? $0 : nil },
+                                                           droppingPrivileges: FuseMount.privilegeDrop(request))
                 fuse_reply_attr(request, &result, FuseMount.timeout)
             }
         }

@@ -15,7 +15,7 @@ extension FuseMount {
             let run = Union.opensForWriting(info!.pointee.flags) ? FuseMount.change : FuseMount.reply
             run(request, .open) { mount in
                 let node = UInt64(inode)
-                let file = try mount.union.open(node, flags: info!.pointee.flags)
+                let file = try mount.union.open(node, flags: info!.pointee.flags, droppingPrivileges: FuseMount.privilegeDrop(request))
                 let (handle, backingID) = try mount.admit(node, file)
                 if let backingID {
                     if strata_fuse_reply_open_passthrough(request, handle, backingID) != 0 { mount.closeFile(node, handle: handle) }
@@ -45,8 +45,13 @@ extension FuseMount {
             var destination = fuse_bufvec(count: 1, idx: 0, off: 0,
                                           buf: fuse_buf(size: fuse_buf_size(source), flags: fuse_buf_flags(FUSE_BUF_IS_FD.rawValue | FUSE_BUF_FD_SEEK.rawValue),
                                                         mem: nil, fd: Int32(truncatingIfNeeded: info!.pointee.fh), pos: offset))
-            let written = FuseMount.mount(request, counting: .write).union.gate.change {
-                fuse_buf_copy(&destination, UnsafeMutablePointer(mutating: source), fuse_buf_copy_flags(rawValue: 0))
+            let written = FuseMount.mount(request, counting: .write).union.gate.change { () -> Int in
+                do throws(FSError) {
+                    try FuseMount.privilegeDrop(request)?.apply(toOpenFile: destination.buf.fd)
+                } catch {
+                    return -Int(error.code)
+                }
+                return fuse_buf_copy(&destination, UnsafeMutablePointer(mutating: source), fuse_buf_copy_flags(rawValue: 0))
             }
             if written < 0 { fuse_reply_err(request, Int32(-written)) } else { fuse_reply_write(request, Int(written)) }
         }

@@ -12,9 +12,12 @@ extension FuseMount {
     static func setLookups(_ ops: inout fuse_lowlevel_ops) {
         ops.`init` = { userdata, connection in
             guard let connection else { return }
-            let wanted = UInt32(FUSE_CAP_SPLICE_READ) | UInt32(FUSE_CAP_SPLICE_WRITE) | UInt32(FUSE_CAP_SPLICE_MOVE)
+            let wanted = UInt32(FUSE_CAP_SPLICE_WRITE) | UInt32(FUSE_CAP_SPLICE_MOVE)
                 | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_ASYNC_READ) | UInt32(FUSE_CAP_NO_OPENDIR_SUPPORT)
             connection.pointee.want |= wanted & connection.pointee.capable
+            // Requests are read with read(2), not spliced, so that the custom I/O sees each one's bytes
+            // (`RawRequest`); a small request costs one system call instead of a splice and a read.
+            connection.pointee.want &= ~UInt32(FUSE_CAP_SPLICE_READ)
             let mount = Unmanaged<MountBox>.fromOpaque(userdata!).takeUnretainedValue().mount!
             mount.opensDirectoriesItself.store(connection.pointee.want & UInt32(FUSE_CAP_NO_OPENDIR_SUPPORT) != 0, ordering: .relaxed)
             connection.pointee.max_write = 1 << 20

@@ -41,6 +41,10 @@ public final class FuseMount: Sendable {
     /// FUSE over io_uring, when asked for and the kernel allows it (`FuseRing`).
     private let ring: FuseRing?
     static let timeout = 86_400.0
+    /// Shared files below this are cached rather than passed through: a warm `tar` of small files costs
+    /// two round trips per file instead of three (see docs/BENCHMARKS.md, issue 14), while libraries and
+    /// programs, mostly larger, still share their blobs' pages across mounts.
+    public static let defaultPassthroughMinimumSize: UInt64 = 128 << 10
 
     /// Mounts `union` at `mountpoint`. The filesystem answers once `run()` is called. `use` sets who may
     /// use it and whether setuid bits and device nodes work (see `MountUse`); an inspection mount is
@@ -49,8 +53,8 @@ public final class FuseMount: Sendable {
     /// read by the kernel straight from their blobs, where the kernel supports it (see `KernelOpens`).
     /// With `ioUring`, requests come over FUSE's io_uring queues where the kernel allows it (see
     /// `FuseRing`); `log` says why not.
-    public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true, passthroughMinimumSize: UInt64 = 0,
-                ioUring: Bool = false, log: (String) -> Void = { _ in }) throws {
+    public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true,
+                passthroughMinimumSize: UInt64 = FuseMount.defaultPassthroughMinimumSize, ioUring: Bool = false, log: (String) -> Void = { _ in }) throws {
         self.union = union
         self.mountpoint = mountpoint
         // The kernel applied the caller's umask to every mode it sends; the daemon's own must not apply again.
@@ -87,12 +91,13 @@ public final class FuseMount: Sendable {
         box.passthrough = passthrough
         box.ring = ring
         box.mount = self
-        if passthrough || ring != nil { FuseMount.installCustomIO(session) }
+        FuseMount.installCustomIO(session)
     }
 
-    /// libfuse 3.14 predates passthrough and FUSE over io_uring: its messages go through this I/O,
-    /// which adds the requests for them to its INIT reply (the first message it writes), hands replies
-    /// to ring requests to their entries, and otherwise does what libfuse does.
+    /// libfuse 3.14 predates passthrough, FUSE_HANDLE_KILLPRIV_V2 and FUSE over io_uring: its messages
+    /// go through this I/O, which asks for them in its INIT reply (the first message it writes;
+    /// passthrough and the ring only when wanted), shows every request it reads to `RawRequest`, hands
+    /// replies to ring requests to their entries, and otherwise does what libfuse does.
     private static func installCustomIO(_ session: OpaquePointer) {
         var io = fuse_custom_io()
         io.writev = { descriptor, vector, count, userdata in
@@ -100,7 +105,7 @@ public final class FuseMount: Sendable {
             if let written = box.ring?.takeReply(vector, count) { return written }
             if !box.initAnswered.load(ordering: .relaxed) {
                 box.initAnswered.store(true, ordering: .relaxed)
-                if box.passthrough { _ = strata_fuse_init_reply_request_passthrough(vector, count) }
+                _ = strata_fuse_init_reply_adjust(vector, count, box.passthrough ? 1 : 0)
                 let offered = box.ring?.offer(vector, count) ?? false
                 let written = Glibc.writev(descriptor, vector, count)
                 box.ring?.start(offered: offered && written >= 0)
@@ -108,7 +113,11 @@ public final class FuseMount: Sendable {
             }
             return Glibc.writev(descriptor, vector, count)
         }
-        io.read = { descriptor, buffer, length, _ in Glibc.read(descriptor, buffer, length) }
+        io.read = { descriptor, buffer, length, _ in
+            let count = Glibc.read(descriptor, buffer, length)
+            if count > 0 { RawRequest.inspect(UnsafeRawBufferPointer(start: buffer, count: count)) }
+            return count
+        }
         io.splice_receive = { input, inputOffset, output, outputOffset, length, flags, _ in
             CFuse3.splice(input, inputOffset, output, outputOffset, length, flags)
         }
@@ -193,6 +202,23 @@ public final class FuseMount: Sendable {
     static func caller(_ request: fuse_req_t?) -> Caller {
         let context = fuse_req_ctx(request)!.pointee
         return Caller(uid: context.uid, gid: context.gid)
+    }
+
+    /// The kernel's request that this change clear setuid and setgid (FUSE_HANDLE_KILLPRIV_V2), if it
+    /// made one; the caller's groups are read only if a setgid file asks for them.
+    static func privilegeDrop(_ request: fuse_req_t?) -> PrivilegeDrop? {
+        guard RawRequest.killsSetuidSetgid else { return nil }
+        return PrivilegeDrop { gid in caller(request).gid == gid || supplementaryGroups(request).contains(gid) }
+    }
+
+    private static func supplementaryGroups(_ request: fuse_req_t?) -> [gid_t] {
+        var groups = [gid_t](repeating: 0, count: 64)
+        while true {
+            let count = Int(fuse_req_getgroups(request, Int32(groups.count), &groups))
+            guard count >= 0 else { return [] }
+            if count <= groups.count { return Array(groups.prefix(count)) }
+            groups = [gid_t](repeating: 0, count: count)
+        }
     }
 
     static func string(_ pointer: UnsafePointer<CChar>?) -> String { String(cString: pointer!) }

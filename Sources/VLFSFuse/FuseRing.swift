@@ -156,6 +156,7 @@ final class FuseRing: Sendable {
             var length = 0
             if let request = strata_fuse_ring_entry_request(entry.buffers, &length) {
                 served.add(1, ordering: .relaxed)
+                RawRequest.inspect(UnsafeRawBufferPointer(start: request, count: length))
                 var buffer = fuse_buf(size: length, flags: fuse_buf_flags(rawValue: 0), mem: request, fd: -1, pos: 0)
                 fuse_session_process_buf(session, &buffer)
             }

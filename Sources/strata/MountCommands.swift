@@ -26,8 +26,8 @@ struct Mount: ParsableCommand {
     @Flag(help: "Serve in this process until unmounted.") var foreground = false
     @Flag(help: "Serve every read through the daemon, never letting the kernel read shared files from their blobs (FUSE passthrough); for comparisons and kernels that misbehave.")
     var noPassthrough = false
-    @Option(help: ArgumentHelp("Serve shared files smaller than this through the daemon, with the kernel keeping their pages (one copy per mount); only larger ones are read from their blobs. Fewer round trips for small files read and then stat'ed.", valueName: "bytes"))
-    var passthroughMinimumSize: UInt64 = 0
+    @Option(help: ArgumentHelp("Serve shared files smaller than this through the daemon, with the kernel keeping their pages (one copy per mount); only larger ones are read from their blobs. Fewer round trips for small files read and then stat'ed; 0 passes every shared file through.", valueName: "bytes"))
+    var passthroughMinimumSize = FuseMount.defaultPassthroughMinimumSize
     @Flag(help: """
         Take FUSE requests over the kernel's io_uring queues (Linux 6.14+, with /sys/module/fuse/parameters/enable_uring Y) \
         instead of reading /dev/fuse; falls back to /dev/fuse, saying why in the log, where the kernel refuses. \

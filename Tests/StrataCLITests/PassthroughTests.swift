@@ -11,16 +11,18 @@ import Glibc
 /// Shared files are read by the kernel straight from their CAS blobs (FUSE passthrough), and the
 /// kernel's rule that one inode is never open both ways must not show to users.
 extension MountTests {
-    /// Two VLFSs sharing a layer keep one copy of its files in memory: the blob's pages.
+    /// Two VLFSs sharing a layer keep one copy of its files in memory: the blob's pages (for files of
+    /// at least `--passthrough-minimum-size`, 128 KiB by default, as libraries and programs mostly are).
     @Test func sharedFilesAreTheirBlobsPages() throws {
-        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        let library = String(repeating: "0123456789abcdef", count: 1 << 14)
+        let vlfs = try MountedWorkspace(layers: Self.app + [("lib", "1", ["usr/lib/libbig.so": library])], ldf: ["main/app 1", "main/base 1", "main/lib 1"])
         let second = vlfs.workspace.scratch.path + "/mnt2"
         try makeDirectories(second)
         expectSuccess(try vlfs.workspace.strata("mount", vlfs.ldf, second, "--name", "second"))
         defer { _ = try? vlfs.workspace.strata("umount", second) }
 
-        let blob = try blobPath(of: vlfs, "usr/bin/app")
-        let frames = try [blob, vlfs.path("usr/bin/app"), second + "/usr/bin/app"].map(pageFrame(ofFirstPageOf:))
+        let blob = try blobPath(of: vlfs, "usr/lib/libbig.so")
+        let frames = try [blob, vlfs.path("usr/lib/libbig.so"), second + "/usr/lib/libbig.so"].map(pageFrame(ofFirstPageOf:))
         #expect(frames[0] != 0)
         #expect(frames[1] == frames[0] && frames[2] == frames[0], "one copy in memory, the blob's: \(frames)")
         // A private file is its own.
@@ -28,9 +30,13 @@ extension MountTests {
         #expect(try pageFrame(ofFirstPageOf: vlfs.path("etc/app.conf")) != frames[0])
     }
 
+    /// Every shared file passed through, however small: the kernel's one-mode-per-inode rule then
+    /// meets the small files these tests write and update.
+    static let passthroughForAll = ["--passthrough-minimum-size", "0"]
+
     /// Copy-up of an inode that readers hold through passthrough: the writer gets a new inode (same number).
     @Test func writeWhileReadersHoldTheBlob() throws {
-        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"], mountOptions: Self.passthroughForAll)
         let path = vlfs.path("etc/app.conf")
         let before = try inodeNumber(path)
         let reader = try #require(FileHandle(forReadingAtPath: path))
@@ -58,7 +64,7 @@ extension MountTests {
 
     /// A live update gives the file another blob: new opens get a new inode, open ones keep the old blob.
     @Test func updateWhileReadersHoldTheBlob() throws {
-        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"], mountOptions: Self.passthroughForAll)
         let reader = try #require(FileHandle(forReadingAtPath: vlfs.path("usr/bin/app")))
         defer { try? reader.close() }
         #expect(try reader.readToEnd() == Data("app one\n".utf8))
@@ -77,7 +83,8 @@ extension MountTests {
     /// sees the original first line.
     @Test func readersWritersAndRevertsAtOnce() throws {
         let files = (0..<6).map { ("srv/data/f\($0)", "original \($0)\n") }
-        let vlfs = try MountedWorkspace(layers: [("data", "1", Dictionary(uniqueKeysWithValues: files))], ldf: ["main/data 1"])
+        let vlfs = try MountedWorkspace(layers: [("data", "1", Dictionary(uniqueKeysWithValues: files))], ldf: ["main/data 1"],
+                                        mountOptions: Self.passthroughForAll)
         let failures = Mutex<[String]>([])
         let opens = Atomic<Int>(0)
         let done = Atomic<Bool>(false)

@@ -1,4 +1,5 @@
 import Foundation
+import StrataStore
 import StrataTestSupport
 import Testing
 #if canImport(Glibc)
@@ -31,6 +32,26 @@ extension MountTests {
         try vlfs.unmount()
         let log = try String(contentsOfFile: vlfs.workspace.home + "/vlfs/\(vlfs.name)/daemon.log", encoding: .utf8)
         #expect(log.contains("FUSE requests answered: lookup:"))
+    }
+
+    /// With FUSE_HANDLE_KILLPRIV_V2 the kernel asks the daemon whether a file has `security.capability`
+    /// (to drop it) at the first write after it learnt the file's attributes, not before every write
+    /// (without it, 3 GETXATTR per file here): the private layer's own file system drops capabilities
+    /// when the daemon writes, and the daemon clears setuid and setgid when the kernel says so.
+    @Test func writesAskForCapabilitiesOnce() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"])
+        try makeDirectories(vlfs.path("var/spool"))
+        let before = try requests(of: vlfs)
+        for index in 0..<20 {
+            for _ in 0..<3 {
+                let fd = open(vlfs.path("var/spool/message\(index)"), O_WRONLY | O_CREAT | O_APPEND, 0o644)
+                #expect(Glibc.write(fd, "line\n", 5) == 5)
+                close(fd)
+            }
+        }
+        let counts = try requests(of: vlfs).subtracting(before)
+        #expect(counts["write"] == 60, "\(counts)")
+        #expect(counts["getxattr"] == 20, "\(counts)")
     }
 
     /// The daemon's request counts by operation, from its `statistics` answer (`requests=lookup:3,open:1`).

@@ -65,8 +65,11 @@ extension Union {
         try list(try inode(path)).map(\.name).sorted()
     }
 
-    func contents(_ path: String) throws -> String {
-        let file = try open(try inode(path), flags: O_RDONLY)
+    func contents(_ path: String) throws -> String { try contents(inode: try inode(path)) }
+
+    /// What opening an inode already looked up reads.
+    func contents(inode: UInt64) throws -> String {
+        let file = try open(inode, flags: O_RDONLY)
         defer { close(file.descriptor) }
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         let n = read(file.descriptor, &buffer, buffer.count)

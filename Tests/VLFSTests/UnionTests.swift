@@ -151,6 +151,37 @@ import Glibc
         #expect(try union.names("opt/pkg2").isEmpty)
     }
 
+    /// Opens and getattrs of a shared file reuse what its lookup resolved, and every change to what its
+    /// path shows wins over that: a copy-up, a revert, a live update, a whiteout.
+    @Test func whatALookupResolvedGivesWayToChanges() throws {
+        let fixture = try UnionFixture()
+        try fixture.layer("app", "1", ["etc/app.conf": "c1", "etc/other": "o1"])
+        try fixture.layer("app", "2", ["etc/app.conf": "c2", "etc/other": "o2"])
+        let ldf = try fixture.ldf("t", ["main/app 1"])
+        let union = try fixture.union(ldf)
+        let conf = try union.inode("etc/app.conf")
+        let other = try union.inode("etc/other")
+        for _ in 0..<2 { #expect(try union.contents(inode: conf) == "c1" && union.contents(inode: other) == "o1") }
+
+        try union.write("etc/app.conf", "mine")
+        #expect(try union.contents(inode: conf) == "mine")
+        #expect(try union.attributes(of: conf).st_size == 4)
+        #expect(try union.extendedAttribute(conf, name: "user.strata.layer") == Array("private".utf8))
+        #expect(try union.revert("etc/app.conf") == ["etc/app.conf"])
+        #expect(try union.contents(inode: conf) == "c1")
+
+        try AtomicFile.write("main/app 2\n", to: ldf)
+        _ = try union.replaceStack(try fixture.stack(ldf))
+        #expect(try union.contents(inode: other) == "o2" && union.contents(inode: conf) == "c2")
+        #expect(try union.extendedAttribute(other, name: "user.strata.layer") == Array("app 2".utf8))
+
+        let (parent, name) = try union.parentAndName("etc/other")
+        try union.unlink(parent: parent, name: name)
+        #expect(throws: FSError.notFound) { try union.contents(inode: other) }
+        // (The fixture's reads leave their descriptors registered: stat-able, as open files of a name gone.)
+        #expect(try union.attributes(of: other).st_nlink == 0)
+    }
+
     @Test func revertBringsTheSharedOriginalBack() throws {
         let fixture = try UnionFixture()
         try fixture.layer("aa", "1", ["etc/motd": "welcome", "etc/issue": "debian"])
