@@ -134,20 +134,18 @@ fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs/upper,workdi
 fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs2/upper,workdir=$work/fuse-overlayfs2/work" "$fovl2"
 # unionfs-fuse: the upper directory first and writable, copying shared files up on write (cow).
 unionfs -o cow "$work/unionfs-fuse/upper=RW:$(echo "$lowerdir" | sed 's/:/=RO:/g')=RO" "$ufs"
-# Every VLFS but the ring's reads /dev/fuse, whatever enable_uring says (a build that has io_uring uses it where the kernel offers it).
-devfuse=$("$strata" mount --help | grep -q no-io-uring && echo --no-io-uring || true)
-mount_vlfs=$(timed "$strata" mount "$work/bench.ldf" "$vlfs" --name bench $devfuse)
+mount_vlfs=$(timed "$strata" mount "$work/bench.ldf" "$vlfs" --name bench)
 # The kernel path: the first mount builds the metadata image, the second finds it in the home's cache.
 kernel_first=$(timed "$strata" mount --kernel "$work/bench.ldf" "$kvlfs" --name kernel)
 "$strata" umount "$kvlfs"
 kernel_second=$(timed "$strata" mount --kernel "$work/bench.ldf" "$kvlfs" --name kernel)
 kernel_image_kib=$(du -k "$STRATA_HOME"/cache/erofs/*.erofs | awk '{ s += $1 } END { print s }')
 kernel_entries=$(find "$kvlfs" | wc -l)
-"$strata" mount "$work/bench.ldf" "$vlfs2" --name bench2 $devfuse
-"$strata" mount "$work/bench.ldf" "$served" --name served --no-passthrough $devfuse
-"$strata" mount "$work/bench.ldf" "$served2" --name served2 --no-passthrough $devfuse
+"$strata" mount "$work/bench.ldf" "$vlfs2" --name bench2
+"$strata" mount "$work/bench.ldf" "$served" --name served --no-passthrough
+"$strata" mount "$work/bench.ldf" "$served2" --name served2 --no-passthrough
 if "$strata" mount --help | grep -q passthrough-minimum-size; then
-    "$strata" mount "$work/bench.ldf" "$allpass" --name allpass --passthrough-minimum-size 0 $devfuse
+    "$strata" mount "$work/bench.ldf" "$allpass" --name allpass --passthrough-minimum-size 0
 fi
 if [ -n "$enable_uring_before" ] && "$strata" mount --help | grep -q io-uring; then
     echo Y >"$enable_uring"

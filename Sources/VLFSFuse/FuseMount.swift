@@ -54,7 +54,7 @@ public final class FuseMount: Sendable {
     /// With `ioUring`, requests come over FUSE's io_uring queues where the kernel allows it (see
     /// `FuseRing`); `log` says why not.
     public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true,
-                passthroughMinimumSize: UInt64 = FuseMount.defaultPassthroughMinimumSize, ioUring: Bool = true, log: (String) -> Void = { _ in }) throws {
+                passthroughMinimumSize: UInt64 = FuseMount.defaultPassthroughMinimumSize, ioUring: Bool = false, log: (String) -> Void = { _ in }) throws {
         self.union = union
         self.mountpoint = mountpoint
         // The kernel applied the caller's umask to every mode it sends; the daemon's own must not apply again.

@@ -28,11 +28,12 @@ struct Mount: ParsableCommand {
     var noPassthrough = false
     @Option(help: ArgumentHelp("Serve shared files smaller than this through the daemon, with the kernel keeping their pages (one copy per mount); only larger ones are read from their blobs. Fewer round trips for small files read and then stat'ed; 0 passes every shared file through.", valueName: "bytes"))
     var passthroughMinimumSize = FuseMount.defaultPassthroughMinimumSize
-    @Flag(inversion: .prefixedNo, help: """
-        Take FUSE requests over the kernel's io_uring queues where it offers them (Linux 6.14+, with \
-        /sys/module/fuse/parameters/enable_uring Y), else read /dev/fuse, saying why in the log.
+    @Flag(help: """
+        Take FUSE requests over the kernel's io_uring queues (Linux 6.14+, with /sys/module/fuse/parameters/enable_uring Y) \
+        instead of reading /dev/fuse; falls back to /dev/fuse, saying why in the log, where the kernel refuses. \
+        Also on when STRATA_IO_URING=1.
         """)
-    var ioUring = true
+    var ioUring = false
     @Option(help: "Seconds a client of the daemon's control socket has to send its request.")
     var controlTimeout = ControlChannel.Limits().requestTimeout
     @Flag(help: "Run no configuration scripts (nor dpkg) at mount or update; layers stay as their state says.")
@@ -50,6 +51,8 @@ struct Mount: ParsableCommand {
     @Flag(help: .hidden) var rootStorage = false
 
     static let namedVLFS = "vlfs:"
+
+    var usesIoUring: Bool { ioUring || ProcessInfo.processInfo.environment["STRATA_IO_URING"] == "1" }
 
     var vlfsName: String {
         if ldf.hasPrefix(Mount.namedVLFS) { return String(ldf.dropFirst(Mount.namedVLFS.count)) }
@@ -113,7 +116,7 @@ struct Mount: ParsableCommand {
         try state.recordComposed(stack)
         let fuse = try FuseMount(union: union, mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, fsName: "strata:\(state.name)",
                                  use: .appliance, passthrough: !noPassthrough, passthroughMinimumSize: passthroughMinimumSize,
-                                 ioUring: ioUring, log: printError)
+                                 ioUring: usesIoUring, log: printError)
         // Requests that change the VLFS (updates from the control socket and from the LDF watcher,
         // reverts, snapshots, resets) take this lock, one at a time: each reads the stack or the private
         // layer and replaces or captures it, and two at once would lose one's work. `status` only reads
@@ -207,7 +210,7 @@ struct Mount: ParsableCommand {
         try makeDirectories(state.directory, mode: 0o700)
         let arguments = [rootStorage ? "@strata" : "strata", "mount", URL(fileURLWithPath: ldf).standardizedFileURL.path, URL(fileURLWithPath: mountpoint).standardizedFileURL.path,
                          "--name", state.name, "--foreground", "--home", options.strataHome.path, "--control-timeout", String(controlTimeout)]
-            + (noPassthrough ? ["--no-passthrough"] : []) + ["--passthrough-minimum-size", String(passthroughMinimumSize)] + (noConfigure ? ["--no-configure"] : []) + (ioUring ? [] : ["--no-io-uring"]) + ["--fetch", fetch.rawValue]
+            + (noPassthrough ? ["--no-passthrough"] : []) + ["--passthrough-minimum-size", String(passthroughMinimumSize)] + (noConfigure ? ["--no-configure"] : []) + (usesIoUring ? ["--io-uring"] : []) + ["--fetch", fetch.rawValue]
         try startMountDaemon(arguments: arguments, log: state.log, mountpoint: mountpoint)
     }
 }
