@@ -17,6 +17,8 @@ public struct CollectionReport: Sendable, Codable {
     public var skipped: String?
     /// The objects freed, for `--json`.
     public var freed: [Digest] = []
+
+    public init(store: String) { self.store = store }
 }
 
 /// Mark and sweep over one store: everything its roots reach through manifests is kept, the rest goes.

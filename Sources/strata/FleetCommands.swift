@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import StrataLayers
 import StrataLifecycle
+import StrataStore
 import VLFS
 
 /// An appliance as the fleet verbs report it: what it runs when mounted (as its daemon last composed
@@ -11,7 +12,10 @@ struct ApplianceStatus: Encodable {
     var template: String
     var mac: String?
     var mounted: Bool
-    /// `REPO/NAME VERSION` of each layer the daemon composed, when mounted.
+    /// Mounted on the kernel path (`mount --kernel`): no daemon, so no live update; it takes a new
+    /// composition at its next mount.
+    var kernelPath: Bool
+    /// `REPO/NAME VERSION` of each layer the daemon (or the kernel path's mount) composed, when mounted.
     var running: [String]?
     /// What its LDF composes now.
     var composes: [String]
@@ -25,13 +29,15 @@ struct ApplianceStatus: Encodable {
     /// One status per appliance. Appliances with the same LDF text (`@TEMPLATE`) share one plan.
     static func all(_ appliances: [Appliance], registry: ApplianceRegistry, home: StrataHome) throws -> [ApplianceStatus] {
         var plans: [String: Result<[String], Error>] = [:]
+        let mountSources = Set(MountTable.current().map(\.source))
         return try appliances.map { appliance in
             let ldf = registry.ldf(of: appliance.name)
             let text = (try? String(contentsOfFile: ldf, encoding: .utf8)) ?? ""
             let plan = plans[text] ?? Result { try Composition.plan(ldf: ldf, home: home).map(\.label).sorted() }
             plans[text] = plan
             let state = try VLFSState(home: home, name: appliance.name)
-            let mounted = state.daemonProcess() != nil
+            let kernelPath = mountSources.contains(KernelPath.source(of: state))
+            let mounted = kernelPath || state.daemonProcess() != nil
             let running = mounted ? state.composed()?.sorted() : nil
             let composes = (try? plan.get()) ?? []
             var pending: [String] = []
@@ -43,7 +49,7 @@ struct ApplianceStatus: Encodable {
             let configuration = (try? ConfigurationState.load(state.configuration)) ?? ConfigurationState()
             let unconfigured = configuration.records.values.filter { $0.phase != .installed }.sorted { $0.name < $1.name }.map { "\($0.name) \($0.phase.rawValue)" }
             return ApplianceStatus(name: appliance.name, template: appliance.template, mac: appliance.mac, mounted: mounted,
-                                   running: running, composes: composes, pending: pending, error: error, unconfigured: unconfigured)
+                                   kernelPath: kernelPath, running: running, composes: composes, pending: pending, error: error, unconfigured: unconfigured)
         }
     }
 }
@@ -63,6 +69,7 @@ struct ApplianceCommand: ParsableCommand {
             var template: String
             var mac: String?
             var mounted: Bool
+            var kernelPath: Bool
             var layers: [String]
         }
 
@@ -73,11 +80,11 @@ struct ApplianceCommand: ParsableCommand {
                 try registry.appliance(mac: try ApplianceRegistry.interfaceMAC(mac, what: "--mac")).map { [$0] } ?? []
             } ?? registry.all()
             let rows = try ApplianceStatus.all(appliances, registry: registry, home: home).map {
-                Row(name: $0.name, template: $0.template, mac: $0.mac, mounted: $0.mounted, layers: $0.running ?? $0.composes)
+                Row(name: $0.name, template: $0.template, mac: $0.mac, mounted: $0.mounted, kernelPath: $0.kernelPath, layers: $0.running ?? $0.composes)
             }
             if json { return try printJSON(rows) }
             for row in rows {
-                print("\(row.name)\t\(row.template)\t\(row.mac ?? "-")\t\(row.mounted ? "mounted" : "not mounted")\t\(row.layers.joined(separator: ", "))")
+                print("\(row.name)\t\(row.template)\t\(row.mac ?? "-")\t\(row.kernelPath ? "mounted (kernel path)" : row.mounted ? "mounted" : "not mounted")\t\(row.layers.joined(separator: ", "))")
             }
         }
     }
@@ -92,8 +99,9 @@ struct FleetCommand: ParsableCommand {
             discussion: """
                 A mounted appliance is pending when its LDF (through its template) now composes other layers than its \
                 daemon composed: it takes them at its next update, which a rewrite of the LDF or of a template it \
-                includes starts by itself. Each line: NAME TEMPLATE STATE LAYERS, STATE one of current, pending, \
-                not-mounted, broken; then, if some layers' configuration scripts have not all succeeded, \
+                includes starts by itself; one mounted on the kernel path (`mount --kernel`) takes them at \
+                its next mount. Each line: NAME TEMPLATE STATE LAYERS, STATE one of current, pending, \
+                pending-remount (kernel path), not-mounted, broken; then, if some layers' configuration scripts have not all succeeded, \
                 'not configured:' and those layers with their state.
                 """)
         @OptionGroup var options: HomeOptions
@@ -105,7 +113,8 @@ struct FleetCommand: ParsableCommand {
             let statuses = try ApplianceStatus.all(try registry.all(), registry: registry, home: home)
             if json { return try printJSON(statuses) }
             for status in statuses {
-                let state = status.error != nil ? "broken" : !status.mounted ? "not-mounted" : status.pending.isEmpty ? "current" : "pending"
+                let state = status.error != nil ? "broken" : !status.mounted ? "not-mounted" : status.pending.isEmpty ? "current"
+                    : status.kernelPath ? "pending-remount" : "pending"
                 let layers = status.error ?? (status.pending.isEmpty ? (status.running ?? status.composes).joined(separator: ", ") : status.pending.joined(separator: ", "))
                 let configuration = status.unconfigured.isEmpty ? "" : "\tnot configured: " + status.unconfigured.joined(separator: ", ")
                 print("\(status.name)\t\(status.template)\t\(state)\t\(layers)\(configuration)")

@@ -29,6 +29,13 @@ enum KernelPath {
         var whiteouts: String { directory + "/whiteouts" }
     }
 
+    static func source(of state: VLFSState) -> String { sourcePrefix + state.name }
+
+    /// Where `state`'s VLFS is mounted on the kernel path, if it is.
+    static func mountpoint(of state: VLFSState) -> String? {
+        MountTable.current().first(where: { $0.source == source(of: state) })?.mountpoint
+    }
+
     static func mount(ldf: String, state: VLFSState, home: StrataHome, mountpoint: String, fetch: FetchMode) throws {
         if let pid = state.daemonProcess() { throw LayerError("VLFS '\(state.name)' is mounted through its daemon (pid \(pid)): unmount it first") }
         // Every file is read from a local blob, with no daemon to fetch one that is missing.
@@ -45,33 +52,12 @@ enum KernelPath {
         let stack = try Composition.stack(layers: layers, home: home, state: state, configuration: try ConfigurationState.load(state.configuration),
                                           whiteoutDirectory: kernel.whiteouts)
         let tree = MetadataTree(stack: stack)
-        let (image, reused) = try cachedImage(tree, home: home)
+        let (image, reused) = try KernelImageCache.image(of: tree, for: state, home: home)
         printError("strata: metadata image \(image) \(reused ? "reused" : "built")")
         try makeUpper(kernel, root: stack.layers.last?.root)
-        try attach(image: image, dataDirectories: tree.dataDirectories, kernel: kernel, source: sourcePrefix + state.name, at: mountpoint)
+        try attach(image: image, dataDirectories: tree.dataDirectories, kernel: kernel, source: source(of: state), at: mountpoint)
         try state.recordLDF(ldf)
         try state.recordComposed(stack)
-    }
-
-    /// The image of `tree` in `$STRATA_HOME/cache/erofs/KEY.erofs`, built there first when missing.
-    static func cachedImage(_ tree: MetadataTree, home: StrataHome) throws -> (path: String, reused: Bool) {
-        let cache = home.path + "/cache/erofs"
-        let image = "\(cache)/\(tree.key.hex).erofs"
-        if access(image, F_OK) == 0 { return (image, true) }
-        guard access(mkfs, X_OK) == 0 else { throw LayerError("\(mkfs) is missing: the kernel path needs erofs-utils") }
-        let build = "\(cache)/build-\(getpid())"
-        try? removeTree(build)
-        try makeDirectories(build, mode: 0o700)
-        defer { try? removeTree(build) }
-        try tree.write(to: build + "/tree", scratch: build + "/union")
-        // erofs-utils 1.5 stores a sparse file's holes whole; compressed, with tails packed into the inode,
-        // the holes of a file cost a few bytes (smaller and faster than its chunked files, whose zero chunks
-        // are hashed and deduplicated: docs/BENCHMARKS.md). Extended inodes keep each file's own mtime.
-        _ = try runProgram(mkfs, ["--quiet", "-Eforce-inode-extended", "--preserve-mtime", "-zlz4", "-Eztailpacking", build + "/image", build + "/tree"])
-        try FileDescriptor.open(build + "/image", O_RDONLY).sync()
-        _ = try sys("rename", image) { rename(build + "/image", image) }
-        try AtomicFile.syncDirectory(cache)
-        return (image, false)
     }
 
     /// overlayfs shows the upper directory's root as the mount's root: made as the FUSE VLFS makes its

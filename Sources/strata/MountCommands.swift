@@ -76,8 +76,8 @@ struct Mount: ParsableCommand {
         guard FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw LayerError("\(mountpoint): mountpoint must be an existing directory")
         }
-        if let mounted = MountTable.current().first(where: { $0.source == KernelPath.sourcePrefix + state.name }) {
-            throw LayerError("VLFS '\(state.name)' is mounted on the kernel path at \(mounted.mountpoint): unmount it first")
+        if let mounted = KernelPath.mountpoint(of: state) {
+            throw LayerError("VLFS '\(state.name)' is mounted on the kernel path at \(mounted): unmount it first")
         }
         if kernel {
             let target = URL(fileURLWithPath: mountpoint).standardizedFileURL.path

@@ -137,4 +137,47 @@ import Glibc
         defer { unmount(remote.mountpoint) }
         #expect(try remote.read("usr/bin/app") == "app one\n")
     }
+
+    @Test func fleetStatusShowsAKernelMountAndGCKeepsTheImageEachVLFSLastMounted() throws {
+        let fleet = try FleetWorkspace("kernel-fleet", layers: [TemplateTests.layers[0], TemplateTests.layers[1]])
+        try fleet.template("web", ["main/base 1", "main/tool 1"]) { _ in }
+        expectSuccess(try fleet.workspace.strata("provision", "app01", "app02", "--template", "web"))
+        let kernel = fleet.workspace.scratch.path + "/kernel"
+        try makeDirectories(kernel)
+        expectSuccess(try fleet.workspace.strata("mount", "--kernel", fleet.home + "/appliances/app01.ldf", kernel, "--name", "app01"))
+        defer { unmount(kernel) }
+
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(expectSuccess(try fleet.workspace.strata("appliance", "list", "--json")).stdout.utf8)) as? [[String: Any]])
+        #expect(rows.map { $0["mounted"] as? Bool } == [true, false] && rows.map { $0["kernelPath"] as? Bool } == [true, false], "\(rows)")
+        #expect(expectSuccess(try fleet.workspace.strata("appliance", "list")).stdout.hasPrefix("app01\tweb\t-\tmounted (kernel path)\t"))
+        // The kernel path takes a new composition at its next mount, not live.
+        try fleet.importLayer("tool", "2", ["usr/bin/tool": "two\n"])
+        expectSuccess(try fleet.workspace.strata("ldf", "upgrade", fleet.home + "/templates/web.ldf"))
+        let status = expectSuccess(try fleet.workspace.strata("fleet", "status")).stdout.split(separator: "\n")
+        #expect(status.first?.hasPrefix("app01\tweb\tpending-remount\t+ main/tool 2, - main/tool 1") == true, "\(status)")
+        #expect(try String(contentsOfFile: kernel + "/usr/bin/tool", encoding: .utf8) == "one\n")
+
+        // An image no VLFS last mounted and a killed build go; app01's image stays, even unmounted.
+        let cache = fleet.home + "/cache/erofs"
+        let mountedImage = try #require(try FileManager.default.contentsOfDirectory(atPath: cache).first)
+        let stale = String(repeating: "ab", count: 32) + ".erofs"
+        try AtomicFile.write("old image", to: cache + "/" + stale)
+        try makeDirectories(cache + "/build-4194304/tree")
+        let dry = try #require(try JSONSerialization.jsonObject(with: Data(expectSuccess(try fleet.workspace.strata("gc", "--dry-run", "--json")).stdout.utf8)) as? [[String: Any]])
+        let images = try #require(dry.last)
+        #expect(images["store"] as? String == cache && images["objects"] as? Int == 2 && images["reachable"] as? Int == 1
+            && images["freed"] as? [String] == ["sha256:" + String(repeating: "ab", count: 32)], "\(images)")
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: cache)) == [mountedImage, stale, "build-4194304"])
+        expectSuccess(try fleet.workspace.strata("umount", kernel))
+        let collected = expectSuccess(try fleet.workspace.strata("gc")).stdout
+        #expect(collected.contains(cache + ": 2 metadata images, 1 last mounted, freed 1"), "\(collected)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: cache) == [mountedImage])
+        // Mounted again, it takes the new composition with a new image; the old one is then free.
+        let again = expectSuccess(try fleet.workspace.strata("mount", "--kernel", "vlfs:app01", kernel))
+        #expect(again.stderr.contains("built"), "\(again.stderr)")
+        #expect(try String(contentsOfFile: kernel + "/usr/bin/tool", encoding: .utf8) == "two\n")
+        #expect(expectSuccess(try fleet.workspace.strata("gc")).stdout.contains(cache + ": 2 metadata images, 1 last mounted, freed 1"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: cache).count == 1)
+        #expect(try String(contentsOfFile: kernel + "/usr/bin/tool", encoding: .utf8) == "two\n")
+    }
 }
