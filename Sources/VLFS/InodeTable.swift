@@ -161,13 +161,13 @@ final class InodeTable: Sendable {
     func adopt(_ node: UInt64, path: String, identity: Identity?) {
         state.withLock { state in
             state.provisional.removeValue(forKey: path)
-            if state.nodes[node] == nil {
-                state.nodes[node] = Node(path: path, lookups: 0)
-                if state.byPath[path].map({ state.nodes[$0] == nil }) ?? true { state.byPath[path] = node }
-                if let identity, state.byIdentity[identity].map({ state.nodes[$0] == nil }) ?? true {
-                    state.byIdentity[identity] = node
-                    state.identities[node, default: []].append(identity)
-                }
+            if state.nodes[node] == nil { state.nodes[node] = Node(path: path, lookups: 0) }
+            // Another name of a hard-linked node is one of its paths too: unlinking the name the node
+            // goes by then moves it here (`unlinked`) instead of leaving the kernel a node with no name.
+            if state.byPath[path].map({ state.nodes[$0] == nil }) ?? true { state.byPath[path] = node }
+            if let identity, state.byIdentity[identity].map({ state.nodes[$0] == nil }) ?? true {
+                state.byIdentity[identity] = node
+                state.identities[node, default: []].append(identity)
             }
             state.nodes[node]!.lookups += 1
         }
