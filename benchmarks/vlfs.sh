@@ -171,8 +171,11 @@ finddu() {
 # Tar of the whole tree, seconds: every file opened and read once. Through a pipe, since GNU tar reads
 # nothing when it writes to /dev/null itself.
 tar_once() { timed sh -c 'tar -cf - "$@" | cat >/dev/null' tar "$@"; }
-# Append a byte to each shared file: one copy-up each, seconds.
-copyup() { timed sh -c 'for f in "$1"/copyup/*; do printf x >>"$f"; done' copyup "$1"; }
+# Append a byte to the shared files whose names end in one of the digits $2 (a fifth of them): one
+# copy-up each, seconds.
+copyup() { timed sh -c 'for f in "$1"/copyup/*[$2]; do printf x >>"$f"; done' copyup "$1" "$2"; }
+# The median of five rounds' times, times five: the seconds all the files would take.
+five_rounds() { awk -v m="$(median "$@")" 'BEGIN { printf "%.3f", 5 * m }'; }
 postmark_in() {
     mkdir -p "$1/postmark"
     printf 'set size 512 10000\nset number %s\nset transactions %s\nset location %s\nrun\nquit\n' "$postmark_files" "$2" "$1/postmark" >"$work/postmark.cfg"
@@ -290,13 +293,24 @@ if [ -n "${tar_ring:-}" ]; then
 else
     tar_ring=n/a
 fi
-copyup_ext4=$(copyup "$ext4")
-copyup_ovl=$(copyup "$ovl")
-copyup_fovl=$(copyup "$fovl")
-copyup_ufs=$(copyup "$ufs")
-counts=$(requests)
-copyup_vlfs=$(copyup "$vlfs")
+# Copy-up in 5 rounds of a fifth of the files, each visiting every mount in turn: one pass per mount, one
+# mount after another, measured mostly which mount ran while the machine was busiest.
+counts=$(requests) counts_base=$(mountpoint -q "$base" && requests baseline || true)
+for digits in 01 23 45 67 89; do
+    copyup_ext4="${copyup_ext4:-} $(copyup "$ext4" $digits)"
+    copyup_ovl="${copyup_ovl:-} $(copyup "$ovl" $digits)"
+    copyup_fovl="${copyup_fovl:-} $(copyup "$fovl" $digits)"
+    copyup_ufs="${copyup_ufs:-} $(copyup "$ufs" $digits)"
+    copyup_vlfs="${copyup_vlfs:-} $(copyup "$vlfs" $digits)"
+    if mountpoint -q "$base"; then copyup_base="${copyup_base:-} $(copyup "$base" $digits)"; fi
+done
 request_row "copy-up" "$copyup_files" "$counts" "$(requests)"
+copyup_ext4=$(five_rounds $copyup_ext4) copyup_ovl=$(five_rounds $copyup_ovl) copyup_fovl=$(five_rounds $copyup_fovl)
+copyup_ufs=$(five_rounds $copyup_ufs) copyup_vlfs=$(five_rounds $copyup_vlfs)
+if [ -n "${copyup_base:-}" ]; then
+    request_row "copy-up, BASELINE build" "$copyup_files" "$counts_base" "$(requests baseline)"
+    copyup_base=$(five_rounds $copyup_base)
+fi
 postmark_ext4=$(postmark_in "$ext4" "$postmark_transactions")
 postmark_ovl=$(postmark_in "$ovl" "$postmark_transactions")
 postmark_fovl=$(postmark_in "$fovl" "$postmark_transactions")
@@ -361,7 +375,7 @@ row() {
 row "sequential read, 1 GiB, dd bs=1M (GB/s, higher is better)" "$read_ext4" "$read_ovl" "$read_fovl" "$read_ufs" "$read_vlfs"
 row "find + du, $tree_files files in $tree_dirs directories (s)" "$find_ext4" "$find_ovl" "$find_fovl" "$find_ufs" "$find_vlfs"
 row "tar of the same tree, warm, median of 5 rotated rounds (s)" "$tar_ext4" "$tar_ovl" "$tar_fovl" "$tar_ufs" "$tar_vlfs"
-row "copy-up: append a byte to $copyup_files shared 4 KiB files (s)" "$copyup_ext4" "$copyup_ovl" "$copyup_fovl" "$copyup_ufs" "$copyup_vlfs"
+row "copy-up: append a byte to $copyup_files shared 4 KiB files, 5 rotated rounds (median x 5, s)" "$copyup_ext4" "$copyup_ovl" "$copyup_fovl" "$copyup_ufs" "$copyup_vlfs"
 row "Postmark, $postmark_files files of 512 B-10 KB, $postmark_transactions transactions (s)" "$postmark_ext4" "$postmark_ovl" "$postmark_fovl" "$postmark_ufs" "$postmark_vlfs"
 row "compile $((sources + 1)) generated C files, make -j2, best of 3 (s)" "$compile_ext4" "$compile_ovl" "$compile_fovl" "$compile_ufs" "$compile_vlfs"
 echo
@@ -380,9 +394,10 @@ awk -v t="$tar_ring" -v to="$tar_ovl" -v tv="$tar_vlfs" -v p="$postmark_ring" -v
 }'
 echo "Daemon CPU over the 5 warm tar rounds ($((5 * tree_files)) files): strata VLFS $cpu_vlfs s$([ "$tar_allpass" = n/a ] || echo ", --passthrough-minimum-size 0 $cpu_allpass s")."
 if [ -n "${tar_base:-}" ]; then
-    awk -v t="$tar_base" -v tv="$tar_vlfs" -v to="$tar_ovl" -v c="$cpu_base" -v cv="$cpu_vlfs" -v p="$postmark_base" -v pv="$postmark_vlfs" -v po="$postmark_ovl" 'BEGIN {
-        printf "BASELINE build (%s) in the same rounds: warm tar %s s (%.2fx overlayfs; this build %.2fx, %.2f of it), its daemon CPU %s s (this build %.2f of it); Postmark %s s (%.2fx overlayfs; this build %.2fx, %.2f of it).\n",
-            ENVIRON["BASELINE"], t, t / to, tv / to, tv / t, c, cv / c, p, p / po, pv / po, pv / p
+    awk -v t="$tar_base" -v tv="$tar_vlfs" -v to="$tar_ovl" -v c="$cpu_base" -v cv="$cpu_vlfs" -v p="$postmark_base" -v pv="$postmark_vlfs" -v po="$postmark_ovl" \
+        -v k="$copyup_base" -v kv="$copyup_vlfs" -v ko="$copyup_ovl" 'BEGIN {
+        printf "BASELINE build (%s) in the same rounds: warm tar %s s (%.2fx overlayfs; this build %.2fx, %.2f of it), its daemon CPU %s s (this build %.2f of it); Postmark %s s (%.2fx overlayfs; this build %.2fx, %.2f of it); copy-up %s s (%.2fx overlayfs; this build %.2fx, %.2f of it).\n",
+            ENVIRON["BASELINE"], t, t / to, tv / to, tv / t, c, cv / c, p, p / po, pv / po, pv / p, k, k / ko, kv / ko, kv / k
     }'
 fi
 echo "Page cache for the 1 GiB file read through two mounts of the same layers (MiB, lower is better): kernel overlayfs $memory_ovl, fuse-overlayfs $memory_fovl, strata VLFS $memory_vlfs, strata --no-passthrough $memory_served; reading it once on the ext4 itself: $memory_ext4 (the loop device caches a copy too)."

@@ -30,6 +30,8 @@ final class PrivateLayer: Sendable {
     private let workNames = Atomic<UInt64>(0)
     /// `/proc/self/fd`, through whose magic links an O_PATH descriptor is reopened or changed in place.
     private static let processDescriptors = Glibc.open("/proc/self/fd", O_DIRECTORY | Beneath.pathOnly | O_CLOEXEC)
+    /// For the names of copies in the work directory (unique with `workNames`).
+    private static let processID = getpid()
 
     init(path: String, workPath: String) throws {
         self.path = path
@@ -87,17 +89,22 @@ final class PrivateLayer: Sendable {
     /// The file's status, or nil when the private layer has nothing at `path` (nor a real directory
     /// on the way to it: a symlink on the way hides everything below it, as in the union).
     func status(_ path: String) throws(FSError) -> stat? {
-        let fd = Beneath.open(rootDescriptor, path, flags: Beneath.pathOnly | O_NOFOLLOW)
-        if fd < 0 {
-            switch -fd {
-            case ENOENT, ENOTDIR, ELOOP: return nil
-            default: throw FSError(-fd)
-            }
-        }
+        guard let fd = try present(path) else { return nil }
         defer { close(fd) }
         var st = stat()
         try check { fstat(fd, &st) }
         return st
+    }
+
+    /// The entry at `path` opened O_PATH (a symlink itself), or nil when the private layer has nothing
+    /// there (as `status`); the caller closes it.
+    private func present(_ path: String) throws(FSError) -> Int32? {
+        let fd = Beneath.open(rootDescriptor, path, flags: Beneath.pathOnly | O_NOFOLLOW)
+        guard fd < 0 else { return fd }
+        switch -fd {
+        case ENOENT, ENOTDIR, ELOOP: return nil
+        default: throw FSError(-fd)
+        }
     }
 
     /// Opens a regular file for I/O (never a device, FIFO or symlink put in its place).
@@ -168,6 +175,14 @@ final class PrivateLayer: Sendable {
             guard let value = try FSError.mapping({ try ExtendedAttributes.get(.descriptor(file), name) }) else { throw FSError.noAttribute }
             return value
         }
+    }
+
+    /// The attribute of the entry at `path`, or nil when the private layer has nothing there (as `status`).
+    func extendedAttributeIfPresent(_ path: String, name: String) throws(FSError) -> [UInt8]? {
+        guard let fd = try present(path) else { return nil }
+        defer { close(fd) }
+        guard let value = try FSError.mapping({ try ExtendedAttributes.get(.descriptor(fd), name) }) else { throw FSError.noAttribute }
+        return value
     }
 
     func extendedAttributeNames(_ path: String) throws(FSError) -> [String] {
@@ -323,24 +338,31 @@ final class PrivateLayer: Sendable {
     /// copy opened with them: the very file placed, even if its name is reverted at once.
     @discardableResult
     func place(_ entry: TreeEntry, contents: Int32?, at path: String, links: [String] = [], opening flags: Int32? = nil) throws(FSError) -> (status: stat, file: Int32?) {
-        let name = "copy-\(getpid())-\(workNames.wrappingAdd(1, ordering: .relaxed).newValue)"
+        let name = "copy-\(PrivateLayer.processID)-\(workNames.wrappingAdd(1, ordering: .relaxed).newValue)"
         var opened: Int32?
         do throws(FSError) {
-            try build(entry, contents: contents, named: name)
+            // A regular file comes back open (the descriptor it was written through): it is reopened
+            // with the caller's flags and stat'ed through it, with no second lookup of its name.
+            let built = try build(entry, contents: contents, named: name)
+            defer { if let built { close(built) } }
             if let flags {
-                let pinned = try check { openat(work, name, Beneath.pathOnly | O_NOFOLLOW | O_CLOEXEC) }
-                defer { close(pinned) }
-                var st = stat()
-                try check { fstat(pinned, &st) }
-                opened = try PrivateLayer.reopen(pinned, st, flags: flags)
+                guard let built else { throw FSError.invalid }
+                opened = try check { openat(PrivateLayer.processDescriptors, String(built), (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC) }
             }
+            // Its bytes reach the disk before any name of it replaces the original: a crash then shows
+            // the original or the whole copy. (Metadata alone is journaled with the link and rename.)
+            if let built, contents != nil && entry.size > 0 { try copyOrdering.finish(built) }
             for link in links {
                 try atParent(link) { directory, linkName throws(FSError) in try check { linkat(work, name, directory, linkName, 0) } }
             }
             return try atParent(path) { directory, finalName throws(FSError) in
                 try check { renameat2(work, name, directory, finalName, Beneath.renameNoReplace) }
                 var st = stat()
-                try check { fstatat(directory, finalName, &st, AT_SYMLINK_NOFOLLOW) }
+                if let built {
+                    try check { fstat(built, &st) }
+                } else {
+                    try check { fstatat(directory, finalName, &st, AT_SYMLINK_NOFOLLOW) }
+                }
                 return (st, opened)
             }
         } catch {
@@ -358,16 +380,25 @@ final class PrivateLayer: Sendable {
         }
     }
 
-    private func build(_ entry: TreeEntry, contents: Int32?, named name: String) throws(FSError) {
+    /// Makes the copy named `name` in the work directory; a regular file is returned open for reading
+    /// and writing, its bytes on their way to the disk (the caller closes it and waits for them).
+    private func build(_ entry: TreeEntry, contents: Int32?, named name: String) throws(FSError) -> Int32? {
         switch entry.kind {
         case .regular:
-            let fd = try check { openat(work, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
-            defer { close(fd) }
-            if let contents { try FSError.mapping { try copyContents(from: contents, to: fd, size: entry.size) } }
-            try applyMetadata(entry, name)
-            // Its bytes reach the disk before its name replaces the original: a crash then shows the
-            // original or the whole copy. (Metadata alone is journaled with the rename.)
-            if contents != nil && entry.size > 0 { try copyOrdering.apply(to: fd) }
+            let fd = try check { openat(work, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
+            do throws(FSError) {
+                if let contents {
+                    try FSError.mapping { try copyContents(from: contents, to: fd, size: entry.size) }
+                    // The disk writes while the metadata is set (`place` waits for them).
+                    copyOrdering.start(fd)
+                }
+                // Through the descriptor: no lookup of the name for each attribute.
+                try FSError.mapping { try Checkout.applyMetadata(entry, to: FileAt(descriptor: fd, path: name)) }
+            } catch {
+                close(fd)
+                throw error
+            }
+            return fd
         case .directory:
             try check { mkdirat(work, name, 0o700) }
             try applyMetadata(entry, name)
@@ -378,6 +409,7 @@ final class PrivateLayer: Sendable {
             try check { mknodat(work, name, mode_t(entry.kind.fileTypeBits) | 0o600, dev_t(entry.device)) }
             try applyMetadata(entry, name)
         }
+        return nil
     }
 
     /// A copy in the work directory gets the shared entry's metadata as a checkout's files do.

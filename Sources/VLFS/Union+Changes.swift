@@ -15,7 +15,10 @@ extension Union {
         let path = try prepareNewName(parent: parent, name: name)
         let fd = try privateLayer.create(path, flags: flags, mode: mode, owner: caller)
         do {
-            let entry = try newEntry(path)
+            // The file just made is what its path resolves to: its descriptor tells its status.
+            var st = stat()
+            try check { fstat(fd, &st) }
+            let entry = try newEntry(path, resolved: Resolved(top: .privateFile(st), contributors: [], stack: stack))
             let file = OpenFile(descriptor: fd, blob: nil)
             registerOpen(entry.inode, file, attributes: entry.attributes)
             return (entry, file)
@@ -62,9 +65,10 @@ extension Union {
         return path
     }
 
-    private func newEntry(_ path: String) throws(FSError) -> Entry {
+    private func newEntry(_ path: String, resolved known: Resolved? = nil) throws(FSError) -> Entry {
         inodes.unlinked(path)
-        let resolved = try resolve(path)
+        let resolved: Resolved
+        if let known { resolved = known } else { resolved = try resolve(path) }
         let inode = inodes.inode(for: path, identity: identity(of: resolved), countLookup: true)
         return Entry(inode: inode, attributes: try attributes(of: resolved, inode: inode))
     }
@@ -97,8 +101,9 @@ extension Union {
     func whiteOut(_ path: String, in stack: LayerStack) throws(FSError) {
         defer { inodes.resolutionsChanged(at: CollectionOfOne(path)) }
         let (parent, name) = Beneath.split(path)
-        guard let parentResolved = try? resolve(parent, in: stack) else { return }
-        for (layer, directory) in parentResolved.contributors {
+        // The shared directories that merge at the parent (the private layer has no say in which).
+        guard let contributors = try? sharedDirectory(parent, in: stack, directories: nil) else { return }
+        for (layer, directory) in contributors {
             guard let entry = try trees.tree(directory, layer: layer, in: stack).entry(named: name) else { continue }
             // What a configuration layer deletes is deleted below it already.
             if stack.layers[layer].deletes(entry) { break }
@@ -224,9 +229,11 @@ extension Union {
     /// A hard link stays one file: its other visible names come up with it, linked to the copy (the
     /// kernel shares one inode between them, so it could not tell them apart afterwards anyway).
     /// With `opening` flags, returns the copy opened with them (nil when the path was private already).
+    /// `known` is what the caller has just resolved `path` to, if it has (checked again under the lock).
     @discardableResult
-    func copyUp(_ path: String, withData: Bool, opening flags: Int32? = nil) throws(FSError) -> Int32? {
-        let resolved = try resolve(path)
+    func copyUp(_ path: String, withData: Bool, opening flags: Int32? = nil, resolved known: Resolved? = nil) throws(FSError) -> Int32? {
+        let resolved: Resolved
+        if let known { resolved = known } else { resolved = try resolve(path) }
         guard case .shared(let layer, let entry) = resolved.top else { return nil }
         let links = entry.linkGroup == 0 ? [] : try linkedPaths(of: entry.linkGroup, layer: layer, in: resolved.stack).filter { $0 != path }
         for name in [path] + links { try ensurePrivateDirectory(Beneath.split(name).parent) }

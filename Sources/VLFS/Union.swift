@@ -145,15 +145,17 @@ public final class Union: Sendable {
     }
 
     func resolve(_ path: String, in stack: LayerStack, directories: DirectoryCache? = nil) throws(FSError) -> Resolved {
+        let privateStatus = try privateLayer.status(path)
+        // A private file hides whatever the shared layers have at its path: only a directory merges with
+        // theirs, so only then are they looked at (most requests on private files skip them).
+        if let st = privateStatus, (st.st_mode & S_IFMT) != S_IFDIR { return Resolved(top: .privateFile(st), contributors: [], stack: stack) }
         var contributors = rootContributors(stack)
         var top: (layer: Int, entry: TreeEntry)?
         if !path.isEmpty {
             let (parent, name) = Beneath.split(path)
             (top, contributors) = try step(from: try sharedDirectory(parent, in: stack, directories: directories), name: name, path: path, in: stack)
         }
-        if let st = try privateLayer.status(path) {
-            return Resolved(top: .privateFile(st), contributors: (st.st_mode & S_IFMT) == S_IFDIR ? contributors : [], stack: stack)
-        }
+        if let st = privateStatus { return Resolved(top: .privateFile(st), contributors: contributors, stack: stack) }
         guard let top else { throw FSError.notFound }
         return Resolved(top: .shared(layer: top.layer, entry: top.entry), contributors: top.entry.kind == .directory ? contributors : [], stack: stack)
     }
@@ -173,6 +175,13 @@ public final class Union: Sendable {
         let resolved = try resolve(path, in: stack, directories: directories)
         if let kept = resolved.sharedFile(epoch: epoch) { inodes.remember(kept, for: inode, at: path, stamp: stamp) }
         return (path, resolved)
+    }
+
+    /// An inode's path, unless what it resolved to in a shared layer is kept (then its path is not private).
+    private func pathWithoutSharedResolution(_ inode: UInt64) -> String? {
+        let epoch = current.withLock { $0.epoch }
+        guard let (path, known, _) = inodes.path(of: inode, epoch: epoch), known == nil else { return nil }
+        return path
     }
 
     /// What a path is, for building an image of the union.
@@ -232,7 +241,7 @@ public final class Union: Sendable {
     /// The shared layers whose directories merge at `path`, top to bottom: computed from the parent's,
     /// one level at a time, and remembered (a directory's contributors change only with whiteouts or
     /// the stack, and both reset the cache).
-    private func sharedDirectory(_ path: String, in stack: LayerStack, directories: DirectoryCache?) throws(FSError) -> [DirectoryCache.Contributor] {
+    func sharedDirectory(_ path: String, in stack: LayerStack, directories: DirectoryCache?) throws(FSError) -> [DirectoryCache.Contributor] {
         if path.isEmpty { return rootContributors(stack) }
         let version = directories?.version ?? 0
         if let known = directories?.contributors(path) { return known }
@@ -493,7 +502,7 @@ public final class Union: Sendable {
             attempts += 1
             let (path, resolved) = try resolve(inode: inode)
             if writing && !resolved.isPrivate {
-                if let copied = try copyUp(path, withData: (flags & O_TRUNC) == 0, opening: flags) {
+                if let copied = try copyUp(path, withData: (flags & O_TRUNC) == 0, opening: flags, resolved: resolved) {
                     try Union.closing(copied) { () throws(FSError) in try drop?.apply(toOpenFile: copied) }
                     var attributes = stat()
                     fstat(copied, &attributes)
@@ -558,6 +567,12 @@ public final class Union: Sendable {
     static let digestAttribute = "user.strata.digest"
 
     public func extendedAttribute(_ inode: UInt64, name: String) throws(FSError) -> [UInt8] {
+        // A private file's own attributes (the kernel asks for security.capability before a file's first
+        // write) are read with one lookup of its path, not a resolution and then a second lookup.
+        if name != Union.layerAttribute, name != Union.digestAttribute, let path = pathWithoutSharedResolution(inode),
+           let value = try privateLayer.extendedAttributeIfPresent(path, name: name) {
+            return value
+        }
         let (path, resolved) = try resolve(inode: inode)
         switch (name, resolved.top) {
         case (Union.layerAttribute, .privateFile):

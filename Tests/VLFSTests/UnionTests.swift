@@ -117,6 +117,27 @@ import Glibc
         #expect(lstat(fixture.home.path + "/vlfs/test/private/usr/bin/prog", &st) == 0 && st.st_mode & 0o7777 == 0o4711)
     }
 
+    @Test func aCopyMadeForAChangeOfModeKeepsBytesTimesAndAttributes() throws {
+        let fixture = try UnionFixture()
+        let tree = fixture.scratch.path + "/trees/times_1"
+        try fixture.scratch.write("trees/times_1/etc/motd", String(repeating: "hello\n", count: 2000))
+        try shell("chown 3:4 '\(tree)/etc/motd' && setfattr -n user.origin -v shared '\(tree)/etc/motd' && touch -d '2001-02-03 04:05:06.789' '\(tree)/etc/motd'")
+        _ = try fixture.repository.importLayer(from: tree, metadata: try LayerMetadata(parsing: "Layer: times\nVersion: 1\n", file: "test"))
+        let union = try fixture.union(try fixture.ldf("t", ["main/times 1"]))
+        let inode = try union.inode("etc/motd")
+        let before = try union.attributes(of: inode)
+        var changes = Union.AttributeChanges()
+        changes.mode = 0o600
+        let after = try union.setAttributes(inode, changes, openFile: nil)
+        #expect(after.st_mode & 0o7777 == 0o600 && after.st_uid == 3 && after.st_gid == 4 && after.st_size == before.st_size)
+        #expect(after.st_mtim.tv_sec == before.st_mtim.tv_sec && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec)
+        #expect(try union.contents("etc/motd") == String(repeating: "hello\n", count: 2000))
+        #expect(try union.extendedAttribute(inode, name: "user.origin") == Array("shared".utf8))
+        #expect(try union.extendedAttributeNames(inode).contains("user.origin"))
+        #expect((try? union.extendedAttribute(inode, name: "user.missing")) == nil)
+        #expect(try union.extendedAttribute(inode, name: "user.strata.layer") == Array("private".utf8))
+    }
+
     @Test func removingAndRecreatingAMergedDirectoryMakesItOpaque() throws {
         let fixture = try UnionFixture()
         try fixture.layer("aa", "1", ["srv/data/from-a": "a"])
