@@ -11,7 +11,7 @@
 # Usage: benchmarks/vlfs.sh [--quick]   (root, /dev/fuse; --quick takes about two minutes)
 #        STRATA=/path/to/strata benchmarks/vlfs.sh ...   (another build, e.g. to compare before and after)
 #        BASELINE=/path/to/old/strata benchmarks/vlfs.sh ...   (that build mounted too, in the warm tar and
-#        Postmark rounds beside this one, with its requests and its daemon's CPU time: before and after in one run)
+#        Postmark rounds and the copy-up beside this one, with its requests and its daemon's CPU time: before and after in one run)
 set -eu
 quick=false
 [ "${1:-}" = --quick ] && quick=true
@@ -297,6 +297,11 @@ copyup_ufs=$(copyup "$ufs")
 counts=$(requests)
 copyup_vlfs=$(copyup "$vlfs")
 request_row "copy-up" "$copyup_files" "$counts" "$(requests)"
+if mountpoint -q "$base"; then
+    counts=$(requests baseline)
+    copyup_base=$(copyup "$base")
+    request_row "copy-up, BASELINE build" "$copyup_files" "$counts" "$(requests baseline)"
+fi
 postmark_ext4=$(postmark_in "$ext4" "$postmark_transactions")
 postmark_ovl=$(postmark_in "$ovl" "$postmark_transactions")
 postmark_fovl=$(postmark_in "$fovl" "$postmark_transactions")
@@ -380,9 +385,10 @@ awk -v t="$tar_ring" -v to="$tar_ovl" -v tv="$tar_vlfs" -v p="$postmark_ring" -v
 }'
 echo "Daemon CPU over the 5 warm tar rounds ($((5 * tree_files)) files): strata VLFS $cpu_vlfs s$([ "$tar_allpass" = n/a ] || echo ", --passthrough-minimum-size 0 $cpu_allpass s")."
 if [ -n "${tar_base:-}" ]; then
-    awk -v t="$tar_base" -v tv="$tar_vlfs" -v to="$tar_ovl" -v c="$cpu_base" -v cv="$cpu_vlfs" -v p="$postmark_base" -v pv="$postmark_vlfs" -v po="$postmark_ovl" 'BEGIN {
-        printf "BASELINE build (%s) in the same rounds: warm tar %s s (%.2fx overlayfs; this build %.2fx, %.2f of it), its daemon CPU %s s (this build %.2f of it); Postmark %s s (%.2fx overlayfs; this build %.2fx, %.2f of it).\n",
-            ENVIRON["BASELINE"], t, t / to, tv / to, tv / t, c, cv / c, p, p / po, pv / po, pv / p
+    awk -v t="$tar_base" -v tv="$tar_vlfs" -v to="$tar_ovl" -v c="$cpu_base" -v cv="$cpu_vlfs" -v p="$postmark_base" -v pv="$postmark_vlfs" -v po="$postmark_ovl" \
+        -v u="$copyup_base" -v uv="$copyup_vlfs" -v uo="$copyup_ovl" 'BEGIN {
+        printf "BASELINE build (%s) in the same rounds: warm tar %s s (%.2fx overlayfs; this build %.2fx, %.2f of it), its daemon CPU %s s (this build %.2f of it); Postmark %s s (%.2fx overlayfs; this build %.2fx, %.2f of it); copy-up %s s (%.2fx overlayfs; this build %.2fx, %.2f of it).\n",
+            ENVIRON["BASELINE"], t, t / to, tv / to, tv / t, c, cv / c, p, p / po, pv / po, pv / p, u, u / uo, uv / uo, uv / u
     }'
 fi
 echo "Page cache for the 1 GiB file read through two mounts of the same layers (MiB, lower is better): kernel overlayfs $memory_ovl, fuse-overlayfs $memory_fovl, strata VLFS $memory_vlfs, strata --no-passthrough $memory_served; reading it once on the ext4 itself: $memory_ext4 (the loop device caches a copy too)."
