@@ -60,13 +60,15 @@ public final class FuseMount: Sendable {
     /// With `passthrough`, shared files of at least `passthroughMinimumSize` bytes opened for reading are
     /// read by the kernel straight from their blobs, where the kernel supports it (see `KernelOpens`).
     /// With `ioUring`, requests come over FUSE's io_uring queues where the kernel allows it (see
-    /// `FuseRing`); `log` says why not. With `writebackCache`, the kernel caches writes (`cachesWrites`).
+    /// `FuseRing`); `log` says why not. With `writebackCache`, the kernel caches writes (`cachesWrites`)
+    /// and passes no file through: Linux does not combine the two (`process_init_reply`).
     public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true,
-                passthroughMinimumSize: UInt64 = FuseMount.defaultPassthroughMinimumSize, ioUring: Bool = false, writebackCache: Bool = true,
+                passthroughMinimumSize: UInt64 = FuseMount.defaultPassthroughMinimumSize, ioUring: Bool = false, writebackCache: Bool = false,
                 log: (String) -> Void = { _ in }) throws {
         self.union = union
         self.mountpoint = mountpoint
         asksToCacheWrites = writebackCache
+        let passthrough = passthrough && !writebackCache
         // The kernel applied the caller's umask to every mode it sends; the daemon's own must not apply again.
         umask(0)
         let options = "fsname=\(fsName),subtype=strata,default_permissions,\(use.options)"

@@ -6,7 +6,7 @@ import Testing
 import Glibc
 #endif
 
-/// FUSE writeback caching, on unless `--no-writeback-cache`: write() lands in the kernel's page cache
+/// FUSE writeback caching (`--writeback-cache`): write() lands in the kernel's page cache
 /// and reaches the daemon later, merged, and the kernel keeps regular files' sizes and times. What the
 /// VLFS promises must hold all the same: snapshots hold every write that returned, reverts, resets and
 /// live updates show the new sizes at once, appends land where they belong.
@@ -14,6 +14,7 @@ import Glibc
     static let layers = [("app", "1", ["etc/app.conf": "conf one\n", "var/log/app.log": "started\n"]),
                          ("app", "2", ["etc/app.conf": "conf two, and longer\n", "var/log/app.log": "started\n"])]
     static let line = String(repeating: "x", count: 99) + "\n"
+    static let options = ["--writeback-cache"]
 
     /// Appends as Postmark makes them (seek to the end, write) reach the daemon merged, one WRITE per
     /// close, and ask for no size; without the cache each write is a WRITE (one more where it crosses a
@@ -21,7 +22,7 @@ import Glibc
     @Test func appendsAreMergedAndAskForNoSize() throws {
         for cached in [true, false] {
             let vlfs = try MountedWorkspace("appends-\(cached)", layers: Self.layers, ldf: ["main/app 1"],
-                                            mountOptions: cached ? [] : ["--no-writeback-cache"])
+                                            mountOptions: cached ? Self.options : [])
             let before = try MountTests().requests(of: vlfs)
             for _ in 0..<3 {
                 let fd = open(vlfs.path("var/log/app.log"), O_WRONLY | O_APPEND)
@@ -49,7 +50,7 @@ import Glibc
     /// The kernel sends a page again when more of it is written; the private file must not be opened
     /// for appending, or each resend would land at its end.
     @Test func appendsSyncedOneByOneLandOnce() throws {
-        let vlfs = try MountedWorkspace(layers: Self.layers, ldf: ["main/app 1"])
+        let vlfs = try MountedWorkspace(layers: Self.layers, ldf: ["main/app 1"], mountOptions: Self.options)
         let first = open(vlfs.path("var/log/app.log"), O_WRONLY | O_APPEND)
         let second = open(vlfs.path("var/log/app.log"), O_RDWR | O_APPEND)
         #expect(first >= 0 && second >= 0)
@@ -69,7 +70,7 @@ import Glibc
     /// synced nor closed the file (nor unmapped its mapping). The writer is another process: a close of
     /// any copy of its descriptors, as a fork and exec here would make, flushes the file.
     @Test func aSnapshotHoldsWritesThatReturned() throws {
-        let vlfs = try MountedWorkspace(layers: Self.layers, ldf: ["main/app 1"])
+        let vlfs = try MountedWorkspace(layers: Self.layers, ldf: ["main/app 1"], mountOptions: Self.options)
         let writer = Process()
         writer.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         writer.arguments = ["-c", """
@@ -112,7 +113,7 @@ import Glibc
     /// After a revert and a reset, stat and read show the shared file's size and bytes, not the size the
     /// kernel cached for the private copy (even one still open with writes the kernel holds).
     @Test func revertAndResetShowTheSharedSizes() throws {
-        let vlfs = try MountedWorkspace(layers: Self.layers, ldf: ["main/app 1"])
+        let vlfs = try MountedWorkspace(layers: Self.layers, ldf: ["main/app 1"], mountOptions: Self.options)
         let longer = "a private configuration, longer than the shared one\n"
         try vlfs.write("etc/app.conf", longer)
         #expect(try size(vlfs, "etc/app.conf") == longer.utf8.count)
@@ -134,7 +135,7 @@ import Glibc
     /// A live update that changes a shared file's size shows the new size and bytes at once, also while
     /// a process holds the old file open (as running programs hold their libraries).
     @Test func liveUpdatesShowNewSizes() throws {
-        let vlfs = try MountedWorkspace(layers: Self.layers, ldf: ["main/app 1"])
+        let vlfs = try MountedWorkspace(layers: Self.layers, ldf: ["main/app 1"], mountOptions: Self.options)
         let held = open(vlfs.path("etc/app.conf"), O_RDONLY)
         defer { close(held) }
         #expect(try vlfs.read("etc/app.conf") == "conf one\n")
@@ -146,7 +147,7 @@ import Glibc
 
     /// Mapped writes reach the private layer by the time the file is closed, and survive a remount.
     @Test func mappedWritesReachThePrivateLayer() throws {
-        let vlfs = try MountedWorkspace(layers: Self.layers, ldf: ["main/app 1"])
+        let vlfs = try MountedWorkspace(layers: Self.layers, ldf: ["main/app 1"], mountOptions: Self.options)
         let fd = open(vlfs.path("etc/app.conf"), O_RDWR)
         let page = try #require(mmap(nil, 9, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0))
         #expect(page != MAP_FAILED)
