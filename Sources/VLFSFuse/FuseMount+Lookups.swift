@@ -22,6 +22,7 @@ extension FuseMount {
             if mount.asksToCacheWrites { connection.pointee.want |= UInt32(FUSE_CAP_WRITEBACK_CACHE) & connection.pointee.capable }
             mount.opensDirectoriesItself.store(connection.pointee.want & UInt32(FUSE_CAP_NO_OPENDIR_SUPPORT) != 0, ordering: .relaxed)
             mount.cachesWrites.store(connection.pointee.want & UInt32(FUSE_CAP_WRITEBACK_CACHE) != 0, ordering: .relaxed)
+            mount.opens.separatesFiles.store(mount.cachesWrites.load(ordering: .relaxed), ordering: .relaxed)
             connection.pointee.max_write = 1 << 20
             connection.pointee.max_readahead = 1 << 20
         }

@@ -28,7 +28,7 @@ public final class FuseMount: Sendable {
     /// any thread, which is all that other threads do with it.
     nonisolated(unsafe) private let session: OpaquePointer
     /// How the kernel has each inode open: passthrough or through this daemon.
-    private let opens: KernelOpens
+    let opens: KernelOpens
     /// Directory listings being read, by directory inode, in cookie order: taken when a reader starts at
     /// offset 0, used for the offsets that follow, dropped when a reader reaches the end, and the most
     /// recent few kept at most. The kernel opens directories without asking (see `opendir`), so there

@@ -145,6 +145,22 @@ import Glibc
         #expect(try vlfs.read("etc/app.conf") == "conf two, and longer\n")
     }
 
+    /// A reader of a shared file keeps the file it opened while a writer copies it up, as with
+    /// overlayfs: the writer's open gets a new inode, or the reader would read the writer's pages.
+    @Test func readersKeepTheSharedFileWhileAWriterCopiesItUp() throws {
+        let vlfs = try MountedWorkspace(layers: Self.layers, ldf: ["main/app 1"], mountOptions: Self.options)
+        let reader = try #require(FileHandle(forReadingAtPath: vlfs.path("etc/app.conf")))
+        defer { try? reader.close() }
+        #expect(try reader.readToEnd() == Data("conf one\n".utf8))
+        let writer = try #require(FileHandle(forUpdatingAtPath: vlfs.path("etc/app.conf")))
+        try writer.seekToEnd()
+        try writer.write(contentsOf: Data("appended\n".utf8))
+        try writer.close()
+        try reader.seek(toOffset: 0)
+        #expect(try reader.readToEnd() == Data("conf one\n".utf8))
+        #expect(try vlfs.read("etc/app.conf") == "conf one\nappended\n")
+    }
+
     /// Mapped writes reach the private layer by the time the file is closed, and survive a remount.
     @Test func mappedWritesReachThePrivateLayer() throws {
         let vlfs = try MountedWorkspace(layers: Self.layers, ldf: ["main/app 1"], mountOptions: Self.options)
