@@ -5,13 +5,14 @@
 # requests each workload sent the VLFS daemon (from its `statistics` answer), then what passthrough
 # changes: the read speed and warm tar without it (and with it for every shared file, small ones too), and the page
 # cache two mounts cost; where the build and the kernel have it, the same VLFS taking its requests over
-# FUSE's io_uring queues (--io-uring; enable_uring is set for the run and put back after); last, the
+# FUSE's io_uring queues (--io-uring; enable_uring is set for the run and put back after), and with FUSE
+# writeback caching (--writeback-cache: warm tar, copy-up and Postmark beside the default mount); last, the
 # kernel path (`strata mount --kernel`: an EROFS metadata image under kernel overlayfs, no daemon)
 # beside overlayfs and the VLFS, with its image's size and mount times.
 # Usage: benchmarks/vlfs.sh [--quick]   (root, /dev/fuse; --quick takes about two minutes)
 #        STRATA=/path/to/strata benchmarks/vlfs.sh ...   (another build, e.g. to compare before and after)
 #        BASELINE=/path/to/old/strata benchmarks/vlfs.sh ...   (that build mounted too, in the warm tar and
-#        Postmark rounds beside this one, with its requests and its daemon's CPU time: before and after in one run)
+#        Postmark rounds and the copy-up beside this one, with its requests and its daemon's CPU time: before and after in one run)
 set -eu
 quick=false
 [ "${1:-}" = --quick ] && quick=true
@@ -48,6 +49,8 @@ kvlfs="$work/kernel/mnt"
 allpass="$work/allpass/mnt"
 # The BASELINE build's VLFS, when asked for.
 base="$work/baseline/mnt"
+# And with FUSE writeback caching (no passthrough then: Linux does not combine them), where the build has it.
+wb="$work/writeback/mnt"
 # And over FUSE's io_uring queues, where the build and the kernel have them.
 ring="$work/ring/mnt" enable_uring=/sys/module/fuse/parameters/enable_uring
 enable_uring_before=$(cat "$enable_uring" 2>/dev/null || true)
@@ -55,7 +58,7 @@ enable_uring_before=$(cat "$enable_uring" 2>/dev/null || true)
 ovl2="$work/overlayfs2/mnt" fovl2="$work/fuse-overlayfs2/mnt" vlfs2="$work/vlfs2/mnt" served2="$work/served2/mnt"
 cleanup() {
     set +e
-    for mnt in "$vlfs" "$served" "$allpass" "$ring" "$vlfs2" "$served2" "$kvlfs" "$base"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
+    for mnt in "$vlfs" "$served" "$allpass" "$ring" "$wb" "$vlfs2" "$served2" "$kvlfs" "$base"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
     for mnt in "$fovl" "$ufs" "$ovl" "$fovl2" "$ovl2" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
     rm -rf "$scratch"
     [ -z "$enable_uring_before" ] || echo "$enable_uring_before" >"$enable_uring"
@@ -150,6 +153,10 @@ fi
 if [ -n "$enable_uring_before" ] && "$strata" mount --help | grep -q io-uring; then
     echo Y >"$enable_uring"
     "$strata" mount "$work/bench.ldf" "$ring" --name ring --io-uring
+fi
+if "$strata" mount --help | grep -q writeback-cache; then
+    mkdir -p "$wb"
+    "$strata" mount "$work/bench.ldf" "$wb" --name writeback --writeback-cache
 fi
 if [ -n "${BASELINE:-}" ]; then mkdir -p "$base"; "$BASELINE" mount "$work/bench.ldf" "$base" --name baseline; fi
 # ext4: the layer directories themselves for reading, copies of them for writing.
@@ -253,11 +260,11 @@ request_row "find + du, warm" "$tree_files" "$counts" "$(requests)"
 # round trips to a daemon suffer most from other load on the machine. The VLFS daemons' requests are
 # counted over the 5 rounds.
 tar_trees() { tar_once $(for tree in "$@"; do echo "-C $tree ."; done); }
-tar_mounts="$ovl $fovl $ufs $vlfs $served $kvlfs $(mountpoint -q "$allpass" && echo "$allpass" || true) $(mountpoint -q "$ring" && echo "$ring" || true) $(mountpoint -q "$base" && echo "$base" || true)"
+tar_mounts="$ovl $fovl $ufs $vlfs $served $kvlfs $(mountpoint -q "$allpass" && echo "$allpass" || true) $(mountpoint -q "$ring" && echo "$ring" || true) $(mountpoint -q "$wb" && echo "$wb" || true) $(mountpoint -q "$base" && echo "$base" || true)"
 for mnt in $tar_mounts; do tar_trees "$mnt/tree" >/dev/null; done
 tar_trees $tree_ext4 >/dev/null
 counts=$(requests) counts_served=$(requests served) counts_allpass=$(mountpoint -q "$allpass" && requests allpass || true) counts_ring=$(mountpoint -q "$ring" && requests ring || true)
-counts_base=$(mountpoint -q "$base" && requests baseline || true)
+counts_base=$(mountpoint -q "$base" && requests baseline || true) counts_wb=$(mountpoint -q "$wb" && requests writeback || true)
 cpu_vlfs=$(daemon_cpu bench) cpu_allpass=$(mountpoint -q "$allpass" && daemon_cpu allpass || true) cpu_base=$(mountpoint -q "$base" && daemon_cpu baseline || true)
 for round in 1 2 3 4 5; do
     tar_ext4="${tar_ext4:-} $(tar_trees $tree_ext4)"
@@ -270,6 +277,7 @@ for round in 1 2 3 4 5; do
     if mountpoint -q "$ring"; then tar_ring="${tar_ring:-} $(tar_trees "$ring/tree")"; fi
     if mountpoint -q "$allpass"; then tar_allpass="${tar_allpass:-} $(tar_trees "$allpass/tree")"; fi
     if mountpoint -q "$base"; then tar_base="${tar_base:-} $(tar_trees "$base/tree")"; fi
+    if mountpoint -q "$wb"; then tar_wb="${tar_wb:-} $(tar_trees "$wb/tree")"; fi
 done
 cpu_vlfs=$(awk -v a="$cpu_vlfs" -v b="$(daemon_cpu bench)" 'BEGIN { printf "%.2f", b - a }')
 request_row "tar of the tree, warm" "$tree_files" "$counts" "$(requests)" 5
@@ -287,6 +295,10 @@ if [ -n "${tar_base:-}" ]; then
     request_row "tar of the tree, warm, BASELINE build" "$tree_files" "$counts_base" "$(requests baseline)" 5
     tar_base=$(median $tar_base) cpu_base=$(awk -v a="$cpu_base" -v b="$(daemon_cpu baseline)" 'BEGIN { printf "%.2f", b - a }')
 fi
+if [ -n "${tar_wb:-}" ]; then
+    request_row "tar of the tree, warm, --writeback-cache" "$tree_files" "$counts_wb" "$(requests writeback)" 5
+    tar_wb=$(median $tar_wb)
+fi
 if [ -n "${tar_ring:-}" ]; then
     request_row "tar of the tree, warm, --io-uring" "$tree_files" "$counts_ring" "$(requests ring)" 5
     tar_ring=$(median $tar_ring)
@@ -295,7 +307,7 @@ else
 fi
 # Copy-up in 5 rounds of a fifth of the files, each visiting every mount in turn: one pass per mount, one
 # mount after another, measured mostly which mount ran while the machine was busiest.
-counts=$(requests) counts_base=$(mountpoint -q "$base" && requests baseline || true)
+counts=$(requests) counts_base=$(mountpoint -q "$base" && requests baseline || true) counts_wb=$(mountpoint -q "$wb" && requests writeback || true)
 for digits in 01 23 45 67 89; do
     copyup_ext4="${copyup_ext4:-} $(copyup "$ext4" $digits)"
     copyup_ovl="${copyup_ovl:-} $(copyup "$ovl" $digits)"
@@ -303,6 +315,7 @@ for digits in 01 23 45 67 89; do
     copyup_ufs="${copyup_ufs:-} $(copyup "$ufs" $digits)"
     copyup_vlfs="${copyup_vlfs:-} $(copyup "$vlfs" $digits)"
     if mountpoint -q "$base"; then copyup_base="${copyup_base:-} $(copyup "$base" $digits)"; fi
+    if mountpoint -q "$wb"; then copyup_wb="${copyup_wb:-} $(copyup "$wb" $digits)"; fi
 done
 request_row "copy-up" "$copyup_files" "$counts" "$(requests)"
 copyup_ext4=$(five_rounds $copyup_ext4) copyup_ovl=$(five_rounds $copyup_ovl) copyup_fovl=$(five_rounds $copyup_fovl)
@@ -310,6 +323,10 @@ copyup_ufs=$(five_rounds $copyup_ufs) copyup_vlfs=$(five_rounds $copyup_vlfs)
 if [ -n "${copyup_base:-}" ]; then
     request_row "copy-up, BASELINE build" "$copyup_files" "$counts_base" "$(requests baseline)"
     copyup_base=$(five_rounds $copyup_base)
+fi
+if [ -n "${copyup_wb:-}" ]; then
+    request_row "copy-up, --writeback-cache" "$copyup_files" "$counts_wb" "$(requests writeback)"
+    copyup_wb=$(five_rounds $copyup_wb)
 fi
 postmark_ext4=$(postmark_in "$ext4" "$postmark_transactions")
 postmark_ovl=$(postmark_in "$ovl" "$postmark_transactions")
@@ -319,6 +336,11 @@ counts=$(requests)
 postmark_vlfs=$(postmark_in "$vlfs" "$postmark_transactions")
 request_row "Postmark (per file created + transaction)" "$((postmark_files + postmark_transactions))" "$counts" "$(requests)"
 postmark_kernel=$(postmark_in "$kvlfs" "$postmark_transactions")
+if mountpoint -q "$wb"; then
+    counts=$(requests writeback)
+    postmark_wb=$(postmark_in "$wb" "$postmark_transactions")
+    request_row "Postmark, --writeback-cache" "$((postmark_files + postmark_transactions))" "$counts" "$(requests writeback)"
+fi
 if mountpoint -q "$ring"; then
     counts=$(requests ring)
     postmark_ring=$(postmark_in "$ring" "$postmark_transactions")
@@ -392,6 +414,12 @@ awk -v s="$read_served" -v o="$read_ovl" -v t="$tar_served" -v to="$tar_ovl" -v 
 awk -v t="$tar_ring" -v to="$tar_ovl" -v tv="$tar_vlfs" -v p="$postmark_ring" -v po="$postmark_ovl" -v pv="$postmark_vlfs" -v n="${ring_requests:-0}" 'BEGIN {
     if (t != "n/a") printf "Mounted --io-uring (requests over FUSE'"'"'s io_uring queues, %s of them): warm tar %s s, %.2fx overlayfs, %.2fx the /dev/fuse mount; Postmark %s s, %.2fx overlayfs, %.2fx the /dev/fuse mount.\n", n, t, t / to, t / tv, p, p / po, p / pv
 }'
+if [ -n "${tar_wb:-}" ]; then
+    awk -v t="$tar_wb" -v to="$tar_ovl" -v tv="$tar_vlfs" -v p="$postmark_wb" -v po="$postmark_ovl" -v pv="$postmark_vlfs" \
+        -v c="$copyup_wb" -v co="$copyup_ovl" -v cv="$copyup_vlfs" -v r="$read_served" -v rv="$read_vlfs" 'BEGIN {
+        printf "Mounted --writeback-cache (writes cached by the kernel, no passthrough): Postmark %s s, %.2fx overlayfs, %.2fx the default mount; copy-up %s s, %.2fx overlayfs, %.2fx the default mount; warm tar %s s, %.2fx overlayfs, %.2fx the default mount; its sequential read is that of --no-passthrough (%s GB/s against %s).\n", p, p / po, p / pv, c, c / co, c / cv, t, t / to, t / tv, r, rv
+    }'
+fi
 echo "Daemon CPU over the 5 warm tar rounds ($((5 * tree_files)) files): strata VLFS $cpu_vlfs s$([ "$tar_allpass" = n/a ] || echo ", --passthrough-minimum-size 0 $cpu_allpass s")."
 if [ -n "${tar_base:-}" ]; then
     awk -v t="$tar_base" -v tv="$tar_vlfs" -v to="$tar_ovl" -v c="$cpu_base" -v cv="$cpu_vlfs" -v p="$postmark_base" -v pv="$postmark_vlfs" -v po="$postmark_ovl" \

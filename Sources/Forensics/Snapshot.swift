@@ -22,6 +22,8 @@ public enum Snapshot {
         var hashed = StatCache()
 
         init(_ union: Union, catalog: Catalog) throws {
+            // Writes the kernel still caches are hashed here too, not left for the gate's own flush.
+            union.gate.flushPendingWrites()
             batch = try catalog.store.beginBatch()
             var cache: StatCache? = hashed
             // Files may change or vanish under this walk: whatever it misses, the capture reads.

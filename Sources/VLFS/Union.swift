@@ -355,6 +355,17 @@ public final class Union: Sendable {
     @discardableResult
     public func renew(_ inode: UInt64) -> UInt64? { inodes.renew(inode) }
 
+    /// Renews (see `renew`) the nodes at these paths that are not directories, whose contents changed
+    /// behind the kernel: with writeback caching, the kernel never takes a size from the daemon for a
+    /// regular file it has cached, so only a new inode shows the new one.
+    public func renewFiles(at paths: [String]) {
+        for path in paths {
+            guard let node = inodes.inode(at: path) else { continue }
+            if let attributes = try? attributes(of: node), attributes.st_mode & S_IFMT == S_IFDIR { continue }
+            renew(node)
+        }
+    }
+
     /// The `st_ino` of a node id.
     public static func inodeNumber(ofNode node: UInt64) -> UInt64 { InodeTable.number(of: node) }
 

@@ -15,7 +15,7 @@ extension FuseMount {
             let run = Union.opensForWriting(info!.pointee.flags) ? FuseMount.change : FuseMount.reply
             run(request, .open) { mount in
                 let node = UInt64(inode)
-                let file = try mount.union.open(node, flags: info!.pointee.flags, droppingPrivileges: FuseMount.privilegeDrop(request))
+                let file = try mount.union.open(node, flags: mount.privateOpenFlags(info!.pointee.flags), droppingPrivileges: FuseMount.privilegeDrop(request))
                 let (handle, backingID) = try mount.admit(node, file)
                 if let backingID {
                     if strata_fuse_reply_open_passthrough(request, handle, backingID) != 0 { mount.closeFile(node, handle: handle) }
@@ -28,7 +28,8 @@ extension FuseMount {
         }
         ops.create = { request, parent, name, mode, info in
             FuseMount.change(request, .create) { mount in
-                let (entry, file) = try mount.union.create(parent: UInt64(parent), name: FuseMount.string(name), mode: mode, flags: info!.pointee.flags, caller: FuseMount.caller(request))
+                let (entry, file) = try mount.union.create(parent: UInt64(parent), name: FuseMount.string(name), mode: mode, flags: mount.privateOpenFlags(info!.pointee.flags),
+                                                                 caller: FuseMount.caller(request))
                 info!.pointee.fh = try mount.admit(entry.inode, file).handle
                 var parameter = FuseMount.entryParameter(entry)
                 if fuse_reply_create(request, &parameter, info) != 0 { mount.closeFile(entry.inode, handle: info!.pointee.fh) }

@@ -19,7 +19,10 @@ extension FuseMount {
             // (`RawRequest`); a small request costs one system call instead of a splice and a read.
             connection.pointee.want &= ~UInt32(FUSE_CAP_SPLICE_READ)
             let mount = Unmanaged<MountBox>.fromOpaque(userdata!).takeUnretainedValue().mount!
+            if mount.asksToCacheWrites { connection.pointee.want |= UInt32(FUSE_CAP_WRITEBACK_CACHE) & connection.pointee.capable }
             mount.opensDirectoriesItself.store(connection.pointee.want & UInt32(FUSE_CAP_NO_OPENDIR_SUPPORT) != 0, ordering: .relaxed)
+            mount.cachesWrites.store(connection.pointee.want & UInt32(FUSE_CAP_WRITEBACK_CACHE) != 0, ordering: .relaxed)
+            mount.opens.separatesFiles.store(mount.cachesWrites.load(ordering: .relaxed), ordering: .relaxed)
             connection.pointee.max_write = 1 << 20
             connection.pointee.max_readahead = 1 << 20
         }

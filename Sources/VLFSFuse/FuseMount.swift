@@ -11,7 +11,10 @@ import Glibc
 ///
 /// Caching contract. Everything visible changes only through this daemon, so the kernel may cache
 /// entries, negative entries and attributes for a day; the daemon invalidates explicitly what changes
-/// behind the kernel's back (a live update of the layer stack, a revert, a reset). Shared files opened
+/// behind the kernel's back (a live update of the layer stack, a revert, a reset). With writeback
+/// caching (`cachesWrites`) the kernel also keeps written data, sizes and times of regular files: the gate
+/// flushes them before it closes, and a file changed behind the kernel gets a new node id, since the
+/// kernel never takes a cached regular file's size from the daemon again. Shared files opened
 /// for reading are handed to the kernel as passthrough files on their CAS blobs, which it then reads
 /// and maps itself (`KernelOpens`); otherwise they are opened with `keep_cache`, since a blob never
 /// changes and its pages may survive across opens. Reads that reach the daemon are answered from file
@@ -25,7 +28,7 @@ public final class FuseMount: Sendable {
     /// any thread, which is all that other threads do with it.
     nonisolated(unsafe) private let session: OpaquePointer
     /// How the kernel has each inode open: passthrough or through this daemon.
-    private let opens: KernelOpens
+    let opens: KernelOpens
     /// Directory listings being read, by directory inode, in cookie order: taken when a reader starts at
     /// offset 0, used for the offsets that follow, dropped when a reader reaches the end, and the most
     /// recent few kept at most. The kernel opens directories without asking (see `opendir`), so there
@@ -40,6 +43,11 @@ public final class FuseMount: Sendable {
     public let requests = RequestCounts()
     /// FUSE over io_uring, when asked for and the kernel allows it (`FuseRing`).
     private let ring: FuseRing?
+    /// Whether to ask for writeback caching at INIT.
+    let asksToCacheWrites: Bool
+    /// Negotiated at INIT: writes land in the kernel's page cache and reach the daemon later, merged
+    /// (FUSE_CAP_WRITEBACK_CACHE); the kernel keeps regular files' sizes and times.
+    let cachesWrites = Atomic<Bool>(false)
     static let timeout = 86_400.0
     /// Shared files below this are cached rather than passed through: a warm `tar` of small files costs
     /// two round trips per file instead of three (see docs/BENCHMARKS.md, issue 14), while libraries and
@@ -52,11 +60,15 @@ public final class FuseMount: Sendable {
     /// With `passthrough`, shared files of at least `passthroughMinimumSize` bytes opened for reading are
     /// read by the kernel straight from their blobs, where the kernel supports it (see `KernelOpens`).
     /// With `ioUring`, requests come over FUSE's io_uring queues where the kernel allows it (see
-    /// `FuseRing`); `log` says why not.
+    /// `FuseRing`); `log` says why not. With `writebackCache`, the kernel caches writes (`cachesWrites`)
+    /// and passes no file through: Linux does not combine the two (`process_init_reply`).
     public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true,
-                passthroughMinimumSize: UInt64 = FuseMount.defaultPassthroughMinimumSize, ioUring: Bool = false, log: (String) -> Void = { _ in }) throws {
+                passthroughMinimumSize: UInt64 = FuseMount.defaultPassthroughMinimumSize, ioUring: Bool = false, writebackCache: Bool = false,
+                log: (String) -> Void = { _ in }) throws {
         self.union = union
         self.mountpoint = mountpoint
+        asksToCacheWrites = writebackCache
+        let passthrough = passthrough && !writebackCache
         // The kernel applied the caller's umask to every mode it sends; the daemon's own must not apply again.
         umask(0)
         let options = "fsname=\(fsName),subtype=strata,default_permissions,\(use.options)"
@@ -92,6 +104,33 @@ public final class FuseMount: Sendable {
         box.ring = ring
         box.mount = self
         FuseMount.installCustomIO(session)
+        if writebackCache {
+            union.gate.setWriteFlush { [weak self] in
+                if let self, cachesWrites.load(ordering: .relaxed) { FuseMount.sync(self.mountpoint) }
+            }
+        }
+    }
+
+    /// Sends every write the kernel caches for the mount at `mountpoint` and waits for them: syncfs on
+    /// its root, which the kernel answers by writing the dirty pages back, each as a WRITE to the daemon.
+    private static func sync(_ mountpoint: String) {
+        let root = open(mountpoint, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard root >= 0 else { return }
+        defer { Glibc.close(root) }
+        var filesystem = statfs()
+        guard fstatfs(root, &filesystem) == 0, filesystem.f_type == FuseMount.superMagic else { return }
+        _ = syncfs(root)
+    }
+
+    /// FUSE_SUPER_MAGIC: a descriptor of a FUSE mount (syncfs elsewhere would flush nothing of ours).
+    private static let superMagic = 0x6573_5546
+
+    /// The flags to open the private file with for an open or create with the kernel's `flags`. With
+    /// writeback caching the kernel reads pages around partial writes, even through a write-only
+    /// descriptor, and sends every write at an offset it chose (its idea of the end for O_APPEND).
+    func privateOpenFlags(_ flags: Int32) -> Int32 {
+        guard cachesWrites.load(ordering: .relaxed) else { return flags }
+        return flags & O_ACCMODE == O_WRONLY ? (flags & ~(O_ACCMODE | O_APPEND)) | O_RDWR : flags & ~O_APPEND
     }
 
     /// libfuse 3.14 predates passthrough, FUSE_HANDLE_KILLPRIV_V2 and FUSE over io_uring: its messages
@@ -152,6 +191,7 @@ public final class FuseMount: Sendable {
     /// Makes the kernel forget what it cached about these paths.
     public func invalidate(paths: [String]) {
         let cached = union.cachedEntries(for: paths)
+        if cachesWrites.load(ordering: .relaxed) { union.renewFiles(at: paths) }
         for (parent, name) in cached.entries {
             name.withCString { _ = fuse_lowlevel_notify_inval_entry(session, fuse_ino_t(parent), $0, strlen($0)) }
         }

@@ -14,7 +14,9 @@ import Glibc
 /// and passthrough opens on two different backing files. Such an open (a write that copied the file up
 /// while readers hold the blob, or a live update that changed the file under them) is a `conflict`: the
 /// file gets a new node id and the open fails with ESTALE, which makes the kernel look the path up again
-/// and retry the open once, on a new inode; the readers keep the old one.
+/// and retry the open once, on a new inode; the readers keep the old one. With writeback caching the
+/// same goes for cached opens of different files (`separatesFiles`): the kernel reads from the inode's
+/// pages once they are up to date, so readers of the blob would see what a writer wrote to its copy.
 final class KernelOpens: Sendable {
     enum Admission {
         case passthrough(backingID: Int32)
@@ -26,6 +28,8 @@ final class KernelOpens: Sendable {
         var backing: (id: Int32, blob: Digest)?
         var passthrough = 0
         var cached = 0
+        /// The blob that the cached opens read (nil: the private file).
+        var cachedBlob: Digest?
     }
 
     private let sessionDescriptor: Int32
@@ -37,6 +41,8 @@ final class KernelOpens: Sendable {
     /// drops a passthrough file's atime after every read, so each stat that follows a read costs a
     /// GETATTR round trip, which for a small file outweighs what passthrough saves.
     private let passthroughMinimumSize: UInt64
+    /// Whether cached opens of different files on one inode conflict (set under writeback caching).
+    let separatesFiles = Atomic<Bool>(false)
 
     init(sessionDescriptor: Int32, passthrough: Bool, minimumSize: UInt64) {
         self.sessionDescriptor = sessionDescriptor
@@ -51,6 +57,8 @@ final class KernelOpens: Sendable {
             defer { modes[inode] = current }
             guard let blob = file.blob, file.size >= passthroughMinimumSize, current.cached == 0, passthroughWorks.load(ordering: .relaxed) else {
                 if current.passthrough > 0 { return .conflict }
+                if current.cached > 0, current.cachedBlob != file.blob, separatesFiles.load(ordering: .relaxed) { return .conflict }
+                if current.cached == 0 { current.cachedBlob = file.blob }
                 current.cached += 1
                 return .cached
             }

@@ -34,6 +34,12 @@ struct Mount: ParsableCommand {
         Also on when STRATA_IO_URING=1.
         """)
     var ioUring = false
+    @Flag(help: """
+        Let the kernel cache writes to regular files and send them to the daemon later, merged (FUSE writeback caching; \
+        snapshots and resets flush them first). The kernel then reads no shared file from its blob: it does not \
+        combine writeback caching with passthrough. Also on when STRATA_WRITEBACK_CACHE=1.
+        """)
+    var writebackCache = false
     @Option(help: "Seconds a client of the daemon's control socket has to send its request.")
     var controlTimeout = ControlChannel.Limits().requestTimeout
     @Flag(help: "Run no configuration scripts (nor dpkg) at mount or update; layers stay as their state says.")
@@ -53,6 +59,7 @@ struct Mount: ParsableCommand {
     static let namedVLFS = "vlfs:"
 
     var usesIoUring: Bool { ioUring || ProcessInfo.processInfo.environment["STRATA_IO_URING"] == "1" }
+    var usesWritebackCache: Bool { writebackCache || ProcessInfo.processInfo.environment["STRATA_WRITEBACK_CACHE"] == "1" }
 
     var vlfsName: String {
         if ldf.hasPrefix(Mount.namedVLFS) { return String(ldf.dropFirst(Mount.namedVLFS.count)) }
@@ -61,8 +68,8 @@ struct Mount: ParsableCommand {
 
     func validate() throws {
         guard controlTimeout > 0 else { throw ValidationError("--control-timeout must be at least 1 second") }
-        if kernel, foreground || noPassthrough || rootStorage {
-            throw ValidationError("--kernel mounts have no daemon: --foreground and --no-passthrough do not apply")
+        if kernel, foreground || noPassthrough || writebackCache || rootStorage {
+            throw ValidationError("--kernel mounts have no daemon: --foreground, --no-passthrough and --writeback-cache do not apply")
         }
         if ldf.hasPrefix(Mount.namedVLFS), !kernel || name != nil { throw ValidationError("vlfs:NAME is for --kernel mounts, without --name") }
     }
@@ -116,7 +123,7 @@ struct Mount: ParsableCommand {
         try state.recordComposed(stack)
         let fuse = try FuseMount(union: union, mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, fsName: "strata:\(state.name)",
                                  use: .appliance, passthrough: !noPassthrough, passthroughMinimumSize: passthroughMinimumSize,
-                                 ioUring: usesIoUring, log: printError)
+                                 ioUring: usesIoUring, writebackCache: usesWritebackCache, log: printError)
         // Requests that change the VLFS (updates from the control socket and from the LDF watcher,
         // reverts, snapshots, resets) take this lock, one at a time: each reads the stack or the private
         // layer and replaces or captures it, and two at once would lose one's work. `status` only reads
@@ -210,7 +217,8 @@ struct Mount: ParsableCommand {
         try makeDirectories(state.directory, mode: 0o700)
         let arguments = [rootStorage ? "@strata" : "strata", "mount", URL(fileURLWithPath: ldf).standardizedFileURL.path, URL(fileURLWithPath: mountpoint).standardizedFileURL.path,
                          "--name", state.name, "--foreground", "--home", options.strataHome.path, "--control-timeout", String(controlTimeout)]
-            + (noPassthrough ? ["--no-passthrough"] : []) + ["--passthrough-minimum-size", String(passthroughMinimumSize)] + (noConfigure ? ["--no-configure"] : []) + (usesIoUring ? ["--io-uring"] : []) + ["--fetch", fetch.rawValue]
+            + (noPassthrough ? ["--no-passthrough"] : []) + ["--passthrough-minimum-size", String(passthroughMinimumSize)] + (noConfigure ? ["--no-configure"] : []) + (usesIoUring ? ["--io-uring"] : [])
+            + (usesWritebackCache ? ["--writeback-cache"] : []) + ["--fetch", fetch.rawValue]
         try startMountDaemon(arguments: arguments, log: state.log, mountpoint: mountpoint)
     }
 }
