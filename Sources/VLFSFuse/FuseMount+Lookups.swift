@@ -19,6 +19,9 @@ extension FuseMount {
             // (`RawRequest`); a small request costs one system call instead of a splice and a read.
             connection.pointee.want &= ~UInt32(FUSE_CAP_SPLICE_READ)
             let mount = Unmanaged<MountBox>.fromOpaque(userdata!).takeUnretainedValue().mount!
+            // A kernel that opens files itself would truncate an O_TRUNC open in its OPEN, which it no
+            // longer sends: without atomic O_TRUNC it sends a SETATTR of size 0 instead.
+            if mount.kernelOpensFiles { connection.pointee.want &= ~UInt32(FUSE_CAP_ATOMIC_O_TRUNC) }
             mount.opensDirectoriesItself.store(connection.pointee.want & UInt32(FUSE_CAP_NO_OPENDIR_SUPPORT) != 0, ordering: .relaxed)
             connection.pointee.max_write = 1 << 20
             connection.pointee.max_readahead = 1 << 20

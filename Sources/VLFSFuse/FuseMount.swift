@@ -40,6 +40,8 @@ public final class FuseMount: Sendable {
     public let requests = RequestCounts()
     /// FUSE over io_uring, when asked for and the kernel allows it (`FuseRing`).
     private let ring: FuseRing?
+    /// The kernel opens regular files itself ("no open", see `init`).
+    let kernelOpensFiles: Bool
     static let timeout = 86_400.0
     /// Shared files below this are cached rather than passed through: a warm `tar` of small files costs
     /// two round trips per file instead of three (see docs/BENCHMARKS.md, issue 14), while libraries and
@@ -53,10 +55,17 @@ public final class FuseMount: Sendable {
     /// read by the kernel straight from their blobs, where the kernel supports it (see `KernelOpens`).
     /// With `ioUring`, requests come over FUSE's io_uring queues where the kernel allows it (see
     /// `FuseRing`); `log` says why not.
+    /// With `kernelOpensFiles`, the first OPEN of a regular file is answered ENOSYS, after which the
+    /// kernel opens regular files itself and sends neither OPEN nor RELEASE (FUSE's "no open"): a
+    /// warm read of a small file costs no round trip. Every file then keeps its pages across opens,
+    /// requests on files name only the inode (`withDescriptor`), and nothing is passed through.
     public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true,
-                passthroughMinimumSize: UInt64 = FuseMount.defaultPassthroughMinimumSize, ioUring: Bool = false, log: (String) -> Void = { _ in }) throws {
+                passthroughMinimumSize: UInt64 = FuseMount.defaultPassthroughMinimumSize, ioUring: Bool = false,
+                kernelOpensFiles: Bool = false, log: (String) -> Void = { _ in }) throws {
         self.union = union
         self.mountpoint = mountpoint
+        self.kernelOpensFiles = kernelOpensFiles
+        union.descriptors.keepsUnlinkedFiles.store(kernelOpensFiles, ordering: .relaxed)
         // The kernel applied the caller's umask to every mode it sends; the daemon's own must not apply again.
         umask(0)
         let options = "fsname=\(fsName),subtype=strata,default_permissions,\(use.options)"
@@ -250,6 +259,17 @@ public final class FuseMount: Sendable {
             union.renew(node)
             throw FSError(ESTALE)
         }
+    }
+
+    /// Runs `body` on the descriptor a request on `inode` reads or writes: its file handle's, or,
+    /// where the kernel opens files itself (file handle 0), the inode's, lent by `union.descriptors`
+    /// for the call. `writable`, which a change asks for under the gate, copies a shared file up first.
+    func withDescriptor<R>(_ inode: fuse_ino_t, _ info: UnsafeMutablePointer<fuse_file_info>?, writable: Bool,
+                           _ body: (Int32) throws(FSError) -> R) throws(FSError) -> R {
+        if let handle = info?.pointee.fh, handle != 0 { return try body(Int32(truncatingIfNeeded: handle)) }
+        let loan = try union.borrowDescriptor(UInt64(inode), writable: writable)
+        defer { union.descriptors.giveBack(loan) }
+        return try body(loan.descriptor)
     }
 
     func closeFile(_ node: UInt64, handle: UInt64) {

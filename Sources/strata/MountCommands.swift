@@ -34,6 +34,13 @@ struct Mount: ParsableCommand {
         Also on when STRATA_IO_URING=1.
         """)
     var ioUring = false
+    @Flag(inversion: .prefixedNo, help: """
+        Open regular files through the daemon (OPEN and RELEASE requests), which lets the kernel read large shared files \
+        from their blobs (passthrough). --no-open-requests lets the kernel open regular files itself: no round trip for \
+        opening or closing a file, every file's pages kept across opens, every read through the daemon. \
+        Also off when STRATA_NO_OPEN=1.
+        """)
+    var openRequests = true
     @Option(help: "Seconds a client of the daemon's control socket has to send its request.")
     var controlTimeout = ControlChannel.Limits().requestTimeout
     @Flag(help: "Run no configuration scripts (nor dpkg) at mount or update; layers stay as their state says.")
@@ -53,6 +60,7 @@ struct Mount: ParsableCommand {
     static let namedVLFS = "vlfs:"
 
     var usesIoUring: Bool { ioUring || ProcessInfo.processInfo.environment["STRATA_IO_URING"] == "1" }
+    var kernelOpensFiles: Bool { !openRequests || ProcessInfo.processInfo.environment["STRATA_NO_OPEN"] == "1" }
 
     var vlfsName: String {
         if ldf.hasPrefix(Mount.namedVLFS) { return String(ldf.dropFirst(Mount.namedVLFS.count)) }
@@ -116,7 +124,7 @@ struct Mount: ParsableCommand {
         try state.recordComposed(stack)
         let fuse = try FuseMount(union: union, mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, fsName: "strata:\(state.name)",
                                  use: .appliance, passthrough: !noPassthrough, passthroughMinimumSize: passthroughMinimumSize,
-                                 ioUring: usesIoUring, log: printError)
+                                 ioUring: usesIoUring, kernelOpensFiles: kernelOpensFiles, log: printError)
         // Requests that change the VLFS (updates from the control socket and from the LDF watcher,
         // reverts, snapshots, resets) take this lock, one at a time: each reads the stack or the private
         // layer and replaces or captures it, and two at once would lose one's work. `status` only reads
