@@ -218,7 +218,8 @@ struct Mount: ParsableCommand {
         try makeDirectories(state.directory, mode: 0o700)
         let arguments = [rootStorage ? "@strata" : "strata", "mount", URL(fileURLWithPath: ldf).standardizedFileURL.path, URL(fileURLWithPath: mountpoint).standardizedFileURL.path,
                          "--name", state.name, "--foreground", "--home", options.strataHome.path, "--control-timeout", String(controlTimeout)]
-            + (noPassthrough ? ["--no-passthrough"] : []) + ["--passthrough-minimum-size", String(passthroughMinimumSize)] + (noConfigure ? ["--no-configure"] : []) + (usesIoUring ? ["--io-uring"] : []) + ["--fetch", fetch.rawValue]
+            + (noPassthrough ? ["--no-passthrough"] : []) + ["--passthrough-minimum-size", String(passthroughMinimumSize)] + (noConfigure ? ["--no-configure"] : []) + (usesIoUring ? ["--io-uring"] : [])
+            + [kernelOpensFiles ? "--no-open-requests" : "--open-requests", "--fetch", fetch.rawValue]
         try startMountDaemon(arguments: arguments, log: state.log, mountpoint: mountpoint)
     }
 }
