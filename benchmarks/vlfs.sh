@@ -7,7 +7,9 @@
 # cache two mounts cost; where the build and the kernel have it, the same VLFS taking its requests over
 # FUSE's io_uring queues (--io-uring; enable_uring is set for the run and put back after); last, the
 # kernel path (`strata mount --kernel`: an EROFS metadata image under kernel overlayfs, no daemon)
-# beside overlayfs and the VLFS, with its image's size and mount times.
+# beside overlayfs and the VLFS, with its image's size and mount times. Where the build has
+# --open-requests/--no-open-requests, the VLFS is mounted in the other mode too (the kernel opening regular
+# files itself, or asking the daemon): its warm tar, Postmark, requests and 1 GiB reads warm and cold.
 # Usage: benchmarks/vlfs.sh [--quick]   (root, /dev/fuse; --quick takes about two minutes)
 #        STRATA=/path/to/strata benchmarks/vlfs.sh ...   (another build, e.g. to compare before and after)
 #        BASELINE=/path/to/old/strata benchmarks/vlfs.sh ...   (that build mounted too, in the warm tar and
@@ -48,6 +50,8 @@ kvlfs="$work/kernel/mnt"
 allpass="$work/allpass/mnt"
 # The BASELINE build's VLFS, when asked for.
 base="$work/baseline/mnt"
+# The same VLFS in the other open mode (--no-open-requests or --open-requests, whichever is not the default).
+other="$work/other/mnt"
 # And over FUSE's io_uring queues, where the build and the kernel have them.
 ring="$work/ring/mnt" enable_uring=/sys/module/fuse/parameters/enable_uring
 enable_uring_before=$(cat "$enable_uring" 2>/dev/null || true)
@@ -55,7 +59,7 @@ enable_uring_before=$(cat "$enable_uring" 2>/dev/null || true)
 ovl2="$work/overlayfs2/mnt" fovl2="$work/fuse-overlayfs2/mnt" vlfs2="$work/vlfs2/mnt" served2="$work/served2/mnt"
 cleanup() {
     set +e
-    for mnt in "$vlfs" "$served" "$allpass" "$ring" "$vlfs2" "$served2" "$kvlfs" "$base"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
+    for mnt in "$vlfs" "$served" "$allpass" "$ring" "$other" "$vlfs2" "$served2" "$kvlfs" "$base"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
     for mnt in "$fovl" "$ufs" "$ovl" "$fovl2" "$ovl2" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
     rm -rf "$scratch"
     [ -z "$enable_uring_before" ] || echo "$enable_uring_before" >"$enable_uring"
@@ -127,7 +131,7 @@ for layer in $layers; do
 done
 lowerdir=$(for layer in $layers; do printf '%s:' "$work/layers/$layer"; done | sed 's/:$//')
 for fs in overlayfs fuse-overlayfs unionfs-fuse overlayfs2 fuse-overlayfs2; do mkdir -p "$work/$fs/upper" "$work/$fs/work" "$work/$fs/mnt"; done
-mkdir -p "$vlfs" "$served" "$allpass" "$ring" "$vlfs2" "$served2" "$kvlfs"
+mkdir -p "$vlfs" "$served" "$allpass" "$ring" "$other" "$vlfs2" "$served2" "$kvlfs"
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs/upper,workdir=$work/overlayfs/work" "$ovl"
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs2/upper,workdir=$work/overlayfs2/work" "$ovl2"
 fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs/upper,workdir=$work/fuse-overlayfs/work" "$fovl"
@@ -151,6 +155,14 @@ if [ -n "$enable_uring_before" ] && "$strata" mount --help | grep -q io-uring; t
     echo Y >"$enable_uring"
     "$strata" mount "$work/bench.ldf" "$ring" --name ring --io-uring
 fi
+# The default mode, as `strata mount --help` says it, and the other one.
+default_mode=$("$strata" mount --help | tr -s ' \n' ' ' | grep -o 'Default: --[a-z-]*open-requests' | sed 's/Default: //' || true)
+case "$default_mode" in
+    --open-requests) other_mode=--no-open-requests ;;
+    --no-open-requests) other_mode=--open-requests ;;
+    *) other_mode= ;;
+esac
+[ -z "$other_mode" ] || "$strata" mount "$work/bench.ldf" "$other" --name other "$other_mode"
 if [ -n "${BASELINE:-}" ]; then mkdir -p "$base"; "$BASELINE" mount "$work/bench.ldf" "$base" --name baseline; fi
 # ext4: the layer directories themselves for reading, copies of them for writing.
 mkdir -p "$ext4"
@@ -160,6 +172,17 @@ cp -a "$work/layers/copyup/copyup" "$work/layers/src/src" "$ext4/"
 seqread() {
     timed dd if="$1" of=/dev/null bs=1M >/dev/null
     t=$(best "$(timed dd if="$1" of=/dev/null bs=1M)" "$(timed dd if="$1" of=/dev/null bs=1M)" "$(timed dd if="$1" of=/dev/null bs=1M)")
+    awk -v t="$t" 'BEGIN { printf "%.2f", 1.073741824 / t }'
+}
+# Cold sequential read of the 1 GiB file, GB/s: the file's pages and its blob's dropped first (with
+# POSIX_FADV_DONTNEED, through the mount and on the store), best of 3.
+coldread_once() {
+    dd if="$1" iflag=nocache count=0 2>/dev/null
+    find "$STRATA_HOME" "$work/layers/big" -type f -size +512M -exec dd if={} iflag=nocache count=0 \; 2>/dev/null
+    timed dd if="$1" of=/dev/null bs=1M
+}
+coldread() {
+    t=$(best "$(coldread_once "$1")" "$(coldread_once "$1")" "$(coldread_once "$1")")
     awk -v t="$t" 'BEGIN { printf "%.2f", 1.073741824 / t }'
 }
 # Warm find + du over the tree (best of 3 after a warming pass), seconds.
@@ -235,6 +258,14 @@ counts=$(requests)
 read_vlfs=$(seqread "$vlfs/big/shared.bin")
 request_row "sequential read, 1 GiB" 1 "$counts" "$(requests)" 4
 read_served=$(seqread "$served/big/shared.bin")
+cold_ovl=$(coldread "$ovl/big/shared.bin")
+cold_vlfs=$(coldread "$vlfs/big/shared.bin")
+if mountpoint -q "$other"; then
+    counts=$(requests other)
+    read_other=$(seqread "$other/big/shared.bin")
+    request_row "sequential read, 1 GiB, $other_mode" 1 "$counts" "$(requests other)" 4
+    cold_other=$(coldread "$other/big/shared.bin")
+fi
 read_kernel=$(seqread "$kvlfs/big/shared.bin")
 tree_ext4=$(for layer in $layers; do case $layer in tree*) echo "$work/layers/$layer/tree";; esac; done)
 find_ext4=$(finddu $tree_ext4)
@@ -250,11 +281,11 @@ request_row "find + du, warm" "$tree_files" "$counts" "$(requests)"
 # round trips to a daemon suffer most from other load on the machine. The VLFS daemons' requests are
 # counted over the 5 rounds.
 tar_trees() { tar_once $(for tree in "$@"; do echo "-C $tree ."; done); }
-tar_mounts="$ovl $fovl $ufs $vlfs $served $kvlfs $(mountpoint -q "$allpass" && echo "$allpass" || true) $(mountpoint -q "$ring" && echo "$ring" || true) $(mountpoint -q "$base" && echo "$base" || true)"
+tar_mounts="$ovl $fovl $ufs $vlfs $served $kvlfs $(mountpoint -q "$allpass" && echo "$allpass" || true) $(mountpoint -q "$ring" && echo "$ring" || true) $(mountpoint -q "$other" && echo "$other" || true) $(mountpoint -q "$base" && echo "$base" || true)"
 for mnt in $tar_mounts; do tar_trees "$mnt/tree" >/dev/null; done
 tar_trees $tree_ext4 >/dev/null
 counts=$(requests) counts_served=$(requests served) counts_allpass=$(mountpoint -q "$allpass" && requests allpass || true) counts_ring=$(mountpoint -q "$ring" && requests ring || true)
-counts_base=$(mountpoint -q "$base" && requests baseline || true)
+counts_base=$(mountpoint -q "$base" && requests baseline || true) counts_other=$(mountpoint -q "$other" && requests other || true)
 cpu_vlfs=$(daemon_cpu bench) cpu_allpass=$(mountpoint -q "$allpass" && daemon_cpu allpass || true) cpu_base=$(mountpoint -q "$base" && daemon_cpu baseline || true)
 for round in 1 2 3 4 5; do
     tar_ext4="${tar_ext4:-} $(tar_trees $tree_ext4)"
@@ -265,6 +296,7 @@ for round in 1 2 3 4 5; do
     tar_served="${tar_served:-} $(tar_trees "$served/tree")"
     tar_kernel="${tar_kernel:-} $(tar_trees "$kvlfs/tree")"
     if mountpoint -q "$ring"; then tar_ring="${tar_ring:-} $(tar_trees "$ring/tree")"; fi
+    if mountpoint -q "$other"; then tar_other="${tar_other:-} $(tar_trees "$other/tree")"; fi
     if mountpoint -q "$allpass"; then tar_allpass="${tar_allpass:-} $(tar_trees "$allpass/tree")"; fi
     if mountpoint -q "$base"; then tar_base="${tar_base:-} $(tar_trees "$base/tree")"; fi
 done
@@ -283,6 +315,10 @@ fi
 if [ -n "${tar_base:-}" ]; then
     request_row "tar of the tree, warm, BASELINE build" "$tree_files" "$counts_base" "$(requests baseline)" 5
     tar_base=$(median $tar_base) cpu_base=$(awk -v a="$cpu_base" -v b="$(daemon_cpu baseline)" 'BEGIN { printf "%.2f", b - a }')
+fi
+if [ -n "${tar_other:-}" ]; then
+    request_row "tar of the tree, warm, $other_mode" "$tree_files" "$counts_other" "$(requests other)" 5
+    tar_other=$(median $tar_other)
 fi
 if [ -n "${tar_ring:-}" ]; then
     request_row "tar of the tree, warm, --io-uring" "$tree_files" "$counts_ring" "$(requests ring)" 5
@@ -312,6 +348,11 @@ if mountpoint -q "$ring"; then
     ring_requests=$(statistic ring ring-requests)
 else
     postmark_ring=n/a
+fi
+if mountpoint -q "$other"; then
+    counts=$(requests other)
+    postmark_other=$(postmark_in "$other" "$postmark_transactions")
+    request_row "Postmark, $other_mode" "$((postmark_files + postmark_transactions))" "$counts" "$(requests other)"
 fi
 if mountpoint -q "$base"; then
     counts=$(requests baseline)
@@ -378,6 +419,17 @@ awk -v s="$read_served" -v o="$read_ovl" -v t="$tar_served" -v to="$tar_ovl" -v 
 awk -v t="$tar_ring" -v to="$tar_ovl" -v tv="$tar_vlfs" -v p="$postmark_ring" -v po="$postmark_ovl" -v pv="$postmark_vlfs" -v n="${ring_requests:-0}" 'BEGIN {
     if (t != "n/a") printf "Mounted --io-uring (requests over FUSE'"'"'s io_uring queues, %s of them): warm tar %s s, %.2fx overlayfs, %.2fx the /dev/fuse mount; Postmark %s s, %.2fx overlayfs, %.2fx the /dev/fuse mount.\n", n, t, t / to, t / tv, p, p / po, p / pv
 }'
+if [ -n "${tar_other:-}" ]; then
+    awk -v m="$other_mode" -v d="$default_mode" -v t="$tar_other" -v tv="$tar_vlfs" -v to="$tar_ovl" -v p="$postmark_other" -v pv="$postmark_vlfs" -v po="$postmark_ovl" \
+        -v r="$read_other" -v rv="$read_vlfs" -v ro="$read_ovl" -v c="$cold_other" -v cv="$cold_vlfs" -v co="$cold_ovl" 'BEGIN {
+        printf "Open modes, the default (%s) beside %s in the same rounds:\n\n", d, m
+        printf "| workload | kernel overlayfs | strata %s | strata %s | %s/overlayfs | %s/overlayfs |\n|---|---|---|---|---|---|\n", d, m, d, m
+        printf "| tar of the tree, warm (s) | %s | %s | %s | %.2f | %.2f |\n", to, tv, t, tv / to, t / to
+        printf "| Postmark (s) | %s | %s | %s | %.2f | %.2f |\n", po, pv, p, pv / po, p / po
+        printf "| sequential read, 1 GiB, warm (GB/s) | %s | %s | %s | %.2f | %.2f |\n", ro, rv, r, rv / ro, r / ro
+        printf "| sequential read, 1 GiB, cold (GB/s) | %s | %s | %s | %.2f | %.2f |\n\n", co, cv, c, cv / co, c / co
+    }'
+fi
 echo "Daemon CPU over the 5 warm tar rounds ($((5 * tree_files)) files): strata VLFS $cpu_vlfs s$([ "$tar_allpass" = n/a ] || echo ", --passthrough-minimum-size 0 $cpu_allpass s")."
 if [ -n "${tar_base:-}" ]; then
     awk -v t="$tar_base" -v tv="$tar_vlfs" -v to="$tar_ovl" -v c="$cpu_base" -v cv="$cpu_vlfs" -v p="$postmark_base" -v pv="$postmark_vlfs" -v po="$postmark_ovl" 'BEGIN {

@@ -74,7 +74,9 @@ extension FuseMount {
             fuse_reply_err(request, ENOSYS)
         }
         ops.release = { request, inode, info in
-            FuseMount.mount(request, counting: .release).closeFile(UInt64(inode), handle: info!.pointee.fh)
+            let mount = FuseMount.mount(request, counting: .release)
+            // Handle 0: a file created before the kernel stopped sending OPEN; its descriptor is its node's.
+            if info!.pointee.fh != 0 { mount.closeFile(UInt64(inode), handle: info!.pointee.fh) }
             fuse_reply_err(request, 0)
         }
         ops.fsync = { request, inode, dataOnly, info in

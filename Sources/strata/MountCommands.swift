@@ -38,9 +38,9 @@ struct Mount: ParsableCommand {
         Open regular files through the daemon (OPEN and RELEASE requests), which lets the kernel read large shared files \
         from their blobs (passthrough). --no-open-requests lets the kernel open regular files itself: no round trip for \
         opening or closing a file, every file's pages kept across opens, every read through the daemon. \
-        Also off when STRATA_NO_OPEN=1.
+        Default: --open-requests, or --no-open-requests where STRATA_NO_OPEN=1 is in the environment.
         """)
-    var openRequests = true
+    var openRequests: Bool?
     @Option(help: "Seconds a client of the daemon's control socket has to send its request.")
     var controlTimeout = ControlChannel.Limits().requestTimeout
     @Flag(help: "Run no configuration scripts (nor dpkg) at mount or update; layers stay as their state says.")
@@ -60,7 +60,7 @@ struct Mount: ParsableCommand {
     static let namedVLFS = "vlfs:"
 
     var usesIoUring: Bool { ioUring || ProcessInfo.processInfo.environment["STRATA_IO_URING"] == "1" }
-    var kernelOpensFiles: Bool { !openRequests || ProcessInfo.processInfo.environment["STRATA_NO_OPEN"] == "1" }
+    var kernelOpensFiles: Bool { openRequests.map { !$0 } ?? (ProcessInfo.processInfo.environment["STRATA_NO_OPEN"] == "1") }
 
     var vlfsName: String {
         if ldf.hasPrefix(Mount.namedVLFS) { return String(ldf.dropFirst(Mount.namedVLFS.count)) }
