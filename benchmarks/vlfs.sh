@@ -140,9 +140,9 @@ fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs2/upper,workd
 unionfs -o cow "$work/unionfs-fuse/upper=RW:$(echo "$lowerdir" | sed 's/:/=RO:/g')=RO" "$ufs"
 mount_vlfs=$(timed "$strata" mount "$work/bench.ldf" "$vlfs" --name bench)
 # The kernel path: the first mount builds the metadata image, the second finds it in the home's cache.
-kernel_first=$(timed "$strata" mount --kernel "$work/bench.ldf" "$kvlfs" --name kernel)
+kernel_first=$(timed "$strata" mount --kernel "$work/bench.ldf" "$kvlfs" --name "kernel-$$")
 "$strata" umount "$kvlfs"
-kernel_second=$(timed "$strata" mount --kernel "$work/bench.ldf" "$kvlfs" --name kernel)
+kernel_second=$(timed "$strata" mount --kernel "$work/bench.ldf" "$kvlfs" --name "kernel-$$")
 kernel_image_kib=$(du -k "$STRATA_HOME"/cache/erofs/*.erofs | awk '{ s += $1 } END { print s }')
 kernel_entries=$(find "$kvlfs" | wc -l)
 "$strata" mount "$work/bench.ldf" "$vlfs2" --name bench2
