@@ -175,10 +175,10 @@ seqread() {
     awk -v t="$t" 'BEGIN { printf "%.2f", 1.073741824 / t }'
 }
 # Cold sequential read of the 1 GiB file, GB/s: the file's pages and its blob's dropped first (with
-# POSIX_FADV_DONTNEED, through the mount and on the store), best of 3.
+# POSIX_FADV_DONTNEED, through the mount and on every large file of the run: layers, repository, store), best of 3.
 coldread_once() {
     dd if="$1" iflag=nocache count=0 2>/dev/null
-    find "$STRATA_HOME" "$work/layers/big" -type f -size +512M -exec dd if={} iflag=nocache count=0 \; 2>/dev/null
+    find "$work" -xdev -type f -size +512M -exec dd if={} iflag=nocache count=0 \; 2>/dev/null
     timed dd if="$1" of=/dev/null bs=1M
 }
 coldread() {
