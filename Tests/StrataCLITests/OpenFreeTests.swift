@@ -160,6 +160,22 @@ import Glibc
         }
     }
 
+    /// A live update that changes a shared file being read: the reader keeps the bytes it was reading
+    /// (the blob its node keeps), a new open sees the new file, and each shows its own size.
+    @Test func liveUpdateUnderAReader() throws {
+        let vlfs = try MountedWorkspace(layers: MountTests.app, ldf: ["main/app 1", "main/base 1"], mountOptions: Self.options)
+        let reader = open(vlfs.path("usr/bin/app"), O_RDONLY)
+        defer { close(reader) }
+        #expect(Self.readAll(reader) == "app one\n")
+        try vlfs.setLDF(["main/app 2", "main/base 1"])
+        try vlfs.update()
+        #expect(try vlfs.read("usr/bin/app") == "app two\n")
+        #expect(Self.readAll(reader) == "app one\n")
+        try vlfs.setLDF(["main/app 1", "main/base 1"])
+        try vlfs.update()
+        #expect(try vlfs.read("usr/bin/app") == "app one\n")
+    }
+
     /// The differential test against overlayfs, with the kernel opening files itself.
     @Test func randomOperationsMatchOverlayfs() throws {
         _ = try DifferentialTests.compare(seed: 5, mountOptions: Self.options)
