@@ -8,7 +8,9 @@
 # FUSE's io_uring queues (--io-uring; enable_uring is set for the run and put back after), and with FUSE
 # writeback caching (--writeback-cache: warm tar, copy-up and Postmark beside the default mount); last, the
 # kernel path (`strata mount --kernel`: an EROFS metadata image under kernel overlayfs, no daemon)
-# beside overlayfs and the VLFS, with its image's size and mount times.
+# beside overlayfs and the VLFS, with its image's size and mount times. Where the build has
+# --open-requests/--no-open-requests, the VLFS is mounted in the other mode too (the kernel opening regular
+# files itself, or asking the daemon): its warm tar, Postmark, requests and 1 GiB reads warm and cold.
 # Usage: benchmarks/vlfs.sh [--quick]   (root, /dev/fuse; --quick takes about two minutes)
 #        STRATA=/path/to/strata benchmarks/vlfs.sh ...   (another build, e.g. to compare before and after)
 #        BASELINE=/path/to/old/strata benchmarks/vlfs.sh ...   (that build mounted too, in the warm tar and
@@ -51,6 +53,8 @@ allpass="$work/allpass/mnt"
 base="$work/baseline/mnt"
 # And with FUSE writeback caching (no passthrough then: Linux does not combine them), where the build has it.
 wb="$work/writeback/mnt"
+# The same VLFS in the other open mode (--no-open-requests or --open-requests, whichever is not the default).
+other="$work/other/mnt"
 # And over FUSE's io_uring queues, where the build and the kernel have them.
 ring="$work/ring/mnt" enable_uring=/sys/module/fuse/parameters/enable_uring
 enable_uring_before=$(cat "$enable_uring" 2>/dev/null || true)
@@ -58,7 +62,7 @@ enable_uring_before=$(cat "$enable_uring" 2>/dev/null || true)
 ovl2="$work/overlayfs2/mnt" fovl2="$work/fuse-overlayfs2/mnt" vlfs2="$work/vlfs2/mnt" served2="$work/served2/mnt"
 cleanup() {
     set +e
-    for mnt in "$vlfs" "$served" "$allpass" "$ring" "$wb" "$vlfs2" "$served2" "$kvlfs" "$base"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
+    for mnt in "$vlfs" "$served" "$allpass" "$ring" "$wb" "$other" "$vlfs2" "$served2" "$kvlfs" "$base"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
     for mnt in "$fovl" "$ufs" "$ovl" "$fovl2" "$ovl2" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
     rm -rf "$scratch"
     [ -z "$enable_uring_before" ] || echo "$enable_uring_before" >"$enable_uring"
@@ -130,7 +134,7 @@ for layer in $layers; do
 done
 lowerdir=$(for layer in $layers; do printf '%s:' "$work/layers/$layer"; done | sed 's/:$//')
 for fs in overlayfs fuse-overlayfs unionfs-fuse overlayfs2 fuse-overlayfs2; do mkdir -p "$work/$fs/upper" "$work/$fs/work" "$work/$fs/mnt"; done
-mkdir -p "$vlfs" "$served" "$allpass" "$ring" "$vlfs2" "$served2" "$kvlfs"
+mkdir -p "$vlfs" "$served" "$allpass" "$ring" "$other" "$vlfs2" "$served2" "$kvlfs"
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs/upper,workdir=$work/overlayfs/work" "$ovl"
 mount -t overlay overlay -o "lowerdir=$lowerdir,upperdir=$work/overlayfs2/upper,workdir=$work/overlayfs2/work" "$ovl2"
 fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs/upper,workdir=$work/fuse-overlayfs/work" "$fovl"
@@ -139,9 +143,9 @@ fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs2/upper,workd
 unionfs -o cow "$work/unionfs-fuse/upper=RW:$(echo "$lowerdir" | sed 's/:/=RO:/g')=RO" "$ufs"
 mount_vlfs=$(timed "$strata" mount "$work/bench.ldf" "$vlfs" --name bench)
 # The kernel path: the first mount builds the metadata image, the second finds it in the home's cache.
-kernel_first=$(timed "$strata" mount --kernel "$work/bench.ldf" "$kvlfs" --name kernel)
+kernel_first=$(timed "$strata" mount --kernel "$work/bench.ldf" "$kvlfs" --name "kernel-$$")
 "$strata" umount "$kvlfs"
-kernel_second=$(timed "$strata" mount --kernel "$work/bench.ldf" "$kvlfs" --name kernel)
+kernel_second=$(timed "$strata" mount --kernel "$work/bench.ldf" "$kvlfs" --name "kernel-$$")
 kernel_image_kib=$(du -k "$STRATA_HOME"/cache/erofs/*.erofs | awk '{ s += $1 } END { print s }')
 kernel_entries=$(find "$kvlfs" | wc -l)
 "$strata" mount "$work/bench.ldf" "$vlfs2" --name bench2
@@ -158,6 +162,14 @@ if "$strata" mount --help | grep -q writeback-cache; then
     mkdir -p "$wb"
     "$strata" mount "$work/bench.ldf" "$wb" --name writeback --writeback-cache
 fi
+# The default mode, as `strata mount --help` says it, and the other one.
+default_mode=$("$strata" mount --help | tr -s ' \n' ' ' | grep -o 'Default: --[a-z-]*open-requests' | sed 's/Default: //' || true)
+case "$default_mode" in
+    --open-requests) other_mode=--no-open-requests ;;
+    --no-open-requests) other_mode=--open-requests ;;
+    *) other_mode= ;;
+esac
+[ -z "$other_mode" ] || "$strata" mount "$work/bench.ldf" "$other" --name other "$other_mode"
 if [ -n "${BASELINE:-}" ]; then mkdir -p "$base"; "$BASELINE" mount "$work/bench.ldf" "$base" --name baseline; fi
 # ext4: the layer directories themselves for reading, copies of them for writing.
 mkdir -p "$ext4"
@@ -167,6 +179,17 @@ cp -a "$work/layers/copyup/copyup" "$work/layers/src/src" "$ext4/"
 seqread() {
     timed dd if="$1" of=/dev/null bs=1M >/dev/null
     t=$(best "$(timed dd if="$1" of=/dev/null bs=1M)" "$(timed dd if="$1" of=/dev/null bs=1M)" "$(timed dd if="$1" of=/dev/null bs=1M)")
+    awk -v t="$t" 'BEGIN { printf "%.2f", 1.073741824 / t }'
+}
+# Cold sequential read of the 1 GiB file, GB/s: the file's pages and its blob's dropped first (with
+# POSIX_FADV_DONTNEED, through the mount and on every large file of the run: layers, repository, store), best of 3.
+coldread_once() {
+    dd if="$1" iflag=nocache count=0 2>/dev/null
+    find "$work" -xdev -type f -size +512M -exec dd if={} iflag=nocache count=0 \; 2>/dev/null
+    timed dd if="$1" of=/dev/null bs=1M
+}
+coldread() {
+    t=$(best "$(coldread_once "$1")" "$(coldread_once "$1")" "$(coldread_once "$1")")
     awk -v t="$t" 'BEGIN { printf "%.2f", 1.073741824 / t }'
 }
 # Warm find + du over the tree (best of 3 after a warming pass), seconds.
@@ -245,6 +268,14 @@ counts=$(requests)
 read_vlfs=$(seqread "$vlfs/big/shared.bin")
 request_row "sequential read, 1 GiB" 1 "$counts" "$(requests)" 4
 read_served=$(seqread "$served/big/shared.bin")
+cold_ovl=$(coldread "$ovl/big/shared.bin")
+cold_vlfs=$(coldread "$vlfs/big/shared.bin")
+if mountpoint -q "$other"; then
+    counts=$(requests other)
+    read_other=$(seqread "$other/big/shared.bin")
+    request_row "sequential read, 1 GiB, $other_mode" 1 "$counts" "$(requests other)" 4
+    cold_other=$(coldread "$other/big/shared.bin")
+fi
 read_kernel=$(seqread "$kvlfs/big/shared.bin")
 tree_ext4=$(for layer in $layers; do case $layer in tree*) echo "$work/layers/$layer/tree";; esac; done)
 find_ext4=$(finddu $tree_ext4)
@@ -260,11 +291,11 @@ request_row "find + du, warm" "$tree_files" "$counts" "$(requests)"
 # round trips to a daemon suffer most from other load on the machine. The VLFS daemons' requests are
 # counted over the 5 rounds.
 tar_trees() { tar_once $(for tree in "$@"; do echo "-C $tree ."; done); }
-tar_mounts="$ovl $fovl $ufs $vlfs $served $kvlfs $(mountpoint -q "$allpass" && echo "$allpass" || true) $(mountpoint -q "$ring" && echo "$ring" || true) $(mountpoint -q "$wb" && echo "$wb" || true) $(mountpoint -q "$base" && echo "$base" || true)"
+tar_mounts="$ovl $fovl $ufs $vlfs $served $kvlfs $(mountpoint -q "$allpass" && echo "$allpass" || true) $(mountpoint -q "$ring" && echo "$ring" || true) $(mountpoint -q "$wb" && echo "$wb" || true) $(mountpoint -q "$other" && echo "$other" || true) $(mountpoint -q "$base" && echo "$base" || true)"
 for mnt in $tar_mounts; do tar_trees "$mnt/tree" >/dev/null; done
 tar_trees $tree_ext4 >/dev/null
 counts=$(requests) counts_served=$(requests served) counts_allpass=$(mountpoint -q "$allpass" && requests allpass || true) counts_ring=$(mountpoint -q "$ring" && requests ring || true)
-counts_base=$(mountpoint -q "$base" && requests baseline || true) counts_wb=$(mountpoint -q "$wb" && requests writeback || true)
+counts_base=$(mountpoint -q "$base" && requests baseline || true) counts_wb=$(mountpoint -q "$wb" && requests writeback || true) counts_other=$(mountpoint -q "$other" && requests other || true)
 cpu_vlfs=$(daemon_cpu bench) cpu_allpass=$(mountpoint -q "$allpass" && daemon_cpu allpass || true) cpu_base=$(mountpoint -q "$base" && daemon_cpu baseline || true)
 for round in 1 2 3 4 5; do
     tar_ext4="${tar_ext4:-} $(tar_trees $tree_ext4)"
@@ -275,6 +306,7 @@ for round in 1 2 3 4 5; do
     tar_served="${tar_served:-} $(tar_trees "$served/tree")"
     tar_kernel="${tar_kernel:-} $(tar_trees "$kvlfs/tree")"
     if mountpoint -q "$ring"; then tar_ring="${tar_ring:-} $(tar_trees "$ring/tree")"; fi
+    if mountpoint -q "$other"; then tar_other="${tar_other:-} $(tar_trees "$other/tree")"; fi
     if mountpoint -q "$allpass"; then tar_allpass="${tar_allpass:-} $(tar_trees "$allpass/tree")"; fi
     if mountpoint -q "$base"; then tar_base="${tar_base:-} $(tar_trees "$base/tree")"; fi
     if mountpoint -q "$wb"; then tar_wb="${tar_wb:-} $(tar_trees "$wb/tree")"; fi
@@ -298,6 +330,10 @@ fi
 if [ -n "${tar_wb:-}" ]; then
     request_row "tar of the tree, warm, --writeback-cache" "$tree_files" "$counts_wb" "$(requests writeback)" 5
     tar_wb=$(median $tar_wb)
+fi
+if [ -n "${tar_other:-}" ]; then
+    request_row "tar of the tree, warm, $other_mode" "$tree_files" "$counts_other" "$(requests other)" 5
+    tar_other=$(median $tar_other)
 fi
 if [ -n "${tar_ring:-}" ]; then
     request_row "tar of the tree, warm, --io-uring" "$tree_files" "$counts_ring" "$(requests ring)" 5
@@ -348,6 +384,11 @@ if mountpoint -q "$ring"; then
     ring_requests=$(statistic ring ring-requests)
 else
     postmark_ring=n/a
+fi
+if mountpoint -q "$other"; then
+    counts=$(requests other)
+    postmark_other=$(postmark_in "$other" "$postmark_transactions")
+    request_row "Postmark, $other_mode" "$((postmark_files + postmark_transactions))" "$counts" "$(requests other)"
 fi
 if mountpoint -q "$base"; then
     counts=$(requests baseline)
@@ -418,6 +459,17 @@ if [ -n "${tar_wb:-}" ]; then
     awk -v t="$tar_wb" -v to="$tar_ovl" -v tv="$tar_vlfs" -v p="$postmark_wb" -v po="$postmark_ovl" -v pv="$postmark_vlfs" \
         -v c="$copyup_wb" -v co="$copyup_ovl" -v cv="$copyup_vlfs" -v r="$read_served" -v rv="$read_vlfs" 'BEGIN {
         printf "Mounted --writeback-cache (writes cached by the kernel, no passthrough): Postmark %s s, %.2fx overlayfs, %.2fx the default mount; copy-up %s s, %.2fx overlayfs, %.2fx the default mount; warm tar %s s, %.2fx overlayfs, %.2fx the default mount; its sequential read is that of --no-passthrough (%s GB/s against %s).\n", p, p / po, p / pv, c, c / co, c / cv, t, t / to, t / tv, r, rv
+    }'
+fi
+if [ -n "${tar_other:-}" ]; then
+    awk -v m="$other_mode" -v d="$default_mode" -v t="$tar_other" -v tv="$tar_vlfs" -v to="$tar_ovl" -v p="$postmark_other" -v pv="$postmark_vlfs" -v po="$postmark_ovl" \
+        -v r="$read_other" -v rv="$read_vlfs" -v ro="$read_ovl" -v c="$cold_other" -v cv="$cold_vlfs" -v co="$cold_ovl" 'BEGIN {
+        printf "Open modes, the default (%s) beside %s in the same rounds:\n\n", d, m
+        printf "| workload | kernel overlayfs | strata %s | strata %s | %s/overlayfs | %s/overlayfs |\n|---|---|---|---|---|---|\n", d, m, d, m
+        printf "| tar of the tree, warm (s) | %s | %s | %s | %.2f | %.2f |\n", to, tv, t, tv / to, t / to
+        printf "| Postmark (s) | %s | %s | %s | %.2f | %.2f |\n", po, pv, p, pv / po, p / po
+        printf "| sequential read, 1 GiB, warm (GB/s) | %s | %s | %s | %.2f | %.2f |\n", ro, rv, r, rv / ro, r / ro
+        printf "| sequential read, 1 GiB, cold (GB/s) | %s | %s | %s | %.2f | %.2f |\n\n", co, cv, c, cv / co, c / co
     }'
 fi
 echo "Daemon CPU over the 5 warm tar rounds ($((5 * tree_files)) files): strata VLFS $cpu_vlfs s$([ "$tar_allpass" = n/a ] || echo ", --passthrough-minimum-size 0 $cpu_allpass s")."

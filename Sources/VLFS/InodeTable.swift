@@ -207,7 +207,10 @@ final class InodeTable: Sendable {
     /// The kernel dropped `count` references; at none, the node goes. Once most nodes have gone (the
     /// kernel dropped its caches after a walk), the tables are rebuilt at their new size and the freed
     /// memory handed back to the system: dictionaries never shrink by themselves, nor does malloc's heap.
-    func forget(_ inode: UInt64, count: UInt64) {
+    /// Returns whether the node went.
+    @discardableResult
+    func forget(_ inode: UInt64, count: UInt64) -> Bool {
+        var gone = false
         let compacted = state.withLock { state -> Bool in
             guard inode != InodeTable.rootInode, var node = state.nodes[inode] else { return false }
             node.lookups -= min(count, node.lookups)
@@ -216,6 +219,7 @@ final class InodeTable: Sendable {
                 return false
             }
             state.drop(inode)
+            gone = true
             guard state.nodes.capacity > 4096, state.nodes.count < state.nodes.capacity / 8 else { return false }
             state.nodes = state.nodes.compacted()
             state.resolutions = state.resolutions.compacted()
@@ -225,7 +229,11 @@ final class InodeTable: Sendable {
             return true
         }
         if compacted { malloc_trim(0) }
+        return gone
     }
+
+    /// Whether the kernel holds a reference to the node.
+    func isHeld(_ inode: UInt64) -> Bool { state.withLock { ($0.nodes[inode]?.lookups ?? 0) > 0 } }
 
     /// How many nodes the table holds (for measuring the daemon's memory).
     var count: Int { state.withLock { $0.nodes.count } }

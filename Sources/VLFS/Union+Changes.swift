@@ -81,6 +81,7 @@ extension Union {
         guard !resolved.isDirectory else { throw FSError.isDirectory }
         // Whiteout first: while a private file is there it shows whatever the whiteouts say, so a crash
         // between the two leaves the name as it was, never the shared original in place of the copy.
+        keepUnlinked(path, resolved)
         try whiteOut(path, in: resolved.stack)
         if resolved.isPrivate { try privateLayer.unlink(path) }
         inodes.unlinked(path, hasOtherLinks: resolved.isHardLinked)
@@ -156,6 +157,7 @@ extension Union {
         // Whiteouts first (see unlink): a crash before the rename leaves both names as they were.
         try whiteOut(from, in: source.stack)
         try whiteOut(to, in: source.stack)
+        if let target { keepUnlinked(to, target) }
         // A directory it replaces is empty (checked above), which rename(2) replaces by itself.
         try privateLayer.rename(from, to: to)
         inodes.unlinked(to, hasOtherLinks: target?.isHardLinked ?? false)
@@ -244,7 +246,10 @@ extension Union {
             guard !(try resolve(path)).isPrivate else { return nil }
             defer { inodes.resolutionsChanged(at: [path] + links) }
             let copy = try privateLayer.place(entry, contents: contents, at: path, links: links, opening: flags)
-            if entry.kind != .directory, let inode = inodes.inode(at: path) { inodes.alias(.privateInode(UInt64(copy.status.st_ino)), to: inode) }
+            if entry.kind != .directory, let inode = inodes.inode(at: path) {
+                inodes.alias(.privateInode(UInt64(copy.status.st_ino)), to: inode)
+                descriptors.drop(inode)
+            }
             if entry.kind == .regular { try noteUnsyncedCopy(UInt64(copy.status.st_ino)) }
             return copy.file
         }
@@ -296,6 +301,7 @@ extension Union {
             if try whiteouts.remove(path) { changed.formUnion(hidden) }
         }
         forgetDirectories()
+        descriptors.dropAll(sharedOnly: false)
         for changedPath in changed { inodes.unlinked(changedPath) }
         return changed.sorted()
     }
@@ -314,6 +320,7 @@ extension Union {
         // Durable before the reset is reported: a power cut must not bring the old layer back.
         for directory in [archive, (privateRoot as NSString).deletingLastPathComponent] { try AtomicFile.syncDirectory(directory) }
         forgetDirectories()
+        descriptors.dropAll(sharedOnly: false)
         for path in changed { inodes.unlinked(path) }
         return changed.sorted()
     }

@@ -60,6 +60,8 @@ public final class Union: Sendable {
     /// Open descriptors by inode, so a file stays stat-able while open after its name is gone
     /// (unlinked, or its layer removed by a live update), as POSIX promises for open files.
     private let openFiles = Mutex<[UInt64: (descriptors: [Int32], attributes: stat, isShared: Bool)]>([:])
+    /// Descriptors by node, for a mount whose kernel opens regular files itself (`Union+Descriptors`).
+    public let descriptors = InodeDescriptors(capacity: 4096)
 
     public init(stack: LayerStack, privateRoot: String, whiteoutDirectory: String) throws {
         self.privateRoot = privateRoot
@@ -95,7 +97,11 @@ public final class Union: Sendable {
             defer { current = (new, DirectoryCache(), current.epoch &+ 1) }
             return current.stack
         }
-        return try StackDiff.changedPaths(from: old, to: new)
+        let changed = try StackDiff.changedPaths(from: old, to: new)
+        keepReadBlobs(changed, from: old)
+        // Blobs open for reading may no longer be what their nodes show.
+        descriptors.dropAll(sharedOnly: true)
+        return changed
     }
 
     static func join(_ parent: String, _ name: String) -> String { parent.isEmpty ? name : parent + "/" + name }
@@ -348,7 +354,9 @@ public final class Union: Sendable {
         return Entry(inode: inode, attributes: try attributes(of: resolved, inode: inode))
     }
 
-    public func forget(_ inode: UInt64, count: UInt64) { inodes.forget(inode, count: count) }
+    public func forget(_ inode: UInt64, count: UInt64) {
+        if inodes.forget(inode, count: count) { descriptors.drop(inode, evenPinned: true) }
+    }
 
     /// Gives the file a new node id (same inode number): the kernel's next lookup of its names makes a
     /// new inode, while files open on the old one keep it. Returns nil if the old id no longer names it.
@@ -398,6 +406,7 @@ public final class Union: Sendable {
     }
 
     public func attributes(of inode: UInt64) throws(FSError) -> stat {
+        if let pinned = descriptors.pinnedAttributes(of: inode) { return pinned }
         do {
             return try attributes(of: try resolve(inode: inode).resolved, inode: inode)
         } catch let error where error == .notFound {
@@ -419,11 +428,15 @@ public final class Union: Sendable {
 
     /// Closes a descriptor returned by `open` or `create`.
     public func release(_ inode: UInt64, descriptor: Int32) {
+        unregisterOpen(inode, descriptor: descriptor)
+        close(descriptor)
+    }
+
+    func unregisterOpen(_ inode: UInt64, descriptor: Int32) {
         openFiles.withLock { files in
             files[inode]?.descriptors.removeAll { $0 == descriptor }
             if files[inode]?.descriptors.isEmpty == true { files[inode] = nil }
         }
-        close(descriptor)
     }
 
     public func readLink(_ inode: UInt64) throws(FSError) -> String {

@@ -20,6 +20,9 @@ extension FuseMount {
             connection.pointee.want &= ~UInt32(FUSE_CAP_SPLICE_READ)
             let mount = Unmanaged<MountBox>.fromOpaque(userdata!).takeUnretainedValue().mount!
             if mount.asksToCacheWrites { connection.pointee.want |= UInt32(FUSE_CAP_WRITEBACK_CACHE) & connection.pointee.capable }
+            // A kernel that opens files itself would truncate an O_TRUNC open in its OPEN, which it no
+            // longer sends: without atomic O_TRUNC it sends a SETATTR of size 0 instead.
+            if mount.kernelOpensFiles { connection.pointee.want &= ~UInt32(FUSE_CAP_ATOMIC_O_TRUNC) }
             mount.opensDirectoriesItself.store(connection.pointee.want & UInt32(FUSE_CAP_NO_OPENDIR_SUPPORT) != 0, ordering: .relaxed)
             mount.cachesWrites.store(connection.pointee.want & UInt32(FUSE_CAP_WRITEBACK_CACHE) != 0, ordering: .relaxed)
             mount.opens.separatesFiles.store(mount.cachesWrites.load(ordering: .relaxed), ordering: .relaxed)

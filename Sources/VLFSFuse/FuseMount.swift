@@ -48,6 +48,8 @@ public final class FuseMount: Sendable {
     /// Negotiated at INIT: writes land in the kernel's page cache and reach the daemon later, merged
     /// (FUSE_CAP_WRITEBACK_CACHE); the kernel keeps regular files' sizes and times.
     let cachesWrites = Atomic<Bool>(false)
+    /// The kernel opens regular files itself ("no open", see `init`).
+    let kernelOpensFiles: Bool
     static let timeout = 86_400.0
     /// Shared files below this are cached rather than passed through: a warm `tar` of small files costs
     /// two round trips per file instead of three (see docs/BENCHMARKS.md, issue 14), while libraries and
@@ -62,13 +64,19 @@ public final class FuseMount: Sendable {
     /// With `ioUring`, requests come over FUSE's io_uring queues where the kernel allows it (see
     /// `FuseRing`); `log` says why not. With `writebackCache`, the kernel caches writes (`cachesWrites`)
     /// and passes no file through: Linux does not combine the two (`process_init_reply`).
+    /// With `kernelOpensFiles`, the first OPEN of a regular file is answered ENOSYS, after which the
+    /// kernel opens regular files itself and sends neither OPEN nor RELEASE (FUSE's "no open"): a
+    /// warm read of a small file costs no round trip. Every file then keeps its pages across opens,
+    /// requests on files name only the inode (`withDescriptor`), and nothing is passed through.
     public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true,
                 passthroughMinimumSize: UInt64 = FuseMount.defaultPassthroughMinimumSize, ioUring: Bool = false, writebackCache: Bool = false,
-                log: (String) -> Void = { _ in }) throws {
+                kernelOpensFiles: Bool = false, log: (String) -> Void = { _ in }) throws {
         self.union = union
         self.mountpoint = mountpoint
         asksToCacheWrites = writebackCache
         let passthrough = passthrough && !writebackCache
+        self.kernelOpensFiles = kernelOpensFiles
+        union.descriptors.keepsUnlinkedFiles.store(kernelOpensFiles, ordering: .relaxed)
         // The kernel applied the caller's umask to every mode it sends; the daemon's own must not apply again.
         umask(0)
         let options = "fsname=\(fsName),subtype=strata,default_permissions,\(use.options)"
@@ -290,6 +298,17 @@ public final class FuseMount: Sendable {
             union.renew(node)
             throw FSError(ESTALE)
         }
+    }
+
+    /// Runs `body` on the descriptor a request on `inode` reads or writes: its file handle's, or,
+    /// where the kernel opens files itself (file handle 0), the inode's, lent by `union.descriptors`
+    /// for the call. `writable`, which a change asks for under the gate, copies a shared file up first.
+    func withDescriptor<R>(_ inode: fuse_ino_t, _ info: UnsafeMutablePointer<fuse_file_info>?, writable: Bool,
+                           _ body: (Int32) throws(FSError) -> R) throws(FSError) -> R {
+        if let handle = info?.pointee.fh, handle != 0 { return try body(Int32(truncatingIfNeeded: handle)) }
+        let loan = try union.borrowDescriptor(UInt64(inode), writable: writable)
+        defer { union.descriptors.giveBack(loan) }
+        return try body(loan.descriptor)
     }
 
     func closeFile(_ node: UInt64, handle: UInt64) {

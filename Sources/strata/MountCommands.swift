@@ -40,6 +40,13 @@ struct Mount: ParsableCommand {
         combine writeback caching with passthrough. Also on when STRATA_WRITEBACK_CACHE=1.
         """)
     var writebackCache = false
+    @Flag(inversion: .prefixedNo, help: """
+        Open regular files through the daemon (OPEN and RELEASE requests), which lets the kernel read large shared files \
+        from their blobs (passthrough). --no-open-requests lets the kernel open regular files itself: no round trip for \
+        opening or closing a file, every file's pages kept across opens, every read through the daemon. \
+        Default: --open-requests, or --no-open-requests where STRATA_NO_OPEN=1 is in the environment.
+        """)
+    var openRequests: Bool?
     @Option(help: "Seconds a client of the daemon's control socket has to send its request.")
     var controlTimeout = ControlChannel.Limits().requestTimeout
     @Flag(help: "Run no configuration scripts (nor dpkg) at mount or update; layers stay as their state says.")
@@ -60,6 +67,7 @@ struct Mount: ParsableCommand {
 
     var usesIoUring: Bool { ioUring || ProcessInfo.processInfo.environment["STRATA_IO_URING"] == "1" }
     var usesWritebackCache: Bool { writebackCache || ProcessInfo.processInfo.environment["STRATA_WRITEBACK_CACHE"] == "1" }
+    var kernelOpensFiles: Bool { openRequests.map { !$0 } ?? (ProcessInfo.processInfo.environment["STRATA_NO_OPEN"] == "1") }
 
     var vlfsName: String {
         if ldf.hasPrefix(Mount.namedVLFS) { return String(ldf.dropFirst(Mount.namedVLFS.count)) }
@@ -72,6 +80,9 @@ struct Mount: ParsableCommand {
             throw ValidationError("--kernel mounts have no daemon: --foreground, --no-passthrough and --writeback-cache do not apply")
         }
         if ldf.hasPrefix(Mount.namedVLFS), !kernel || name != nil { throw ValidationError("vlfs:NAME is for --kernel mounts, without --name") }
+        // A writeback mount keeps readers of a shared file apart from a writer that copies it up by
+        // failing the writer's OPEN, which a kernel that opens files itself never sends.
+        if usesWritebackCache, kernelOpensFiles { throw ValidationError("--writeback-cache needs open requests: it does not go with --no-open-requests (nor STRATA_NO_OPEN=1)") }
     }
 
     func run() throws {
@@ -123,7 +134,7 @@ struct Mount: ParsableCommand {
         try state.recordComposed(stack)
         let fuse = try FuseMount(union: union, mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, fsName: "strata:\(state.name)",
                                  use: .appliance, passthrough: !noPassthrough, passthroughMinimumSize: passthroughMinimumSize,
-                                 ioUring: usesIoUring, writebackCache: usesWritebackCache, log: printError)
+                                 ioUring: usesIoUring, writebackCache: usesWritebackCache, kernelOpensFiles: kernelOpensFiles, log: printError)
         // Requests that change the VLFS (updates from the control socket and from the LDF watcher,
         // reverts, snapshots, resets) take this lock, one at a time: each reads the stack or the private
         // layer and replaces or captures it, and two at once would lose one's work. `status` only reads
@@ -218,7 +229,7 @@ struct Mount: ParsableCommand {
         let arguments = [rootStorage ? "@strata" : "strata", "mount", URL(fileURLWithPath: ldf).standardizedFileURL.path, URL(fileURLWithPath: mountpoint).standardizedFileURL.path,
                          "--name", state.name, "--foreground", "--home", options.strataHome.path, "--control-timeout", String(controlTimeout)]
             + (noPassthrough ? ["--no-passthrough"] : []) + ["--passthrough-minimum-size", String(passthroughMinimumSize)] + (noConfigure ? ["--no-configure"] : []) + (usesIoUring ? ["--io-uring"] : [])
-            + (usesWritebackCache ? ["--writeback-cache"] : []) + ["--fetch", fetch.rawValue]
+            + (usesWritebackCache ? ["--writeback-cache"] : []) + [kernelOpensFiles ? "--no-open-requests" : "--open-requests", "--fetch", fetch.rawValue]
         try startMountDaemon(arguments: arguments, log: state.log, mountpoint: mountpoint)
     }
 }

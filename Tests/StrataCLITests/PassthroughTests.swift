@@ -15,10 +15,11 @@ extension MountTests {
     /// at least `--passthrough-minimum-size`, 128 KiB by default, as libraries and programs mostly are).
     @Test func sharedFilesAreTheirBlobsPages() throws {
         let library = String(repeating: "0123456789abcdef", count: 1 << 14)
-        let vlfs = try MountedWorkspace(layers: Self.app + [("lib", "1", ["usr/lib/libbig.so": library])], ldf: ["main/app 1", "main/base 1", "main/lib 1"])
+        let vlfs = try MountedWorkspace(layers: Self.app + [("lib", "1", ["usr/lib/libbig.so": library])], ldf: ["main/app 1", "main/base 1", "main/lib 1"],
+                                        mountOptions: Self.withOpens)
         let second = vlfs.workspace.scratch.path + "/mnt2"
         try makeDirectories(second)
-        expectSuccess(try vlfs.workspace.strata("mount", vlfs.ldf, second, "--name", "second"))
+        expectSuccess(try vlfs.workspace.strata(["mount", vlfs.ldf, second, "--name", "second"] + Self.withOpens))
         defer { _ = try? vlfs.workspace.strata("umount", second) }
 
         let blob = try blobPath(of: vlfs, "usr/lib/libbig.so")
@@ -32,7 +33,10 @@ extension MountTests {
 
     /// Every shared file passed through, however small: the kernel's one-mode-per-inode rule then
     /// meets the small files these tests write and update.
-    static let passthroughForAll = ["--passthrough-minimum-size", "0"]
+    static let passthroughForAll = ["--passthrough-minimum-size", "0"] + withOpens
+
+    /// Passthrough needs OPEN requests: these tests ask for them whatever STRATA_NO_OPEN says.
+    static let withOpens = ["--open-requests"]
 
     /// Copy-up of an inode that readers hold through passthrough: the writer gets a new inode (same number).
     @Test func writeWhileReadersHoldTheBlob() throws {
@@ -161,7 +165,7 @@ extension MountTests {
     @Test func filesBelowThePassthroughMinimumAreCached() throws {
         let big = String(repeating: "0123456789abcdef", count: 512)
         let vlfs = try MountedWorkspace(layers: Self.app + [("bulk", "1", ["var/lib/bulk": big])], ldf: ["main/app 1", "main/base 1", "main/bulk 1"],
-                                        mountOptions: ["--passthrough-minimum-size", "4096"])
+                                        mountOptions: ["--passthrough-minimum-size", "4096"] + Self.withOpens)
         #expect(try pageFrame(ofFirstPageOf: vlfs.path("var/lib/bulk")) == pageFrame(ofFirstPageOf: blobPath(of: vlfs, "var/lib/bulk")))
         #expect(try pageFrame(ofFirstPageOf: vlfs.path("usr/bin/app")) != pageFrame(ofFirstPageOf: blobPath(of: vlfs, "usr/bin/app")))
 

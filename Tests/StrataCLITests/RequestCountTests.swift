@@ -11,7 +11,8 @@ import Glibc
 extension MountTests {
     @Test func requestsAreCountedByOperation() throws {
         let files = (0..<20).map { ("srv/data/f\($0)", "file \($0)\n") }
-        let vlfs = try MountedWorkspace(layers: [("data", "1", Dictionary(uniqueKeysWithValues: files))], ldf: ["main/data 1"])
+        let vlfs = try MountedWorkspace(layers: [("data", "1", Dictionary(uniqueKeysWithValues: files))], ldf: ["main/data 1"],
+                                        mountOptions: Self.withOpens)
         var attributes = stat()
         #expect(stat(vlfs.path("srv/data"), &attributes) == 0)
 
