@@ -10,8 +10,14 @@ public struct PrivilegeDrop {
     /// Whether the user is in a group (as fsgid or supplementary group): asked only of a setgid file
     /// its group may not execute, since finding the supplementary groups costs a read of /proc.
     let isInGroup: (UInt32) -> Bool
+    /// Whether the user may keep the bits after all (CAP_FSETID): asked only of a file that has them,
+    /// where the kernel did not decide it for the daemon.
+    let keepsPrivileges: () -> Bool
 
-    public init(isInGroup: @escaping (UInt32) -> Bool) { self.isInGroup = isInGroup }
+    public init(isInGroup: @escaping (UInt32) -> Bool, keepsPrivileges: @escaping () -> Bool = { false }) {
+        self.isInGroup = isInGroup
+        self.keepsPrivileges = keepsPrivileges
+    }
 
     /// The mode the file keeps, or nil when nothing changes (or it is not a regular file).
     func mode(after st: stat) -> mode_t? {
@@ -19,7 +25,7 @@ public struct PrivilegeDrop {
         let old = st.st_mode & 0o7777
         var mode = old & ~S_ISUID
         if mode & S_ISGID != 0, mode & S_IXGRP != 0 || !isInGroup(st.st_gid) { mode &= ~S_ISGID }
-        return mode == old ? nil : mode
+        return mode == old || keepsPrivileges() ? nil : mode
     }
 
     /// Applies the drop to an open private file.

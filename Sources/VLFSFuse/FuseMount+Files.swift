@@ -92,7 +92,11 @@ extension FuseMount {
         }
         ops.fallocate = { request, inode, mode, offset, length, info in
             FuseMount.change(request, .fallocate) { mount in
-                let error = try mount.withDescriptor(inode, info, writable: true) { CLinux.fallocate($0, mode, offset, length) == 0 ? 0 : errno }
+                let error = try mount.withDescriptor(inode, info, writable: true) { descriptor throws(FSError) in
+                    guard CLinux.fallocate(descriptor, mode, offset, length) == 0 else { return errno }
+                    try FuseMount.privilegeDropWithoutFlag(request).apply(toOpenFile: descriptor)
+                    return 0
+                }
                 fuse_reply_err(request, error)
             }
         }
@@ -110,9 +114,11 @@ extension FuseMount {
                 var inputOffset = offsetIn
                 var outputOffset = offsetOut
                 let copied = try mount.withDescriptor(inodeIn, infoIn, writable: false) { input throws(FSError) in
-                    try mount.withDescriptor(inodeOut, infoOut, writable: true) { output in
+                    try mount.withDescriptor(inodeOut, infoOut, writable: true) { output throws(FSError) in
                         let count = CLinux.copy_file_range(input, &inputOffset, output, &outputOffset, length, UInt32(flags))
-                        return count < 0 ? -Int(errno) : count
+                        guard count >= 0 else { return -Int(errno) }
+                        try FuseMount.privilegeDropWithoutFlag(request).apply(toOpenFile: output)
+                        return count
                     }
                 }
                 if copied < 0 { fuse_reply_err(request, Int32(-copied)) } else { fuse_reply_write(request, copied) }

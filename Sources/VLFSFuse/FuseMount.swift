@@ -1,6 +1,7 @@
 import CFuse3
 import CLinux
 import Foundation
+import StrataStore
 import Synchronization
 import VLFS
 #if canImport(Glibc)
@@ -257,6 +258,27 @@ public final class FuseMount: Sendable {
     static func privilegeDrop(_ request: fuse_req_t?) -> PrivilegeDrop? {
         guard RawRequest.killsSetuidSetgid else { return nil }
         return PrivilegeDrop { gid in caller(request).gid == gid || supplementaryGroups(request).contains(gid) }
+    }
+
+    /// fallocate and copy_file_range come with no kill flag (Linux 6.18 sets none for them), yet the
+    /// kernel's own file systems, and overlayfs over them, clear setuid and setgid when a user without
+    /// CAP_FSETID changes a file that way: the daemon does it for them, reading the caller's
+    /// capabilities only for a file that has the bits.
+    static func privilegeDropWithoutFlag(_ request: fuse_req_t?) -> PrivilegeDrop {
+        PrivilegeDrop(isInGroup: { gid in caller(request).gid == gid || supplementaryGroups(request).contains(gid) },
+                      keepsPrivileges: { callerHasCapability(request, bit: 4) })  // CAP_FSETID
+    }
+
+    /// Whether the caller's effective capabilities (`CapEff` in /proc/PID/status) hold `bit`; false when
+    /// its process is gone or unreadable.
+    private static func callerHasCapability(_ request: fuse_req_t?, bit: Int) -> Bool {
+        let pid = fuse_req_ctx(request)!.pointee.pid
+        guard pid > 0, let descriptor = try? FileDescriptor.open("/proc/\(pid)/status", O_RDONLY),
+              let bytes = try? descriptor.readAll(limit: 1 << 16) else { return false }
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+              let mask = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
+        return mask & (1 << UInt64(bit)) != 0
     }
 
     private static func supplementaryGroups(_ request: fuse_req_t?) -> [gid_t] {

@@ -301,6 +301,10 @@ extension MountTests {
             ("setgid-not-executable-by-member", 0o2666, "\(member) sh -c 'echo x >> F'"),
             ("setgid-executable", 0o2777, "\(user) sh -c 'echo x >> F'"),
             ("chown-by-root", 0o6755, "chown 1000 F"),
+            // The kernel sends these with no kill flag: the daemon decides from the caller's capabilities.
+            ("fallocate", 0o6777, "\(user) fallocate -l 8192 F"),
+            ("fallocate-by-root", 0o6777, "fallocate -l 8192 F"),
+            ("copy-file-range", 0o6777, "\(user) /usr/bin/python3 -c \"import os, sys; os.copy_file_range(os.open(os.path.dirname(sys.argv[1]) + '/append', 0), os.open(sys.argv[1], 1), 4, 0, 0)\" F"),
         ]
         let expected = try Self.modes(after: cases, under: overlay)
         #expect(expected.first == "append 777", "overlayfs clears setuid on a write by another user: \(expected)")
