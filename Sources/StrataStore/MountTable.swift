@@ -10,6 +10,8 @@ public enum MountTable {
         public let source: String
         public let mountpoint: String
         public let type: String
+        /// The mount's options, each unescaped (a path in one may hold a comma).
+        public let options: [String]
     }
 
     public static func current() -> [Mount] {
@@ -17,7 +19,8 @@ public enum MountTable {
         return bytes.split(separator: UInt8(ascii: "\n")).compactMap { line in
             let fields = line.split(separator: UInt8(ascii: " "))
             guard fields.count > 2 else { return nil }
-            return Mount(source: unescaped(fields[0]), mountpoint: unescaped(fields[1]), type: unescaped(fields[2]))
+            let options = fields.count > 3 ? fields[3].split(separator: UInt8(ascii: ",")).map(unescaped) : []
+            return Mount(source: unescaped(fields[0]), mountpoint: unescaped(fields[1]), type: unescaped(fields[2]), options: options)
         }
     }
 

@@ -29,14 +29,14 @@ struct ApplianceStatus: Encodable {
     /// One status per appliance. Appliances with the same LDF text (`@TEMPLATE`) share one plan.
     static func all(_ appliances: [Appliance], registry: ApplianceRegistry, home: StrataHome) throws -> [ApplianceStatus] {
         var plans: [String: Result<[String], Error>] = [:]
-        let mountSources = Set(MountTable.current().map(\.source))
+        let mounts = MountTable.current()
         return try appliances.map { appliance in
             let ldf = registry.ldf(of: appliance.name)
             let text = (try? String(contentsOfFile: ldf, encoding: .utf8)) ?? ""
             let plan = plans[text] ?? Result { try Composition.plan(ldf: ldf, home: home).map(\.label).sorted() }
             plans[text] = plan
             let state = try VLFSState(home: home, name: appliance.name)
-            let kernelPath = mountSources.contains(KernelPath.source(of: state))
+            let kernelPath = mounts.contains { KernelPath.isMount($0, of: state) }
             let mounted = kernelPath || state.daemonProcess() != nil
             let running = mounted ? state.composed()?.sorted() : nil
             let composes = (try? plan.get()) ?? []

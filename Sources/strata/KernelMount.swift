@@ -31,9 +31,15 @@ enum KernelPath {
 
     static func source(of state: VLFSState) -> String { sourcePrefix + state.name }
 
+    /// Whether `mount` is `state`'s VLFS on the kernel path: its source names the VLFS and its upper
+    /// directory is this home's (another home may mount a VLFS of the same name).
+    static func isMount(_ mount: MountTable.Mount, of state: VLFSState) -> Bool {
+        mount.source == source(of: state) && mount.options.contains("upperdir=" + State(state).upper)
+    }
+
     /// Where `state`'s VLFS is mounted on the kernel path, if it is.
     static func mountpoint(of state: VLFSState) -> String? {
-        MountTable.current().first(where: { $0.source == source(of: state) })?.mountpoint
+        MountTable.current().first(where: { isMount($0, of: state) })?.mountpoint
     }
 
     static func mount(ldf: String, state: VLFSState, home: StrataHome, mountpoint: String, fetch: FetchMode) throws {

@@ -180,4 +180,19 @@ import Glibc
         #expect(try FileManager.default.contentsOfDirectory(atPath: cache).count == 1)
         #expect(try String(contentsOfFile: kernel + "/usr/bin/tool", encoding: .utf8) == "two\n")
     }
+
+    @Test func aVLFSOfTheSameNameInAnotherHomeIsAnotherVLFS() throws {
+        let first = try Workspace("kernel-home-one"), second = try Workspace("kernel-home-two")
+        let mountpoints = [first.scratch.path + "/kernel", second.scratch.path + "/kernel"]
+        for (workspace, mountpoint) in zip([first, second], mountpoints) {
+            try makeDirectories(mountpoint)
+            expectSuccess(try workspace.strata("mount", "--kernel", try OCITests.layers(in: workspace), mountpoint, "--name", "app"))
+        }
+        defer { mountpoints.forEach(unmount) }
+        let mounted = MountTable.current().filter { $0.source == "strata-kernel:app" }.map(\.mountpoint)
+        #expect(mountpoints.allSatisfy(mounted.contains), "\(mounted)")
+        // Its own home still knows its VLFS mounted.
+        let again = try first.strata("mount", "--kernel", "vlfs:app", first.scratch.path)
+        #expect(again.status != 0 && again.stderr.contains("is mounted on the kernel path at \(mountpoints[0])"), "\(again.stderr)")
+    }
 }
