@@ -212,6 +212,12 @@ postmark_in() {
     timed postmark "$work/postmark.cfg"
 }
 compile() { make -C "$1/src" -s clean >/dev/null; timed make -C "$1/src" -j2 -s; }
+# Postmark on the VLFS named $1 mounted at $2, its requests printed as the row $3; the time in $postmark_time.
+postmark_counted() {
+    counts=$(requests "$1")
+    postmark_time=$(postmark_in "$2" "$postmark_transactions")
+    request_row "$3" "$((postmark_files + postmark_transactions))" "$counts" "$(requests "$1")"
+}
 
 if [ "$postmark_transactions" = auto ]; then
     # Transactions for about a minute on ext4: time without transactions, then with 100,000.
@@ -368,33 +374,17 @@ postmark_ext4=$(postmark_in "$ext4" "$postmark_transactions")
 postmark_ovl=$(postmark_in "$ovl" "$postmark_transactions")
 postmark_fovl=$(postmark_in "$fovl" "$postmark_transactions")
 postmark_ufs=$(postmark_in "$ufs" "$postmark_transactions")
-counts=$(requests)
-postmark_vlfs=$(postmark_in "$vlfs" "$postmark_transactions")
-request_row "Postmark (per file created + transaction)" "$((postmark_files + postmark_transactions))" "$counts" "$(requests)"
+postmark_counted bench "$vlfs" "Postmark (per file created + transaction)"; postmark_vlfs=$postmark_time
 postmark_kernel=$(postmark_in "$kvlfs" "$postmark_transactions")
-if mountpoint -q "$wb"; then
-    counts=$(requests writeback)
-    postmark_wb=$(postmark_in "$wb" "$postmark_transactions")
-    request_row "Postmark, --writeback-cache" "$((postmark_files + postmark_transactions))" "$counts" "$(requests writeback)"
-fi
+if mountpoint -q "$wb"; then postmark_counted writeback "$wb" "Postmark, --writeback-cache"; postmark_wb=$postmark_time; fi
 if mountpoint -q "$ring"; then
-    counts=$(requests ring)
-    postmark_ring=$(postmark_in "$ring" "$postmark_transactions")
-    request_row "Postmark, --io-uring" "$((postmark_files + postmark_transactions))" "$counts" "$(requests ring)"
+    postmark_counted ring "$ring" "Postmark, --io-uring"; postmark_ring=$postmark_time
     ring_requests=$(statistic ring ring-requests)
 else
     postmark_ring=n/a
 fi
-if mountpoint -q "$other"; then
-    counts=$(requests other)
-    postmark_other=$(postmark_in "$other" "$postmark_transactions")
-    request_row "Postmark, $other_mode" "$((postmark_files + postmark_transactions))" "$counts" "$(requests other)"
-fi
-if mountpoint -q "$base"; then
-    counts=$(requests baseline)
-    postmark_base=$(postmark_in "$base" "$postmark_transactions")
-    request_row "Postmark, BASELINE build" "$((postmark_files + postmark_transactions))" "$counts" "$(requests baseline)"
-fi
+if mountpoint -q "$other"; then postmark_counted other "$other" "Postmark, $other_mode"; postmark_other=$postmark_time; fi
+if mountpoint -q "$base"; then postmark_counted baseline "$base" "Postmark, BASELINE build"; postmark_base=$postmark_time; fi
 # CPU-bound, so the most sensitive to other load on the machine: best of 3 interleaved rounds.
 counts=$(requests)
 for round in 1 2 3; do
