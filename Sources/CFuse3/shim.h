@@ -113,3 +113,13 @@ static inline int strata_fuse_reply_open_passthrough(fuse_req_t request, uint64_
 
 // Only the custom I/O needs these (glibc declares them behind _GNU_SOURCE).
 ssize_t splice(int fd_in, off_t *off_in, int fd_out, off_t *off_out, size_t len, unsigned int flags);
+
+/// Tells the CPU that this thread spins waiting (x86 `pause`, Arm `yield`): the spinning reader of
+/// /dev/fuse (`RequestReader`) leaves the core's other thread and the hypervisor some room.
+static inline void strata_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}

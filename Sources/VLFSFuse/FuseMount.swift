@@ -69,9 +69,11 @@ public final class FuseMount: Sendable {
     /// kernel opens regular files itself and sends neither OPEN nor RELEASE (FUSE's "no open"): a
     /// warm read of a small file costs no round trip. Every file then keeps its pages across opens,
     /// requests on files name only the inode (`withDescriptor`), and nothing is passed through.
+    /// With `spinWaitMicroseconds` above 0 (and no ring), one worker at a time reads /dev/fuse and spins
+    /// that long for the next request before it sleeps (`RequestReader`).
     public init(union: Union, mountpoint: String, fsName: String, use: MountUse, passthrough: Bool = true,
                 passthroughMinimumSize: UInt64 = FuseMount.defaultPassthroughMinimumSize, ioUring: Bool = false, writebackCache: Bool = false,
-                kernelOpensFiles: Bool = false, log: (String) -> Void = { _ in }) throws {
+                kernelOpensFiles: Bool = false, spinWaitMicroseconds: UInt32 = 0, log: (String) -> Void = { _ in }) throws {
         self.union = union
         self.mountpoint = mountpoint
         asksToCacheWrites = writebackCache
@@ -111,6 +113,9 @@ public final class FuseMount: Sendable {
         }
         box.passthrough = passthrough
         box.ring = ring
+        if ring == nil, spinWaitMicroseconds > 0 {
+            box.reader = RequestReader(descriptor: fuse_session_fd(session), spinMicroseconds: spinWaitMicroseconds)
+        }
         box.mount = self
         FuseMount.installCustomIO(session)
         if writebackCache {
@@ -144,7 +149,8 @@ public final class FuseMount: Sendable {
 
     /// libfuse 3.14 predates passthrough, FUSE_HANDLE_KILLPRIV_V2 and FUSE over io_uring: its messages
     /// go through this I/O, which asks for them in its INIT reply (the first message it writes;
-    /// passthrough and the ring only when wanted), shows every request it reads to `RawRequest`, hands
+    /// passthrough and the ring only when wanted), reads requests through `RequestReader` where one
+    /// spins, shows every request it reads to `RawRequest`, hands
     /// replies to ring requests to their entries, and otherwise does what libfuse does.
     private static func installCustomIO(_ session: OpaquePointer) {
         var io = fuse_custom_io()
@@ -161,8 +167,9 @@ public final class FuseMount: Sendable {
             }
             return Glibc.writev(descriptor, vector, count)
         }
-        io.read = { descriptor, buffer, length, _ in
-            let count = Glibc.read(descriptor, buffer, length)
+        io.read = { descriptor, buffer, length, userdata in
+            let reader = Unmanaged<MountBox>.fromOpaque(userdata!).takeUnretainedValue().reader
+            let count = reader?.read(descriptor, buffer!, length) ?? Glibc.read(descriptor, buffer, length)
             if count > 0 { RawRequest.inspect(UnsafeRawBufferPointer(start: buffer, count: count)) }
             return count
         }
@@ -355,6 +362,7 @@ final class MountBox: @unchecked Sendable {
     var mount: FuseMount?
     var passthrough = false
     var ring: FuseRing?
+    var reader: RequestReader?
     let initAnswered = Atomic<Bool>(false)
 }
 

@@ -47,6 +47,12 @@ struct Mount: ParsableCommand {
         Default: --open-requests, or --no-open-requests where STRATA_NO_OPEN=1 is in the environment.
         """)
     var openRequests: Bool?
+    @Option(help: ArgumentHelp("""
+        Have one daemon thread at a time read FUSE requests, spinning this long for the next before it sleeps: \
+        a round trip then wakes no sleeping thread. 0 (the default, or STRATA_SPIN_WAIT=MICROSECONDS in the \
+        environment) lets every daemon thread sleep on /dev/fuse. Not with --io-uring.
+        """, valueName: "microseconds"))
+    var spinWait: UInt32?
     @Option(help: "Seconds a client of the daemon's control socket has to send its request.")
     var controlTimeout = ControlChannel.Limits().requestTimeout
     @Flag(help: "Run no configuration scripts (nor dpkg) at mount or update; layers stay as their state says.")
@@ -68,6 +74,8 @@ struct Mount: ParsableCommand {
     var usesIoUring: Bool { ioUring || ProcessInfo.processInfo.environment["STRATA_IO_URING"] == "1" }
     var usesWritebackCache: Bool { writebackCache || ProcessInfo.processInfo.environment["STRATA_WRITEBACK_CACHE"] == "1" }
     var kernelOpensFiles: Bool { openRequests.map { !$0 } ?? (ProcessInfo.processInfo.environment["STRATA_NO_OPEN"] == "1") }
+    var spinWaitMicroseconds: UInt32 { spinWait ?? ProcessInfo.processInfo.environment["STRATA_SPIN_WAIT"].flatMap { UInt32($0) } ?? 0 }
+    static let maximumSpinWait: UInt32 = 10_000
 
     var vlfsName: String {
         if ldf.hasPrefix(Mount.namedVLFS) { return String(ldf.dropFirst(Mount.namedVLFS.count)) }
@@ -83,6 +91,10 @@ struct Mount: ParsableCommand {
         // A writeback mount keeps readers of a shared file apart from a writer that copies it up by
         // failing the writer's OPEN, which a kernel that opens files itself never sends.
         if usesWritebackCache, kernelOpensFiles { throw ValidationError("--writeback-cache needs open requests: it does not go with --no-open-requests (nor STRATA_NO_OPEN=1)") }
+        if let text = ProcessInfo.processInfo.environment["STRATA_SPIN_WAIT"], spinWait == nil, UInt32(text) == nil {
+            throw ValidationError("STRATA_SPIN_WAIT must be a number of microseconds, not '\(text)'")
+        }
+        guard spinWaitMicroseconds <= Mount.maximumSpinWait else { throw ValidationError("--spin-wait is at most \(Mount.maximumSpinWait) microseconds") }
     }
 
     func run() throws {
@@ -134,7 +146,8 @@ struct Mount: ParsableCommand {
         try state.recordComposed(stack)
         let fuse = try FuseMount(union: union, mountpoint: URL(fileURLWithPath: mountpoint).standardizedFileURL.path, fsName: "strata:\(state.name)",
                                  use: .appliance, passthrough: !noPassthrough, passthroughMinimumSize: passthroughMinimumSize,
-                                 ioUring: usesIoUring, writebackCache: usesWritebackCache, kernelOpensFiles: kernelOpensFiles, log: printError)
+                                 ioUring: usesIoUring, writebackCache: usesWritebackCache, kernelOpensFiles: kernelOpensFiles,
+                                 spinWaitMicroseconds: spinWaitMicroseconds, log: printError)
         // Requests that change the VLFS (updates from the control socket and from the LDF watcher,
         // reverts, snapshots, resets) take this lock, one at a time: each reads the stack or the private
         // layer and replaces or captures it, and two at once would lose one's work. `status` only reads
@@ -227,7 +240,8 @@ struct Mount: ParsableCommand {
     private func startDaemon(state: VLFSState) throws {
         try makeDirectories(state.directory, mode: 0o700)
         let arguments = [rootStorage ? "@strata" : "strata", "mount", URL(fileURLWithPath: ldf).standardizedFileURL.path, URL(fileURLWithPath: mountpoint).standardizedFileURL.path,
-                         "--name", state.name, "--foreground", "--home", options.strataHome.path, "--control-timeout", String(controlTimeout)]
+                         "--name", state.name, "--foreground", "--home", options.strataHome.path, "--control-timeout", String(controlTimeout),
+                         "--spin-wait", String(spinWaitMicroseconds)]
             + (noPassthrough ? ["--no-passthrough"] : []) + ["--passthrough-minimum-size", String(passthroughMinimumSize)] + (noConfigure ? ["--no-configure"] : []) + (usesIoUring ? ["--io-uring"] : [])
             + (usesWritebackCache ? ["--writeback-cache"] : []) + [kernelOpensFiles ? "--no-open-requests" : "--open-requests", "--fetch", fetch.rawValue]
         try startMountDaemon(arguments: arguments, log: state.log, mountpoint: mountpoint)
