@@ -10,7 +10,9 @@
 # kernel path (`strata mount --kernel`: an EROFS metadata image under kernel overlayfs, no daemon)
 # beside overlayfs and the VLFS, with its image's size and mount times. Where the build has
 # --open-requests/--no-open-requests, the VLFS is mounted in the other mode too (the kernel opening regular
-# files itself, or asking the daemon): its warm tar, Postmark, requests and 1 GiB reads warm and cold.
+# files itself, or asking the daemon): its warm tar, Postmark, requests and 1 GiB reads warm and cold. Where the
+# build has --spin-wait, the VLFS is mounted with one spinning reader of /dev/fuse too (SPIN_WAIT microseconds,
+# default 50): its warm tar, copy-up and Postmark beside the default mount, with its daemon's CPU time.
 # Usage: benchmarks/vlfs.sh [--quick]   (root, /dev/fuse; --quick takes about two minutes)
 #        STRATA=/path/to/strata benchmarks/vlfs.sh ...   (another build, e.g. to compare before and after)
 #        BASELINE=/path/to/old/strata benchmarks/vlfs.sh ...   (that build mounted too, in the warm tar and
@@ -55,6 +57,8 @@ base="$work/baseline/mnt"
 wb="$work/writeback/mnt"
 # The same VLFS in the other open mode (--no-open-requests or --open-requests, whichever is not the default).
 other="$work/other/mnt"
+# And with one spinning reader of /dev/fuse, where the build has --spin-wait.
+spin="$work/spin/mnt" spin_wait=${SPIN_WAIT:-50}
 # And over FUSE's io_uring queues, where the build and the kernel have them.
 ring="$work/ring/mnt" enable_uring=/sys/module/fuse/parameters/enable_uring
 enable_uring_before=$(cat "$enable_uring" 2>/dev/null || true)
@@ -62,7 +66,7 @@ enable_uring_before=$(cat "$enable_uring" 2>/dev/null || true)
 ovl2="$work/overlayfs2/mnt" fovl2="$work/fuse-overlayfs2/mnt" vlfs2="$work/vlfs2/mnt" served2="$work/served2/mnt"
 cleanup() {
     set +e
-    for mnt in "$vlfs" "$served" "$allpass" "$ring" "$wb" "$other" "$vlfs2" "$served2" "$kvlfs" "$base"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
+    for mnt in "$vlfs" "$served" "$allpass" "$ring" "$wb" "$spin" "$other" "$vlfs2" "$served2" "$kvlfs" "$base"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
     for mnt in "$fovl" "$ufs" "$ovl" "$fovl2" "$ovl2" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
     rm -rf "$scratch"
     [ -z "$enable_uring_before" ] || echo "$enable_uring_before" >"$enable_uring"
@@ -161,6 +165,10 @@ fi
 if "$strata" mount --help | grep -q writeback-cache; then
     mkdir -p "$wb"
     "$strata" mount "$work/bench.ldf" "$wb" --name writeback --writeback-cache
+fi
+if "$strata" mount --help | grep -q spin-wait; then
+    mkdir -p "$spin"
+    "$strata" mount "$work/bench.ldf" "$spin" --name spin --spin-wait "$spin_wait"
 fi
 # The default mode, as `strata mount --help` says it, and the other one.
 default_mode=$("$strata" mount --help | tr -s ' \n' ' ' | grep -o 'Default: --[a-z-]*open-requests' | sed 's/Default: //' || true)
@@ -297,11 +305,12 @@ request_row "find + du, warm" "$tree_files" "$counts" "$(requests)"
 # round trips to a daemon suffer most from other load on the machine. The VLFS daemons' requests are
 # counted over the 5 rounds.
 tar_trees() { tar_once $(for tree in "$@"; do echo "-C $tree ."; done); }
-tar_mounts="$ovl $fovl $ufs $vlfs $served $kvlfs $(mountpoint -q "$allpass" && echo "$allpass" || true) $(mountpoint -q "$ring" && echo "$ring" || true) $(mountpoint -q "$wb" && echo "$wb" || true) $(mountpoint -q "$other" && echo "$other" || true) $(mountpoint -q "$base" && echo "$base" || true)"
+tar_mounts="$ovl $fovl $ufs $vlfs $served $kvlfs $(mountpoint -q "$allpass" && echo "$allpass" || true) $(mountpoint -q "$ring" && echo "$ring" || true) $(mountpoint -q "$wb" && echo "$wb" || true) $(mountpoint -q "$spin" && echo "$spin" || true) $(mountpoint -q "$other" && echo "$other" || true) $(mountpoint -q "$base" && echo "$base" || true)"
 for mnt in $tar_mounts; do tar_trees "$mnt/tree" >/dev/null; done
 tar_trees $tree_ext4 >/dev/null
 counts=$(requests) counts_served=$(requests served) counts_allpass=$(mountpoint -q "$allpass" && requests allpass || true) counts_ring=$(mountpoint -q "$ring" && requests ring || true)
 counts_base=$(mountpoint -q "$base" && requests baseline || true) counts_wb=$(mountpoint -q "$wb" && requests writeback || true) counts_other=$(mountpoint -q "$other" && requests other || true)
+counts_spin=$(mountpoint -q "$spin" && requests spin || true) cpu_spin=$(mountpoint -q "$spin" && daemon_cpu spin || true)
 cpu_vlfs=$(daemon_cpu bench) cpu_allpass=$(mountpoint -q "$allpass" && daemon_cpu allpass || true) cpu_base=$(mountpoint -q "$base" && daemon_cpu baseline || true)
 for round in 1 2 3 4 5; do
     tar_ext4="${tar_ext4:-} $(tar_trees $tree_ext4)"
@@ -316,6 +325,7 @@ for round in 1 2 3 4 5; do
     if mountpoint -q "$allpass"; then tar_allpass="${tar_allpass:-} $(tar_trees "$allpass/tree")"; fi
     if mountpoint -q "$base"; then tar_base="${tar_base:-} $(tar_trees "$base/tree")"; fi
     if mountpoint -q "$wb"; then tar_wb="${tar_wb:-} $(tar_trees "$wb/tree")"; fi
+    if mountpoint -q "$spin"; then tar_spin="${tar_spin:-} $(tar_trees "$spin/tree")"; fi
 done
 cpu_vlfs=$(awk -v a="$cpu_vlfs" -v b="$(daemon_cpu bench)" 'BEGIN { printf "%.2f", b - a }')
 request_row "tar of the tree, warm" "$tree_files" "$counts" "$(requests)" 5
@@ -337,6 +347,10 @@ if [ -n "${tar_wb:-}" ]; then
     request_row "tar of the tree, warm, --writeback-cache" "$tree_files" "$counts_wb" "$(requests writeback)" 5
     tar_wb=$(median $tar_wb)
 fi
+if [ -n "${tar_spin:-}" ]; then
+    request_row "tar of the tree, warm, --spin-wait $spin_wait" "$tree_files" "$counts_spin" "$(requests spin)" 5
+    tar_spin=$(median $tar_spin) cpu_spin=$(awk -v a="$cpu_spin" -v b="$(daemon_cpu spin)" 'BEGIN { printf "%.2f", b - a }')
+fi
 if [ -n "${tar_other:-}" ]; then
     request_row "tar of the tree, warm, $other_mode" "$tree_files" "$counts_other" "$(requests other)" 5
     tar_other=$(median $tar_other)
@@ -350,6 +364,7 @@ fi
 # Copy-up in 5 rounds of a fifth of the files, each visiting every mount in turn: one pass per mount, one
 # mount after another, measured mostly which mount ran while the machine was busiest.
 counts=$(requests) counts_base=$(mountpoint -q "$base" && requests baseline || true) counts_wb=$(mountpoint -q "$wb" && requests writeback || true)
+counts_spin=$(mountpoint -q "$spin" && requests spin || true)
 for digits in 01 23 45 67 89; do
     copyup_ext4="${copyup_ext4:-} $(copyup "$ext4" $digits)"
     copyup_ovl="${copyup_ovl:-} $(copyup "$ovl" $digits)"
@@ -358,6 +373,7 @@ for digits in 01 23 45 67 89; do
     copyup_vlfs="${copyup_vlfs:-} $(copyup "$vlfs" $digits)"
     if mountpoint -q "$base"; then copyup_base="${copyup_base:-} $(copyup "$base" $digits)"; fi
     if mountpoint -q "$wb"; then copyup_wb="${copyup_wb:-} $(copyup "$wb" $digits)"; fi
+    if mountpoint -q "$spin"; then copyup_spin="${copyup_spin:-} $(copyup "$spin" $digits)"; fi
 done
 request_row "copy-up" "$copyup_files" "$counts" "$(requests)"
 copyup_ext4=$(five_rounds $copyup_ext4) copyup_ovl=$(five_rounds $copyup_ovl) copyup_fovl=$(five_rounds $copyup_fovl)
@@ -370,12 +386,23 @@ if [ -n "${copyup_wb:-}" ]; then
     request_row "copy-up, --writeback-cache" "$copyup_files" "$counts_wb" "$(requests writeback)"
     copyup_wb=$(five_rounds $copyup_wb)
 fi
+if [ -n "${copyup_spin:-}" ]; then
+    request_row "copy-up, --spin-wait $spin_wait" "$copyup_files" "$counts_spin" "$(requests spin)"
+    copyup_spin=$(five_rounds $copyup_spin)
+fi
 postmark_ext4=$(postmark_in "$ext4" "$postmark_transactions")
 postmark_ovl=$(postmark_in "$ovl" "$postmark_transactions")
 postmark_fovl=$(postmark_in "$fovl" "$postmark_transactions")
 postmark_ufs=$(postmark_in "$ufs" "$postmark_transactions")
 postmark_counted bench "$vlfs" "Postmark (per file created + transaction)"; postmark_vlfs=$postmark_time
 postmark_kernel=$(postmark_in "$kvlfs" "$postmark_transactions")
+if mountpoint -q "$spin"; then
+    cpu_spin_postmark=$(daemon_cpu spin) cpu_vlfs_postmark=$(daemon_cpu bench)
+    postmark_counted bench "$vlfs" "Postmark, again, beside --spin-wait"; postmark_vlfs_again=$postmark_time
+    postmark_counted spin "$spin" "Postmark, --spin-wait $spin_wait"; postmark_spin=$postmark_time
+    cpu_spin_postmark=$(awk -v a="$cpu_spin_postmark" -v b="$(daemon_cpu spin)" 'BEGIN { printf "%.2f", b - a }')
+    cpu_vlfs_postmark=$(awk -v a="$cpu_vlfs_postmark" -v b="$(daemon_cpu bench)" 'BEGIN { printf "%.2f", b - a }')
+fi
 if mountpoint -q "$wb"; then postmark_counted writeback "$wb" "Postmark, --writeback-cache"; postmark_wb=$postmark_time; fi
 if mountpoint -q "$ring"; then
     postmark_counted ring "$ring" "Postmark, --io-uring"; postmark_ring=$postmark_time
@@ -449,6 +476,13 @@ if [ -n "${tar_wb:-}" ]; then
     awk -v t="$tar_wb" -v to="$tar_ovl" -v tv="$tar_vlfs" -v p="$postmark_wb" -v po="$postmark_ovl" -v pv="$postmark_vlfs" \
         -v c="$copyup_wb" -v co="$copyup_ovl" -v cv="$copyup_vlfs" -v r="$read_served" -v rv="$read_vlfs" 'BEGIN {
         printf "Mounted --writeback-cache (writes cached by the kernel, no passthrough): Postmark %s s, %.2fx overlayfs, %.2fx the default mount; copy-up %s s, %.2fx overlayfs, %.2fx the default mount; warm tar %s s, %.2fx overlayfs, %.2fx the default mount; its sequential read is that of --no-passthrough (%s GB/s against %s).\n", p, p / po, p / pv, c, c / co, c / cv, t, t / to, t / tv, r, rv
+    }'
+fi
+if [ -n "${tar_spin:-}" ]; then
+    awk -v w="$spin_wait" -v t="$tar_spin" -v tv="$tar_vlfs" -v to="$tar_ovl" -v c="$cpu_spin" -v cv="$cpu_vlfs" -v k="$copyup_spin" -v kv="$copyup_vlfs" -v ko="$copyup_ovl" \
+        -v p="$postmark_spin" -v pv="$postmark_vlfs_again" -v po="$postmark_ovl" -v pc="$cpu_spin_postmark" -v pcv="$cpu_vlfs_postmark" 'BEGIN {
+        printf "Mounted --spin-wait %s (one reader of /dev/fuse, spinning before it sleeps): warm tar %s s, %.2fx overlayfs, %.2fx the default mount, its daemon CPU over the 5 rounds %s s (default %s s); copy-up %s s, %.2fx overlayfs, %.2fx the default mount; Postmark %s s, %.2fx overlayfs, %.2fx the default mount run just before it (%s s), daemon CPU %s s (default %s s).\n",
+            w, t, t / to, t / tv, c, cv, k, k / ko, k / kv, p, p / po, p / pv, pv, pc, pcv
     }'
 fi
 if [ -n "${tar_other:-}" ]; then
