@@ -53,12 +53,17 @@ import Glibc
         let bulk = LazyMountTests.bulk
         let partial = "\(remote.mirror)/partial/\(LazyMountTests.bulkBlob.hex)"
 
+        // The fetch happens in the OPEN (the kernel then reads the blob itself, passthrough): the slow
+        // request is over when open returns.
         let slowDone = Atomic<Bool>(false)
         let slowRead = Mutex<String?>(nil)
         let slow = Thread {
-            let text = try? remote.read("var/lib/bulk/data")
-            slowRead.withLock { $0 = text }
+            let descriptor = open(remote.mountpoint + "/var/lib/bulk/data", O_RDONLY)
             slowDone.store(true, ordering: .releasing)
+            guard descriptor >= 0 else { return }
+            defer { close(descriptor) }
+            let text = try? FileHandle(fileDescriptor: descriptor).readToEnd().map { String(decoding: $0, as: UTF8.self) }
+            slowRead.withLock { $0 = text }
         }
         slow.start()
         #expect(LazyMountTests.eventually(10) { (try? FileManager.default.attributesOfItem(atPath: partial)[.size] as? Int) ?? 0 > 0 },
@@ -72,6 +77,7 @@ import Glibc
 
         let finished = LazyMountTests.eventually(60) { slowDone.load(ordering: .acquiring) }
         #expect(finished)
+        #expect(LazyMountTests.eventually(10) { slowRead.withLock { $0 } != nil })
         #expect(slowRead.withLock { $0 } == bulk)
         expectSuccess(try remote.client("umount", remote.mountpoint))
     }
