@@ -150,8 +150,8 @@ public final class FuseMount: Sendable {
     /// libfuse 3.14 predates passthrough, FUSE_HANDLE_KILLPRIV_V2 and FUSE over io_uring: its messages
     /// go through this I/O, which asks for them in its INIT reply (the first message it writes;
     /// passthrough and the ring only when wanted), reads requests through `RequestReader` where one
-    /// spins, shows every request it reads to `RawRequest`, hands
-    /// replies to ring requests to their entries, and otherwise does what libfuse does.
+    /// spins, shows every request it reads to `RawRequest`, hands replies to ring requests to their
+    /// entries, and otherwise does what libfuse does.
     private static func installCustomIO(_ session: OpaquePointer) {
         var io = fuse_custom_io()
         io.writev = { descriptor, vector, count, userdata in
