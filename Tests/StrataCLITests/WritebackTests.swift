@@ -176,6 +176,39 @@ import Glibc
         #expect(try vlfs.read("etc/app.conf") == "CONF one\n")
     }
 
+    /// `private status` (and `scan vlfs:`, which shares it) judges what a writer wrote though the bytes
+    /// are still in the kernel's cache: the daemon pushes them to the private layer first.
+    @Test func privateStatusSeesWritesThatReturned() throws {
+        let vlfs = try MountedWorkspace(layers: Self.layers, ldf: ["main/app 1"], mountOptions: Self.options)
+        let payload = "known bad payload\n"
+        let denyList = vlfs.workspace.scratch.path + "/deny"
+        try AtomicFile.write("\(SHA256.hash(Array(payload.utf8)).description) dropper\n", to: denyList)
+        let writer = Process()
+        writer.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        writer.arguments = ["-c", """
+            import os, sys
+            dropped = os.open(sys.argv[1] + "/etc/dropped", os.O_WRONLY | os.O_CREAT, 0o644)
+            os.write(dropped, sys.argv[2].encode())
+            print("ready", flush=True)
+            sys.stdin.read()
+            """, vlfs.mountpoint, payload]
+        let input = Pipe(), output = Pipe()
+        writer.standardInput = input
+        writer.standardOutput = output
+        try writer.run()
+        defer {
+            try? input.fileHandleForWriting.close()
+            writer.waitUntilExit()
+        }
+        #expect(String(decoding: output.fileHandleForReading.availableData, as: UTF8.self).hasPrefix("ready"))
+        #expect(try String(contentsOfFile: privateFile(vlfs, "etc/dropped"), encoding: .utf8).isEmpty, "the kernel holds the write")
+
+        let status = expectSuccess(try vlfs.workspace.strata("private", "status", vlfs.name, "--deny", denyList)).stdout
+        let line = status.split(separator: "\n").first { $0.contains("/etc/dropped") }
+        #expect(line?.hasPrefix("critical") == true && line?.contains("dropper") == true, "\(status)")
+        #expect(try String(contentsOfFile: privateFile(vlfs, "etc/dropped"), encoding: .utf8) == payload)
+    }
+
     private func privateFile(_ vlfs: MountedWorkspace, _ path: String) -> String {
         vlfs.workspace.home + "/vlfs/\(vlfs.name)/private/" + path
     }
