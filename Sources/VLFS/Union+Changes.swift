@@ -54,11 +54,12 @@ extension Union {
         return try newEntry(path)
     }
 
-    /// Checks that a name is free in the union and that its private parent exists.
+    /// Checks that no shared layer shows the name and that its private parent exists. Whether the
+    /// private layer has it is the creation's own check (O_EXCL, mkdirat…: EEXIST), one call fewer.
     private func prepareNewName(parent: UInt64, name: String) throws(FSError) -> String {
         let parentPath = try path(of: parent)
         let path = Union.join(parentPath, name)
-        if (try? resolve(path)) != nil { throw FSError.exists }
+        if sharedEntry(at: path) != nil { throw FSError.exists }
         try ensurePrivateDirectory(parentPath)
         return path
     }

@@ -64,6 +64,29 @@ import Glibc
         #expect(try String(contentsOfFile: archive + "/private/etc/motd", encoding: .utf8) == "again")
     }
 
+    /// A name taken in either layer cannot be made again, whatever it is.
+    @Test func aTakenNameIsNotMadeAgain() throws {
+        let fixture = try UnionFixture()
+        try fixture.layer("aa", "1", ["etc/motd": "welcome"])
+        let union = try fixture.union(try fixture.ldf("t", ["main/aa 1"]))
+        try make(union, "srv/file")
+        let srv = try union.inode("srv")
+        _ = try union.makeDirectory(parent: srv, name: "directory", mode: 0o755, caller: .root)
+        _ = try union.makeSymlink(parent: srv, name: "link", target: "/nowhere", caller: .root)
+        for name in ["file", "directory", "link"] {
+            #expect(throws: FSError.exists) { try union.create(parent: srv, name: name, mode: 0o644, flags: O_RDWR, caller: .root) }
+            #expect(throws: FSError.exists) { try union.makeDirectory(parent: srv, name: name, mode: 0o755, caller: .root) }
+            #expect(throws: FSError.exists) { try union.makeSymlink(parent: srv, name: name, target: "x", caller: .root) }
+        }
+        let etc = try union.inode("etc")
+        #expect(throws: FSError.exists) { try union.create(parent: etc, name: "motd", mode: 0o644, flags: O_RDWR, caller: .root) }
+        #expect(throws: FSError.exists) { try union.makeDirectory(parent: 1, name: "etc", mode: 0o755, caller: .root) }
+        // Once deleted, the shared name is free.
+        try union.unlink(parent: etc, name: "motd")
+        _ = try union.create(parent: etc, name: "motd", mode: 0o644, flags: O_RDWR, caller: .root)
+        #expect(try union.contents("etc/motd").isEmpty)
+    }
+
     @Test func aDirectorySwappedForASymlinkLeadsNowhere() throws {
         let fixture = try UnionFixture()
         try fixture.layer("aa", "1", ["etc/motd": "welcome"])
