@@ -38,6 +38,10 @@ final class PrivateDirectories: Sendable {
 
     init(capacity: Int) { self.capacity = capacity }
 
+    deinit {
+        for slot in state.withLock({ $0.slots.values }) { close(slot.descriptor) }
+    }
+
     /// Runs `body` with the directory at `path` (not the root), lent if held, else opened by `open`
     /// (a descriptor or -errno) and kept.
     func with<T>(_ path: String, open: () -> Int32, _ body: (Int32) throws(FSError) -> T) throws(FSError) -> T {
@@ -58,7 +62,7 @@ final class PrivateDirectories: Sendable {
             state.clock &+= 1
             state.slots[path] = Slot(descriptor: opened, users: 1, lastUse: state.clock)
             guard state.slots.count > capacity,
-                  let oldest = state.slots.filter({ $0.value.users == 0 }).min(by: { $0.value.lastUse < $1.value.lastUse }) else { return (true, nil) }
+                  let oldest = state.slots.lazy.filter({ $0.value.users == 0 }).min(by: { $0.value.lastUse < $1.value.lastUse }) else { return (true, nil) }
             state.slots[oldest.key] = nil
             return (true, oldest.value.descriptor)
         }

@@ -64,6 +64,18 @@ import Glibc
         #expect(try String(contentsOfFile: archive + "/private/etc/motd", encoding: .utf8) == "again")
     }
 
+    /// Past its bound the layer closes the directories it used least recently, and finds them again.
+    @Test func heldDirectoriesAreBounded() throws {
+        let fixture = try UnionFixture()
+        try fixture.layer("aa", "1", ["etc/motd": "welcome"])
+        let union = try fixture.union(try fixture.ldf("t", ["main/aa 1"]))
+        let before = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
+        for index in 0..<600 { try make(union, "many/d\(index)/f") }
+        let after = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
+        #expect(after - before < 450, "\(after - before) descriptors more")
+        for index in stride(from: 0, to: 600, by: 37) { #expect(try union.attributes(of: union.inode("many/d\(index)/f")).st_size == 0) }
+    }
+
     /// A name taken in either layer cannot be made again, whatever it is.
     @Test func aTakenNameIsNotMadeAgain() throws {
         let fixture = try UnionFixture()
