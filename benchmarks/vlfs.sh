@@ -11,6 +11,8 @@
 # beside overlayfs and the VLFS, with its image's size and mount times. Where the build has
 # --open-requests/--no-open-requests, the VLFS is mounted in the other mode too (the kernel opening regular
 # files itself, or asking the daemon): its warm tar, Postmark, requests and 1 GiB reads warm and cold.
+# And the FUSE floor in Postmark: libfuse's passthrough_hp example (benchmarks/passthrough-hp.sh builds
+# it) over a plain directory, no union, where it builds.
 # Usage: benchmarks/vlfs.sh [--quick]   (root, /dev/fuse; --quick takes about two minutes)
 #        STRATA=/path/to/strata benchmarks/vlfs.sh ...   (another build, e.g. to compare before and after)
 #        BASELINE=/path/to/old/strata benchmarks/vlfs.sh ...   (that build mounted too, in the warm tar and
@@ -58,12 +60,14 @@ other="$work/other/mnt"
 # And over FUSE's io_uring queues, where the build and the kernel have them.
 ring="$work/ring/mnt" enable_uring=/sys/module/fuse/parameters/enable_uring
 enable_uring_before=$(cat "$enable_uring" 2>/dev/null || true)
+# The FUSE floor, where libfuse's passthrough_hp builds.
+floor="$work/floor/mnt"
 # Second mounts of the same layers, as a second appliance on the host would have, for the memory line.
 ovl2="$work/overlayfs2/mnt" fovl2="$work/fuse-overlayfs2/mnt" vlfs2="$work/vlfs2/mnt" served2="$work/served2/mnt"
 cleanup() {
     set +e
     for mnt in "$vlfs" "$served" "$allpass" "$ring" "$wb" "$other" "$vlfs2" "$served2" "$kvlfs" "$base"; do mountpoint -q "$mnt" && { "$strata" umount "$mnt" || umount -l "$mnt"; }; done
-    for mnt in "$fovl" "$ufs" "$ovl" "$fovl2" "$ovl2" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
+    for mnt in "$floor" "$fovl" "$ufs" "$ovl" "$fovl2" "$ovl2" "$work"; do mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }; done
     rm -rf "$scratch"
     [ -z "$enable_uring_before" ] || echo "$enable_uring_before" >"$enable_uring"
 }
@@ -141,6 +145,10 @@ fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs/upper,workdi
 fuse-overlayfs -o "lowerdir=$lowerdir,upperdir=$work/fuse-overlayfs2/upper,workdir=$work/fuse-overlayfs2/work" "$fovl2"
 # unionfs-fuse: the upper directory first and writable, copying shared files up on write (cow).
 unionfs -o cow "$work/unionfs-fuse/upper=RW:$(echo "$lowerdir" | sed 's/:/=RO:/g')=RO" "$ufs"
+floor_binary=$(benchmarks/passthrough-hp.sh 2>"$work/floor.err" || true)
+# It keeps a descriptor for every inode the kernel knows: a tree's worth is more than root may open here,
+# so it serves an empty directory, for Postmark.
+if [ -n "$floor_binary" ]; then mkdir -p "$floor" "$work/floor/directory"; sh -c 'ulimit -n "$(ulimit -Hn)" && exec "$0" "$@"' "$floor_binary" "$work/floor/directory" "$floor"; else echo "No FUSE floor: passthrough_hp did not build (see benchmarks/passthrough-hp.sh)" >&2; fi
 mount_vlfs=$(timed "$strata" mount "$work/bench.ldf" "$vlfs" --name bench)
 # The kernel path: the first mount builds the metadata image, the second finds it in the home's cache.
 kernel_first=$(timed "$strata" mount --kernel "$work/bench.ldf" "$kvlfs" --name "kernel-$$")
@@ -200,7 +208,8 @@ finddu() {
 }
 # Tar of the whole tree, seconds: every file opened and read once. Through a pipe, since GNU tar reads
 # nothing when it writes to /dev/null itself.
-tar_once() { timed sh -c 'tar -cf - "$@" | cat >/dev/null' tar "$@"; }
+# tar's complaints (a file it could not read) fail the benchmark, which a pipe's status would hide.
+tar_once() { timed sh -c 'tar -cf - "$@" 2>"$0" | cat >/dev/null; if [ -s "$0" ]; then cat "$0" >&2; exit 1; fi' "$work/tar.err" "$@"; }
 # Append a byte to the shared files whose names end in one of the digits $2 (a fifth of them): one
 # copy-up each, seconds.
 copyup() { timed sh -c 'for f in "$1"/copyup/*[$2]; do printf x >>"$f"; done' copyup "$1" "$2"; }
@@ -209,7 +218,8 @@ five_rounds() { awk -v m="$(median "$@")" 'BEGIN { printf "%.3f", 5 * m }'; }
 postmark_in() {
     mkdir -p "$1/postmark"
     printf 'set size 512 10000\nset number %s\nset transactions %s\nset location %s\nrun\nquit\n' "$postmark_files" "$2" "$1/postmark" >"$work/postmark.cfg"
-    timed postmark "$work/postmark.cfg"
+    # Postmark reports files it could not create or delete and still exits 0.
+    timed sh -c 'postmark "$0" >"$0.out" 2>&1; if grep "^Error" "$0.out" >&2; then exit 1; fi' "$work/postmark.cfg"
 }
 compile() { make -C "$1/src" -s clean >/dev/null; timed make -C "$1/src" -j2 -s; }
 # Postmark on the VLFS named $1 mounted at $2, its requests printed as the row $3; the time in $postmark_time.
@@ -376,6 +386,7 @@ postmark_fovl=$(postmark_in "$fovl" "$postmark_transactions")
 postmark_ufs=$(postmark_in "$ufs" "$postmark_transactions")
 postmark_counted bench "$vlfs" "Postmark (per file created + transaction)"; postmark_vlfs=$postmark_time
 postmark_kernel=$(postmark_in "$kvlfs" "$postmark_transactions")
+if mountpoint -q "$floor"; then postmark_floor=$(postmark_in "$floor" "$postmark_transactions"); fi
 if mountpoint -q "$wb"; then postmark_counted writeback "$wb" "Postmark, --writeback-cache"; postmark_wb=$postmark_time; fi
 if mountpoint -q "$ring"; then
     postmark_counted ring "$ring" "Postmark, --io-uring"; postmark_ring=$postmark_time
@@ -460,6 +471,11 @@ if [ -n "${tar_other:-}" ]; then
         printf "| Postmark (s) | %s | %s | %s | %.2f | %.2f |\n", po, pv, p, pv / po, p / po
         printf "| sequential read, 1 GiB, warm (GB/s) | %s | %s | %s | %.2f | %.2f |\n", ro, rv, r, rv / ro, r / ro
         printf "| sequential read, 1 GiB, cold (GB/s) | %s | %s | %s | %.2f | %.2f |\n\n", co, cv, c, cv / co, c / co
+    }'
+fi
+if [ -n "${postmark_floor:-}" ]; then
+    awk -v p="$postmark_floor" -v po="$postmark_ovl" -v pv="$postmark_vlfs" 'BEGIN {
+        printf "The FUSE floor, libfuse'"'"'s passthrough_hp over a plain directory (no union, no permission checks, writeback caching): Postmark %s s, %.2fx overlayfs (strata %.2fx of it).\n", p, p / po, pv / p
     }'
 fi
 echo "Daemon CPU over the 5 warm tar rounds ($((5 * tree_files)) files): strata VLFS $cpu_vlfs s$([ "$tar_allpass" = n/a ] || echo ", --passthrough-minimum-size 0 $cpu_allpass s")."

@@ -36,6 +36,9 @@ public enum PrivateStatus {
     /// The changes of a VLFS as its state stands; its private layer is stored in the catalog's store
     /// to be scanned (gc collects it again unless a snapshot keeps it).
     public static func changes(of state: VLFSState, home: StrataHome, catalog: Catalog, deny: DenyList = DenyList()) throws -> [PrivateChange] {
+        // A daemon mounted with writeback caching leaves writes that returned in the kernel's cache: have it
+        // push them to the private layer first. No daemon answering: nothing is held.
+        _ = try? ControlChannel.send("flush", to: state.controlSocket)
         let batch = try catalog.store.beginBatch()
         var noCache: StatCache? = nil
         let privateTree = try DirectoryImporter.importTree(at: state.privateRoot, into: batch, statCache: &noCache).root

@@ -180,6 +180,9 @@ struct Mount: ParsableCommand {
                 }
             case "status":
                 return "ok " + union.stack.layers.map(\.label).joined(separator: ", ")
+            case "flush":
+                union.gate.flushPendingWrites()
+                return "ok"
             case "statistics":
                 let fetched = RemoteObjects.fetched
                 return "ok nodes=\(union.nodeCount) fetched-objects=\(fetched.objects) fetched-bytes=\(fetched.bytes) requests=\(fuse.requests.summary) ring-requests=\(fuse.ringRequests)"

@@ -71,9 +71,7 @@ import Glibc
     /// any copy of its descriptors, as a fork and exec here would make, flushes the file.
     @Test func aSnapshotHoldsWritesThatReturned() throws {
         let vlfs = try MountedWorkspace(layers: Self.layers, ldf: ["main/app 1"], mountOptions: Self.options)
-        let writer = Process()
-        writer.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        writer.arguments = ["-c", """
+        let writer = try HeldWriter("""
             import mmap, os, sys
             root = sys.argv[1]
             created = os.open(root + "/etc/created", os.O_WRONLY | os.O_CREAT, 0o644)
@@ -84,18 +82,8 @@ import Glibc
             os.ftruncate(mapped, 4096)
             page = mmap.mmap(mapped, 4096)
             page[:19] = b"mapped, not synced\\n"
-            print("ready", flush=True)
-            sys.stdin.read()
-            """, vlfs.mountpoint]
-        let input = Pipe(), output = Pipe()
-        writer.standardInput = input
-        writer.standardOutput = output
-        try writer.run()
-        defer {
-            try? input.fileHandleForWriting.close()
-            writer.waitUntilExit()
-        }
-        #expect(String(decoding: output.fileHandleForReading.availableData, as: UTF8.self).hasPrefix("ready"))
+            """, vlfs.mountpoint)
+        defer { writer.finish() }
         #expect(try String(contentsOfFile: privateFile(vlfs, "etc/created"), encoding: .utf8).isEmpty, "the kernel holds the write")
 
         let digest = expectSuccess(try vlfs.workspace.strata("image", "snapshot", vlfs.name, "--image", "held")).stdout.split(separator: "\n")[0]
@@ -174,6 +162,49 @@ import Glibc
         try vlfs.unmount()
         try vlfs.mount()
         #expect(try vlfs.read("etc/app.conf") == "CONF one\n")
+    }
+
+    /// `private status` (and `scan vlfs:`, which shares it) judges what a writer wrote though the bytes
+    /// are still in the kernel's cache: the daemon pushes them to the private layer first.
+    @Test func privateStatusSeesWritesThatReturned() throws {
+        let vlfs = try MountedWorkspace(layers: Self.layers, ldf: ["main/app 1"], mountOptions: Self.options)
+        let payload = "known bad payload\n"
+        let denyList = vlfs.workspace.scratch.path + "/deny"
+        try AtomicFile.write("\(SHA256.hash(Array(payload.utf8)).description) dropper\n", to: denyList)
+        let writer = try HeldWriter("""
+            import os, sys
+            dropped = os.open(sys.argv[1] + "/etc/dropped", os.O_WRONLY | os.O_CREAT, 0o644)
+            os.write(dropped, sys.argv[2].encode())
+            """, vlfs.mountpoint, payload)
+        defer { writer.finish() }
+        #expect(try String(contentsOfFile: privateFile(vlfs, "etc/dropped"), encoding: .utf8).isEmpty, "the kernel holds the write")
+
+        let status = expectSuccess(try vlfs.workspace.strata("private", "status", vlfs.name, "--deny", denyList)).stdout
+        let line = status.split(separator: "\n").first { $0.contains("/etc/dropped") }
+        #expect(line?.hasPrefix("critical") == true && line?.contains("dropper") == true, "\(status)")
+        #expect(try String(contentsOfFile: privateFile(vlfs, "etc/dropped"), encoding: .utf8) == payload)
+    }
+
+    /// Another process that runs a Python script writing through the mount, then holds its descriptors
+    /// open (a close would flush them) until `finish`.
+    private struct HeldWriter {
+        let process = Process()
+        let input = Pipe()
+
+        init(_ script: String, _ arguments: String...) throws {
+            let output = Pipe()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            process.arguments = ["-c", script + "\nprint(\"ready\", flush=True)\nsys.stdin.read()\n"] + arguments
+            process.standardInput = input
+            process.standardOutput = output
+            try process.run()
+            #expect(String(decoding: output.fileHandleForReading.availableData, as: UTF8.self).hasPrefix("ready"))
+        }
+
+        func finish() {
+            try? input.fileHandleForWriting.close()
+            process.waitUntilExit()
+        }
     }
 
     private func privateFile(_ vlfs: MountedWorkspace, _ path: String) -> String {
