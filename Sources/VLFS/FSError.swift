@@ -25,6 +25,12 @@ public struct FSError: Error, Equatable, CustomStringConvertible, Sendable {
 
     public var description: String { String(cString: strerror(code)) }
 
+    /// A descriptor from a call that returns one or -errno (`Beneath.open`).
+    static func opened(_ result: Int32) throws(FSError) -> Int32 {
+        guard result >= 0 else { throw FSError(-result) }
+        return result
+    }
+
     /// Runs a call that throws `SystemError` (the store's helpers), keeping its errno.
     static func mapping<T>(_ body: () throws -> T) throws(FSError) -> T {
         do {

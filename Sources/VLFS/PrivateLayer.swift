@@ -28,6 +28,8 @@ final class PrivateLayer: Sendable {
     private let work: Int32
     private let copyOrdering: CopyOrdering
     private let workNames = Atomic<UInt64>(0)
+    /// The directories requests act in, held open (forgotten by whatever moves or removes one).
+    private let directories = PrivateDirectories(capacity: 256)
     /// `/proc/self/fd`, through whose magic links an O_PATH descriptor is reopened or changed in place.
     private static let processDescriptors = Glibc.open("/proc/self/fd", O_DIRECTORY | Beneath.pathOnly | O_CLOEXEC)
     /// For the names of copies in the work directory (unique with `workNames`).
@@ -58,21 +60,31 @@ final class PrivateLayer: Sendable {
 
     /// Opens `path` beneath the root: the caller closes the descriptor.
     private func descriptor(_ path: String, _ flags: Int32) throws(FSError) -> Int32 {
-        let fd = Beneath.open(rootDescriptor, path, flags: flags)
-        guard fd >= 0 else { throw FSError(-fd) }
-        return fd
+        if path.isEmpty { return try FSError.opened(Beneath.open(rootDescriptor, "", flags: flags)) }
+        return try atParent(path) { directory, name throws(FSError) in try FSError.opened(Beneath.open(directory, name, flags: flags)) }
     }
 
-    /// Runs `body` with the parent directory of `path` open and the last name.
+    /// Runs `body` with the directory at `path` open (O_PATH): the root, or one `directories` holds.
+    @inline(__always)
+    private func atDirectory<T>(_ path: String, _ body: (_ directory: Int32) throws(FSError) -> T) throws(FSError) -> T {
+        if path.isEmpty { return try body(rootDescriptor) }
+        return try directories.with(path, open: { Beneath.open(rootDescriptor, path, flags: O_DIRECTORY | Beneath.pathOnly) }, body)
+    }
+
+    /// Runs `body` with the parent directory of `path` open and the last name (one component, never
+    /// `.` or `..`, so that a `*at()` call on it stays in that directory).
     @inline(__always)
     @discardableResult
-    private func atParent<T>(_ path: String, flags: Int32 = O_DIRECTORY | Beneath.pathOnly,
-                             _ body: (_ directory: Int32, _ name: String) throws(FSError) -> T) throws(FSError) -> T {
+    private func atParent<T>(_ path: String, _ body: (_ directory: Int32, _ name: String) throws(FSError) -> T) throws(FSError) -> T {
         let (parent, name) = Beneath.split(path)
-        guard !name.isEmpty else { throw FSError.invalid }
-        let fd = try descriptor(parent, flags)
-        defer { close(fd) }
-        return try body(fd, name)
+        guard !name.isEmpty, name != ".", name != ".." else { throw FSError.invalid }
+        return try atDirectory(parent) { directory throws(FSError) in try body(directory, name) }
+    }
+
+    /// What a failure to reach a path in the private layer means for the union: nothing there (the
+    /// name, or a real directory on the way to it, is missing; a symlink on the way hides what is below).
+    private static func isAbsence(_ error: FSError) -> Bool {
+        error.code == ENOENT || error.code == ENOTDIR || error.code == ELOOP
     }
 
     /// Runs `body` with the file at `path` itself open O_PATH (a symlink, not its target).
@@ -87,24 +99,25 @@ final class PrivateLayer: Sendable {
     // MARK: Reading
 
     /// The file's status, or nil when the private layer has nothing at `path` (nor a real directory
-    /// on the way to it: a symlink on the way hides everything below it, as in the union).
+    /// on the way to it: a symlink on the way hides everything below it, as in the union). One fstatat
+    /// on the parent's descriptor, which does not follow the last name.
     func status(_ path: String) throws(FSError) -> stat? {
-        guard let fd = try present(path) else { return nil }
-        defer { close(fd) }
         var st = stat()
-        try check { fstat(fd, &st) }
-        return st
+        if path.isEmpty {
+            try check { fstat(rootDescriptor, &st) }
+            return st
+        }
+        do {
+            try atParent(path) { directory, name throws(FSError) in try check { fstatat(directory, name, &st, AT_SYMLINK_NOFOLLOW) } }
+            return st
+        } catch where PrivateLayer.isAbsence(error) {
+            return nil
+        }
     }
 
-    /// The entry at `path` opened O_PATH (a symlink itself), or nil when the private layer has nothing
-    /// there (as `status`); the caller closes it.
-    private func present(_ path: String) throws(FSError) -> Int32? {
-        let fd = Beneath.open(rootDescriptor, path, flags: Beneath.pathOnly | O_NOFOLLOW)
-        guard fd < 0 else { return fd }
-        switch -fd {
-        case ENOENT, ENOTDIR, ELOOP: return nil
-        default: throw FSError(-fd)
-        }
+    /// Whether a directory is at `path`; it is then held for the requests that follow, which act in it.
+    func holdsDirectory(_ path: String) -> Bool {
+        (try? atDirectory(path) { _ throws(FSError) in true }) ?? false
     }
 
     /// Opens a regular file for I/O (never a device, FIFO or symlink put in its place).
@@ -177,11 +190,22 @@ final class PrivateLayer: Sendable {
         }
     }
 
-    /// The attribute of the entry at `path`, or nil when the private layer has nothing there (as `status`).
+    /// The attribute of the entry at `path`, or nil when the private layer has nothing there (as
+    /// `status`): one getxattrat on the parent's descriptor where the kernel has it.
     func extendedAttributeIfPresent(_ path: String, name: String) throws(FSError) -> [UInt8]? {
-        guard let fd = try present(path) else { return nil }
-        defer { close(fd) }
-        guard let value = try FSError.mapping({ try ExtendedAttributes.get(.descriptor(fd), name) }) else { throw FSError.noAttribute }
+        let value: [UInt8]?
+        do {
+            if path.isEmpty {
+                value = try FSError.mapping { try ExtendedAttributes.get(.descriptor(rootDescriptor), name) }
+            } else {
+                value = try atParent(path) { directory, entry throws(FSError) in
+                    try FSError.mapping { try ExtendedAttributes.get(.entry(entry, in: directory, path: path), name) }
+                }
+            }
+        } catch where PrivateLayer.isAbsence(error) {
+            return nil
+        }
+        guard let value else { throw FSError.noAttribute }
         return value
     }
 
@@ -207,18 +231,26 @@ final class PrivateLayer: Sendable {
     // New entries belong to their creator; the group is the directory's when that is setgid. chown
     // clears setuid and setgid on non-directories, even as root, so those bits are set again after it.
 
-    func create(_ path: String, flags: Int32, mode: UInt32, owner: Caller) throws(FSError) -> Int32 {
+    /// Creates a regular file and opens it: its descriptor and status.
+    func create(_ path: String, flags: Int32, mode: UInt32, owner: Caller) throws(FSError) -> (descriptor: Int32, status: stat) {
         try atParent(path) { directory, name throws(FSError) in
             let fd = try check { openat(directory, name, (flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC) & ~O_NOCTTY, mode_t(mode & 0o7777)) }
             do throws(FSError) {
-                let group = try PrivateLayer.group(of: owner, in: directory)
-                try check { fchown(fd, owner.uid, group) }
-                if mode & 0o6000 != 0 { try check { fchmod(fd, mode_t(mode & 0o7777)) } }
+                var st = stat()
+                try check { fstat(fd, &st) }
+                // Made as the daemon: its group is already the directory's where that is setgid, the
+                // daemon's elsewhere; so when owner and group match the caller's, they are right.
+                if st.st_uid != owner.uid || st.st_gid != owner.gid {
+                    let group = try PrivateLayer.group(of: owner, in: directory)
+                    try check { fchown(fd, owner.uid, group) }
+                    if mode & 0o6000 != 0 { try check { fchmod(fd, mode_t(mode & 0o7777)) } }
+                    try check { fstat(fd, &st) }
+                }
+                return (fd, st)
             } catch {
                 close(fd)
                 throw error
             }
-            return fd
         }
     }
 
@@ -267,12 +299,14 @@ final class PrivateLayer: Sendable {
 
     func removeDirectory(_ path: String) throws(FSError) {
         try atParent(path) { directory, name throws(FSError) in try check { unlinkat(directory, name, AT_REMOVEDIR) } }
+        directories.forget(under: path)
     }
 
     /// Removes `path` and everything beneath it, through descriptors (`StrataStore.removeTree(in:)`).
     func removeTree(_ path: String) throws(FSError) {
         let root = try check { fcntl(rootDescriptor, F_DUPFD_CLOEXEC, 0) }
         let directory = FileDescriptor(raw: root, path: self.path)
+        defer { directories.forget(under: path) }
         try FSError.mapping { try StrataStore.removeTree(in: directory, path) }
     }
 
@@ -280,6 +314,9 @@ final class PrivateLayer: Sendable {
         try atParent(from) { sourceDirectory, sourceName throws(FSError) in
             try atParent(to) { directory, name throws(FSError) in try check { renameat2(sourceDirectory, sourceName, directory, name, flags) } }
         }
+        // Both: a directory may have moved away from `from`, or been replaced (or exchanged) at `to`.
+        directories.forget(under: from)
+        directories.forget(under: to)
     }
 
     func setOwner(_ path: String, uid: UInt32, gid: UInt32) throws(FSError) {
@@ -430,5 +467,6 @@ final class PrivateLayer: Sendable {
         try check { fchmod(fresh, rootStatus.st_mode & 0o7777) }
         let old = root.exchange(fresh, ordering: .acquiringAndReleasing)
         retiredRoots.withLock { $0.append(old) }
+        directories.forget(under: "")
     }
 }

@@ -13,11 +13,9 @@ extension Union {
     /// Creates a file and opens it.
     public func create(parent: UInt64, name: String, mode: UInt32, flags: Int32, caller: Caller) throws(FSError) -> (Entry, OpenFile) {
         let path = try prepareNewName(parent: parent, name: name)
-        let fd = try privateLayer.create(path, flags: flags, mode: mode, owner: caller)
+        let (fd, st) = try privateLayer.create(path, flags: flags, mode: mode, owner: caller)
         do {
-            // The file just made is what its path resolves to: its descriptor tells its status.
-            var st = stat()
-            try check { fstat(fd, &st) }
+            // The file just made is what its path resolves to: its descriptor told its status.
             let entry = try newEntry(path, resolved: Resolved(top: .privateFile(st), contributors: [], stack: stack))
             let file = OpenFile(descriptor: fd, blob: nil)
             registerOpen(entry.inode, file, attributes: entry.attributes)
@@ -56,11 +54,12 @@ extension Union {
         return try newEntry(path)
     }
 
-    /// Checks that a name is free in the union and that its private parent exists.
+    /// Checks that no shared layer shows the name and that its private parent exists. Whether the
+    /// private layer has it is the creation's own check (O_EXCL, mkdirat…: EEXIST), one call fewer.
     private func prepareNewName(parent: UInt64, name: String) throws(FSError) -> String {
         let parentPath = try path(of: parent)
         let path = Union.join(parentPath, name)
-        if (try? resolve(path)) != nil { throw FSError.exists }
+        if sharedEntry(at: path) != nil { throw FSError.exists }
         try ensurePrivateDirectory(parentPath)
         return path
     }
@@ -275,6 +274,7 @@ extension Union {
 
     /// Makes the directory at `path` exist in the private layer, copying up its ancestors as needed.
     func ensurePrivateDirectory(_ path: String) throws(FSError) {
+        if privateLayer.holdsDirectory(path) { return }
         if let st = try privateLayer.status(path) {
             guard (st.st_mode & S_IFMT) == S_IFDIR else { throw FSError.notDirectory }
             return

@@ -62,6 +62,8 @@ public final class Union: Sendable {
     private let openFiles = Mutex<[UInt64: (descriptors: [Int32], attributes: stat, isShared: Bool)]>([:])
     /// Descriptors by node, for a mount whose kernel opens regular files itself (`Union+Descriptors`).
     public let descriptors = InodeDescriptors(capacity: 4096)
+    /// Opens of shared files whose blobs are opened at their first read (`open(_:flags:deferringBlob:)`).
+    let deferredBlobs = DeferredBlobs()
 
     public init(stack: LayerStack, privateRoot: String, whiteoutDirectory: String) throws {
         self.privateRoot = privateRoot
@@ -93,6 +95,7 @@ public final class Union: Sendable {
 
     /// Swaps in a new stack atomically and returns the paths whose contents or visibility may differ.
     public func replaceStack(_ new: LayerStack) throws -> [String] {
+        deferredBlobs.openAll()
         let old = current.withLock { current -> LayerStack in
             defer { current = (new, DirectoryCache(), current.epoch &+ 1) }
             return current.stack
@@ -432,9 +435,19 @@ public final class Union: Sendable {
         close(descriptor)
     }
 
+    /// The blob of a deferred open (see `OpenFile.deferred`), opened at the first call.
+    public func deferredBlob(_ id: UInt64) throws(FSError) -> Int32 { try deferredBlobs.descriptor(id) }
+
+    /// Ends a deferred open, closing its blob if it was read.
+    public func releaseDeferred(_ inode: UInt64, _ id: UInt64) {
+        unregisterOpen(inode, descriptor: -1)
+        deferredBlobs.remove(id)
+    }
+
     func unregisterOpen(_ inode: UInt64, descriptor: Int32) {
         openFiles.withLock { files in
-            files[inode]?.descriptors.removeAll { $0 == descriptor }
+            // One: deferred opens all count as -1.
+            if let index = files[inode]?.descriptors.firstIndex(of: descriptor) { files[inode]?.descriptors.remove(at: index) }
             if files[inode]?.descriptors.isEmpty == true { files[inode] = nil }
         }
     }
@@ -507,6 +520,9 @@ public final class Union: Sendable {
         public var blob: Digest?
         /// The blob's size, for a shared file.
         public var size: UInt64 = 0
+        /// For a shared file whose blob is opened at its first read: the open's id for `deferredBlob`
+        /// and `releaseDeferred` (`descriptor` is then -1).
+        public var deferred: UInt64?
         public var isShared: Bool { blob != nil }
     }
 
@@ -515,8 +531,11 @@ public final class Union: Sendable {
         (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0
     }
 
-    /// Opens a file; one opened for writing (so private) undergoes `drop` when given (O_TRUNC).
-    public func open(_ inode: UInt64, flags: Int32, droppingPrivileges drop: PrivilegeDrop? = nil) throws(FSError) -> OpenFile {
+    /// Opens a file; one opened for writing (so private) undergoes `drop` when given (O_TRUNC). A shared
+    /// file of a local layer opened for reading, of a size that `deferringBlob` takes, gets its blob
+    /// only at its first read (`deferredBlob`).
+    public func open(_ inode: UInt64, flags: Int32, droppingPrivileges drop: PrivilegeDrop? = nil,
+                     deferringBlob: (_ size: UInt64) -> Bool = { _ in false }) throws(FSError) -> OpenFile {
         let writing = Union.opensForWriting(flags)
         // A revert may drop the private copy between resolving and opening it; the shared original
         // then shows, so resolve again (a second loss in a row is reported). A copy made for this open
@@ -550,9 +569,14 @@ public final class Union: Sendable {
                 file = OpenFile(descriptor: fd, blob: nil)
             case .shared(let layer, let entry):
                 guard entry.kind == .regular else { throw FSError.invalid }
-                let fd = try resolved.stack.layers[layer].openBlob(entry)
+                let shared = resolved.stack.layers[layer]
+                // A lazily fetched layer fetches at the open, which fails alone if the fetch does.
+                if shared.remote == nil, deferringBlob(entry.size) {
+                    file = OpenFile(descriptor: -1, blob: entry.digest, size: entry.size, deferred: deferredBlobs.add(shared, entry))
+                } else {
+                    file = OpenFile(descriptor: try shared.openBlob(entry), blob: entry.digest, size: entry.size)
+                }
                 firstOpens.note(path)
-                file = OpenFile(descriptor: fd, blob: entry.digest, size: entry.size)
             }
             registerOpen(inode, file, attributes: try attributes(of: resolved, inode: inode))
             return file

@@ -18,7 +18,10 @@ extension FuseMount {
                 // The kernel takes ENOSYS as "open regular files yourself" and asks no more.
                 guard !mount.kernelOpensFiles else { throw FSError(ENOSYS) }
                 let node = UInt64(inode)
-                let file = try mount.union.open(node, flags: mount.privateOpenFlags(info!.pointee.flags), droppingPrivileges: FuseMount.privilegeDrop(request))
+                // A file read through the daemon, kept cached by the kernel, gets its blob at its first
+                // READ: a warm re-read sends none.
+                let file = try mount.union.open(node, flags: mount.privateOpenFlags(info!.pointee.flags), droppingPrivileges: FuseMount.privilegeDrop(request),
+                                                deferringBlob: { !mount.opens.passesThrough(size: $0) })
                 let (handle, backingID) = try mount.admit(node, file)
                 if let backingID {
                     if strata_fuse_reply_open_passthrough(request, handle, backingID) != 0 { mount.closeFile(node, handle: handle) }

@@ -316,14 +316,14 @@ public final class FuseMount: Sendable {
     /// for passthrough; on a conflict, closes it, renews the node and fails with ESTALE so that the
     /// kernel retries on a new inode.
     func admit(_ node: UInt64, _ file: Union.OpenFile) throws(FSError) -> (handle: UInt64, backingID: Int32?) {
-        let descriptor = UInt64(UInt32(bitPattern: file.descriptor))
+        let descriptor = file.deferred.map { $0 << 34 | FuseMount.deferredHandle } ?? UInt64(UInt32(bitPattern: file.descriptor))
         switch opens.admit(node, file) {
         case .cached:
             return (descriptor, nil)
         case .passthrough(let backingID):
             return (descriptor | KernelOpens.passthroughHandle, backingID)
         case .conflict:
-            union.release(node, descriptor: file.descriptor)
+            releaseInUnion(node, handle: descriptor)
             union.renew(node)
             throw FSError(ESTALE)
         }
@@ -334,7 +334,9 @@ public final class FuseMount: Sendable {
     /// for the call. `writable`, which a change asks for under the gate, copies a shared file up first.
     func withDescriptor<R>(_ inode: fuse_ino_t, _ info: UnsafeMutablePointer<fuse_file_info>?, writable: Bool,
                            _ body: (Int32) throws(FSError) -> R) throws(FSError) -> R {
-        if let handle = info?.pointee.fh, handle != 0 { return try body(Int32(truncatingIfNeeded: handle)) }
+        if let handle = info?.pointee.fh, handle != 0 {
+            return try body(handle & FuseMount.deferredHandle != 0 ? union.deferredBlob(handle >> 34) : Int32(truncatingIfNeeded: handle))
+        }
         let loan = try union.borrowDescriptor(UInt64(inode), writable: writable)
         defer { union.descriptors.giveBack(loan) }
         return try body(loan.descriptor)
@@ -342,8 +344,20 @@ public final class FuseMount: Sendable {
 
     func closeFile(_ node: UInt64, handle: UInt64) {
         opens.release(node, passthrough: handle & KernelOpens.passthroughHandle != 0)
-        union.release(node, descriptor: Int32(truncatingIfNeeded: handle))
+        releaseInUnion(node, handle: handle)
     }
+
+    private func releaseInUnion(_ node: UInt64, handle: UInt64) {
+        if handle & FuseMount.deferredHandle != 0 {
+            union.releaseDeferred(node, handle >> 34)
+        } else {
+            union.release(node, descriptor: Int32(truncatingIfNeeded: handle))
+        }
+    }
+
+    /// The mark of a file handle whose shared file's blob is opened at the first read (`Union.OpenFile.deferred`):
+    /// the open's id is in the bits above it and the low 32 bits, a descriptor's elsewhere, are 0.
+    static let deferredHandle: UInt64 = 1 << 33
 
     /// getxattr/listxattr protocol: a zero size asks for the length only.
     static func replyAttributeData(_ request: fuse_req_t?, _ bytes: [UInt8], size: Int) {

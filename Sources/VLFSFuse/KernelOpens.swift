@@ -50,12 +50,18 @@ final class KernelOpens: Sendable {
         passthroughMinimumSize = minimumSize
     }
 
+    /// Whether a shared file of `size` bytes opened for reading would be passed through (as far as
+    /// anyone can tell before its blob is registered).
+    func passesThrough(size: UInt64) -> Bool {
+        size >= passthroughMinimumSize && passthroughWorks.load(ordering: .relaxed)
+    }
+
     /// Decides how to answer an open of `inode` that opened `file`, and counts it.
     func admit(_ inode: UInt64, _ file: Union.OpenFile) -> Admission {
         modes.withLock { modes in
             var current = modes[inode] ?? Modes()
             defer { modes[inode] = current }
-            guard let blob = file.blob, file.size >= passthroughMinimumSize, current.cached == 0, passthroughWorks.load(ordering: .relaxed) else {
+            guard let blob = file.blob, passesThrough(size: file.size), current.cached == 0 else {
                 if current.passthrough > 0 { return .conflict }
                 if current.cached > 0, current.cachedBlob != file.blob, separatesFiles.load(ordering: .relaxed) { return .conflict }
                 if current.cached == 0 { current.cachedBlob = file.blob }

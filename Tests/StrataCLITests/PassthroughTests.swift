@@ -177,6 +177,26 @@ extension MountTests {
         #expect(try requests(of: vlfs).subtracting(before) == ["open": 2, "release": 2])
     }
 
+    /// A cached shared file gets its blob at its first READ, not at its OPEN (a warm re-read sends
+    /// none): an open not read yet still reads the file it opened after its name went, or after a live
+    /// update gave its path another file.
+    @Test func aCachedFileOpensItsBlobAtItsFirstRead() throws {
+        let vlfs = try MountedWorkspace(layers: Self.app, ldf: ["main/app 1", "main/base 1"], mountOptions: Self.withOpens)
+        let removed = try #require(FileHandle(forReadingAtPath: vlfs.path("etc/os-release")))
+        defer { try? removed.close() }
+        let updated = try #require(FileHandle(forReadingAtPath: vlfs.path("usr/bin/app")))
+        defer { try? updated.close() }
+        #expect(try vlfs.read("etc/app.conf") == "conf one\n")
+
+        #expect(unlink(vlfs.path("etc/os-release")) == 0)
+        try vlfs.setLDF(["main/app 2", "main/base 1"])
+        try vlfs.update()
+        #expect(try removed.readToEnd() == Data("strata\n".utf8))
+        #expect(try updated.readToEnd() == Data("app one\n".utf8))
+        #expect(try vlfs.read("etc/app.conf") == "conf two\n")
+        #expect(!FileManager.default.fileExists(atPath: vlfs.path("etc/os-release")))
+    }
+
     /// The CAS blob a shared file of the VLFS is served from, as its `user.strata.digest` names it.
     private func blobPath(of vlfs: MountedWorkspace, _ relative: String) throws -> String {
         let value = try shell("getfattr --only-values -n user.strata.digest '\(vlfs.path(relative))'")
