@@ -60,6 +60,7 @@ final class DeferredBlobs: Sendable {
         close(opened)
         return kept >= 0 ? kept : nil
     }
+
     /// Ends open `id`, closing its blob if it was read.
     func remove(_ id: UInt64) {
         let index = Int(id) - 1
